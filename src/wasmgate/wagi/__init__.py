@@ -1,0 +1,1 @@
+"""WAGI: the CGI-for-WASI protocol (pure translation) and its host extensions."""

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up, then run every check: lint (ruff), types (mypy --strict on src/), tests (pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+echo "== ruff"; .venv/bin/ruff check src tests tools benchmarks examples
+echo "== ruff format"; .venv/bin/ruff format --check src tests tools benchmarks examples
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"; .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create ./.venv with wasmgate (editable) and its development tools. Idempotent and quiet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+"$PY" - <<'PYCHECK'
+import sys
+if sys.version_info < (3, 11):
+    raise SystemExit(f"wasmgate needs Python >= 3.11 (found {sys.version.split()[0]})")
+PYCHECK
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.wasmgate-setup
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    touch "$stamp"
+fi
