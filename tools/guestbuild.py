@@ -8,7 +8,8 @@ Rules:
   a build killed half-way leaves nothing behind and parallel builders never see a torn file.
 - The cache lives in ``$WASMGATE_GUEST_CACHE`` or ``<repo>/.cache/guests``.
 
-Usable as a module (``build(path)``) and as a command (``python tools/guestbuild.py SRC... [-o DIR]``).
+Usable as a module (``build(path)``) and as a command
+(``python tools/guestbuild.py SRC... [-o DIR]``).
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def build(source: str | Path, flags: Sequence[str] = (), out: str | Path | None 
     """Return the path of the built ``.wasm`` for ``source``, compiling only on a cache miss."""
     source = Path(source).resolve()
     flags = tuple(flags)
-    cdir = cache_dir()
+    cdir = cache_dir() / _key(source, flags)
     cdir.mkdir(parents=True, exist_ok=True)
-    cached = cdir / f"{source.stem}-{_key(source, flags)}.wasm"
+    cached = cdir / f"{source.stem}.wasm"
     if not cached.exists():
         fd, tmp = tempfile.mkstemp(dir=cdir, suffix=".tmp.wasm")
         os.close(fd)
@@ -94,8 +95,12 @@ def build(source: str | Path, flags: Sequence[str] = (), out: str | Path | None 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sources", nargs="+", type=Path)
-    parser.add_argument("-o", "--out-dir", type=Path, help="copy results here (default: beside source)")
-    parser.add_argument("--flag", action="append", default=[], help="extra compiler flag (repeatable)")
+    parser.add_argument(
+        "-o", "--out-dir", type=Path, help="copy results here (default: beside source)"
+    )
+    parser.add_argument(
+        "--flag", action="append", default=[], help="extra compiler flag (repeatable)"
+    )
     args = parser.parse_args(argv)
     for src in args.sources:
         dest = args.out_dir if args.out_dir else src.with_suffix(".wasm")

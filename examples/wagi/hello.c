@@ -1,0 +1,13 @@
+// hello.c - the "hello world" WAGI guest in C.
+//
+// WAGI is CGI for WASI: the gateway runs the module's _start (here: main) once per request and
+// turns what it prints into the HTTP response. Headers come first, one per line, then a blank
+// line, then the body. Content-Type (or Location, or Status) is the minimum a response needs.
+#include <stdio.h>
+
+int main(void) {
+    fputs("Content-Type: text/plain\n", stdout);
+    fputs("\n", stdout);  // the blank line ends the headers
+    fputs("Hello from WebAssembly!\n", stdout);
+    return 0;  // returning from main flushes stdout
+}

@@ -1,0 +1,106 @@
+"""What a guest may touch: argv, environment, directories and stdio. Deny by default.
+
+Rules:
+- A guest sees nothing of the host unless a ``Capabilities`` value grants it: no host environment
+  variable, no directory, no stdin. ``Capabilities()`` is a sealed sandbox.
+- Environment grants are explicit pairs. Copying a host variable is a deliberate act of the
+  caller (``env_from_host``), done once, by name; nothing is inherited wholesale.
+- Directories are preopened by the engine under a guest path; the guest cannot leave them (WASI
+  resolves every path, ``..`` and symlinks included, inside the preopen). ``read_only`` grants
+  cannot create, write, rename or delete anything.
+- Stdio is given per stream: ``INHERIT`` (the host process's own stream), ``None`` (closed/empty),
+  a ``Path`` (a host file), or, for stdin only, ``bytes``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+from .errors import UsageError
+
+__all__ = [
+    "INHERIT",
+    "Capabilities",
+    "DirGrant",
+    "Inherit",
+    "StdinSpec",
+    "Stdio",
+    "StdoutSpec",
+    "env_from_host",
+    "parse_dir_grant",
+    "parse_env_grant",
+]
+
+Inherit = Literal["inherit"]
+INHERIT: Final[Inherit] = "inherit"
+StdinSpec = Inherit | bytes | Path | None
+StdoutSpec = Inherit | Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class DirGrant:
+    """A host directory preopened for the guest at ``guest`` (an absolute guest path)."""
+
+    host: Path
+    guest: str
+    read_only: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.guest or "\0" in self.guest:
+            raise UsageError(f"invalid guest path {self.guest!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Stdio:
+    stdin: StdinSpec = None
+    stdout: StdoutSpec = None
+    stderr: StdoutSpec = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """Everything a guest is granted. The default grants nothing."""
+
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    dirs: tuple[DirGrant, ...] = ()
+    stdio: Stdio = field(default_factory=Stdio)
+
+    def __post_init__(self) -> None:
+        for key, value in self.env:
+            if not key or "=" in key or "\0" in key or "\0" in value:
+                raise UsageError(f"invalid environment variable {key!r}")
+        for arg in self.args:
+            if "\0" in arg:
+                raise UsageError("arguments cannot contain NUL characters")
+
+
+def parse_env_grant(text: str) -> tuple[str, str]:
+    """``K=V`` grants ``K`` with value ``V``; a bare ``NAME`` copies that one host variable."""
+    key, sep, value = text.partition("=")
+    if not key or "\0" in text:
+        raise UsageError(f"invalid --env {text!r} (expected KEY=VALUE or NAME)")
+    if sep:
+        return key, value
+    return env_from_host(key)
+
+
+def env_from_host(name: str) -> tuple[str, str]:
+    value = os.environ.get(name)
+    if value is None:
+        raise UsageError(f"--env {name}: {name} is not set in the host environment")
+    return name, value
+
+
+def parse_dir_grant(text: str, *, read_only: bool = False) -> DirGrant:
+    """``HOST[::GUEST]`` as the ``wasmtime`` CLI spells it; GUEST defaults to HOST."""
+    host, sep, guest = text.partition("::")
+    if not host or (sep and not guest):
+        raise UsageError(f"invalid directory grant {text!r} (expected HOST[::GUEST])")
+    path = Path(host)
+    if not path.is_dir():
+        raise UsageError(f"directory not found: {host}")
+    return DirGrant(host=path, guest=guest if sep else host, read_only=read_only)

@@ -1,0 +1,238 @@
+"""The ``wasmgate`` command line: a thin adapter over ``config`` and ``api``.
+
+Rules:
+- Flags mirror the ``wasmtime`` CLI where it has one (``--dir HOST::GUEST``, ``--env``,
+  ``--invoke``, ``--fuel``, ``--allow-precompiled``) and the config fields everywhere.
+- Errors are mapped to exit statuses here and only here (``main``): a ``WasmgateError`` prints
+  one line ``wasmgate: error: ...`` and exits with its ``exit_code``; a trap also prints its wasm
+  backtrace. No Python traceback reaches the user for anything we anticipated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .api import load, run
+from .capabilities import DirGrant, parse_dir_grant, parse_env_grant
+from .config import CacheConfig, RunConfig
+from .engine import EngineSettings, engine_version, format_results
+from .engine.inspect import describe
+from .errors import GuestExit, GuestTrap, LimitExceeded, UsageError, WasmgateError
+from .limits import Limits
+from .units import parse_duration, parse_size
+
+__all__ = ["cli", "main"]
+
+# Grace given to a guest blocked inside a host call (where epoch interruption cannot reach it)
+# after its --timeout, before the process exits anyway.
+BLOCKED_GRACE = 1.0
+
+
+class _Parsed(click.ParamType):  # type: ignore[type-arg]
+    """A click type that runs one of our parsers and turns its UsageError into a clean failure."""
+
+    def __init__(self, name: str, parser: Any) -> None:
+        self.name = name
+        self._parser = parser
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._parser(value)
+        except UsageError as e:
+            self.fail(str(e), param, ctx)
+
+
+SIZE = _Parsed("size", parse_size)
+DURATION = _Parsed("duration", parse_duration)
+ENV = _Parsed("KEY=VALUE|NAME", parse_env_grant)
+DIR = _Parsed("HOST[::GUEST]", parse_dir_grant)
+DIR_RO = _Parsed("HOST[::GUEST]", lambda v: parse_dir_grant(v, read_only=True))
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value, 0)
+    except ValueError:
+        raise UsageError(f"invalid number {value!r}") from None
+    if n <= 0:
+        raise UsageError(f"{value!r} must be greater than zero")
+    return n
+
+
+POSITIVE_INT = _Parsed("integer", _positive_int)
+
+
+def _cache_options(f: Any) -> Any:
+    f = click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Compiled-artifact cache (default: $WASMGATE_CACHE_DIR or ~/.cache/wasmgate).",
+    )(f)
+    return click.option("--no-cache", is_flag=True, help="Compile every time; read no cache.")(f)
+
+
+def _cache(cache_dir: Path | None, no_cache: bool) -> CacheConfig:
+    return CacheConfig(enabled=not no_cache, directory=cache_dir)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    __version__,
+    "-V",
+    "--version",
+    message=f"wasmgate %(version)s (wasmtime {engine_version()})",
+)
+def cli() -> None:
+    """wasmgate: run, embed and serve sandboxed WebAssembly."""
+
+
+@cli.command(context_settings={"allow_interspersed_args": False})
+@click.argument("module", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--dir", "dirs", multiple=True, type=DIR, help="Grant a directory read-write.")
+@click.option(
+    "--dir-ro", "dirs_ro", multiple=True, type=DIR_RO, help="Grant a directory read-only."
+)
+@click.option("--env", "env", multiple=True, type=ENV, help="Grant KEY=VALUE, or copy host NAME.")
+@click.option("--fuel", type=POSITIVE_INT, help="Instruction budget; exit 152 when exhausted.")
+@click.option("--timeout", type=DURATION, help="Wall-clock limit (e.g. 5s); exit 124.")
+@click.option("--max-memory", type=SIZE, help="Linear memory cap (e.g. 64MiB); exit 137.")
+@click.option("--invoke", metavar="NAME", help="Call this export with ARGS instead of _start.")
+@click.option("--argv0", help="The guest's argv[0] (default: the module's file name).")
+@click.option(
+    "--allow-precompiled", is_flag=True, help="Allow a precompiled artifact (runs native code)."
+)
+@_cache_options
+def run_cmd(
+    module: Path,
+    args: tuple[str, ...],
+    dirs: tuple[DirGrant, ...],
+    dirs_ro: tuple[DirGrant, ...],
+    env: tuple[tuple[str, str], ...],
+    fuel: int | None,
+    timeout: float | None,
+    max_memory: int | None,
+    invoke: str | None,
+    argv0: str | None,
+    allow_precompiled: bool,
+    cache_dir: Path | None,
+    no_cache: bool,
+) -> None:
+    """Run a WASI command (core module or component) in a sandbox. Grants nothing by default."""
+    config = RunConfig(
+        module=module,
+        args=args,
+        argv0=argv0,
+        env=env,
+        dirs=dirs + dirs_ro,
+        limits=Limits(timeout=timeout, fuel=fuel, max_memory=max_memory),
+        invoke=invoke,
+        allow_precompiled=allow_precompiled,
+        cache=_cache(cache_dir, no_cache),
+    )
+    if timeout is not None:
+        _start_watchdog(timeout + BLOCKED_GRACE)
+    outcome = run(config)
+    sys.stdout.flush()
+    for line in format_results(outcome.results):
+        click.echo(line)
+    err = outcome.error()
+    if err is not None:
+        raise err
+
+
+cli.add_command(run_cmd, name="run")
+
+
+def _start_watchdog(after: float) -> None:
+    """Exit 124 if the guest is still blocked in a host call (e.g. a long sleep) after ``after``."""
+
+    def fire() -> None:
+        time.sleep(after)
+        sys.stderr.write("wasmgate: error: guest timed out (blocked in a host call)\n")
+        sys.stderr.flush()
+        os._exit(LimitExceeded._EXIT["timeout"])
+
+    threading.Thread(target=fire, name="wasmgate-watchdog", daemon=True).start()
+
+
+@cli.command()
+@click.argument("module", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--fuel-metering", is_flag=True, help="Compile for runs that use --fuel.")
+def compile(module: Path, output: Path, fuel_metering: bool) -> None:
+    """Precompile MODULE to a native artifact (load it with `run --allow-precompiled`)."""
+    guest = load(
+        module, settings=EngineSettings(consume_fuel=fuel_metering), cache=CacheConfig(False)
+    )
+    artifact = guest.module if guest.module is not None else guest.as_component()
+    try:
+        output.write_bytes(bytes(artifact.serialize()))
+    except OSError as e:
+        raise WasmgateError(f"cannot write {output}: {e.strerror}") from None
+    click.echo(f"wrote {output} ({guest.kind}, {output.stat().st_size} bytes)")
+
+
+@cli.command()
+@click.argument("module", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--allow-precompiled", is_flag=True, help="Allow a precompiled artifact.")
+@_cache_options
+def inspect(
+    module: Path, as_json: bool, allow_precompiled: bool, cache_dir: Path | None, no_cache: bool
+) -> None:
+    """Print a module's kind, imports and exports."""
+    guest = load(module, cache=_cache(cache_dir, no_cache), allow_precompiled=allow_precompiled)
+    info = describe(guest)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{info['name']}: {info['kind']}")
+    for section in ("imports", "exports"):
+        items = info[section]
+        click.echo(f"{section} ({len(items)}):")
+        for item in items:
+            click.echo(f"  {item['name']}: {item['type']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; maps every error to its exit status."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.Abort:
+        click.echo("wasmgate: aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except GuestExit as e:
+        return e.code
+    except GuestTrap as e:
+        click.echo(f"wasmgate: error: {e}", err=True)
+        if e.backtrace:
+            click.echo("wasm backtrace:\n" + e.backtrace, err=True)
+        return e.exit_code
+    except WasmgateError as e:
+        click.echo(f"wasmgate: error: {e}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The process-wide wasmtime engines and the one epoch ticker each of them owns.
+
+Rules:
+- One ``wasmtime.Engine`` per distinct ``EngineSettings`` per process, created on first use and
+  kept for the life of the process: compiled code is tied to the engine that compiled it, and an
+  engine is expensive. In practice a process holds one or two (with and without fuel metering,
+  because fuel metering costs every guest ~1.4x whether or not it has a budget).
+- Every engine has epoch interruption enabled, so any store can be given a wall-clock deadline.
+  A store on such an engine traps at once unless it has a deadline, so ``new_store`` always sets
+  one: the real deadline, or ``NO_DEADLINE`` ticks (centuries).
+- The ticker is ONE daemon thread per engine, started lazily the first time a store asks for a
+  real deadline, incrementing the epoch every ``EPOCH_TICK`` seconds. Never a timer per call.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import platform
+import threading
+import time
+from dataclasses import dataclass
+
+import wasmtime
+
+__all__ = [
+    "EPOCH_TICK",
+    "NO_DEADLINE",
+    "EngineHandle",
+    "EngineSettings",
+    "engine_version",
+    "get_engine",
+]
+
+EPOCH_TICK = 0.005
+NO_DEADLINE = 2**62
+UNLIMITED_FUEL = 2**63 - 1
+
+
+def engine_version() -> str:
+    return importlib.metadata.version("wasmtime")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Engine-wide settings. Each distinct value gets its own engine (and cache namespace)."""
+
+    consume_fuel: bool = False
+    max_wasm_stack: int = 512 * 1024
+
+    def fingerprint(self) -> str:
+        """Identifies compiled-code compatibility: engine version, settings and the host CPU."""
+        return (
+            f"wasmtime-{engine_version()}|{platform.machine()}|{platform.system()}"
+            f"|fuel={int(self.consume_fuel)}|epoch=1|stack={self.max_wasm_stack}"
+        )
+
+
+class _EpochTicker:
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def ensure_running(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                t = threading.Thread(target=self._run, name="wasmgate-epoch", daemon=True)
+                t.start()
+                self._thread = t
+
+    def _run(self) -> None:
+        engine = self._engine
+        while True:
+            time.sleep(EPOCH_TICK)
+            engine.increment_epoch()
+
+
+class EngineHandle:
+    """A wasmtime engine plus its settings and ticker; hands out stores with limits applied."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        cfg = wasmtime.Config()
+        cfg.epoch_interruption = True
+        cfg.consume_fuel = settings.consume_fuel
+        cfg.max_wasm_stack = settings.max_wasm_stack
+        cfg.wasm_component_model = True
+        self.settings = settings
+        self.engine = wasmtime.Engine(cfg)
+        self.fingerprint = settings.fingerprint()
+        self._ticker = _EpochTicker(self.engine)
+
+    def new_store(
+        self,
+        *,
+        timeout: float | None = None,
+        fuel: int | None = None,
+        max_memory: int | None = None,
+    ) -> wasmtime.Store:
+        store = wasmtime.Store(self.engine)
+        if timeout is None:
+            store.set_epoch_deadline(NO_DEADLINE)
+        else:
+            self._ticker.ensure_running()
+            # +1: the current tick may be about to end, so one tick of slack keeps the guest's
+            # full allowance; the deadline is then reached at most one tick late.
+            store.set_epoch_deadline(max(1, math.ceil(timeout / EPOCH_TICK)) + 1)
+        if self.settings.consume_fuel:
+            store.set_fuel(fuel if fuel is not None else UNLIMITED_FUEL)
+        if max_memory is not None:
+            store.set_limits(memory_size=max_memory)
+        return store
+
+
+_engines: dict[EngineSettings, EngineHandle] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(settings: EngineSettings | None = None) -> EngineHandle:
+    """The process-wide engine for ``settings`` (default: no fuel metering)."""
+    settings = settings or EngineSettings()
+    handle = _engines.get(settings)
+    if handle is None:
+        with _engines_lock:
+            handle = _engines.get(settings)
+            if handle is None:
+                handle = _engines[settings] = EngineHandle(settings)
+    return handle

@@ -1,0 +1,175 @@
+"""Loading guests: bytes or files in, a compiled core module or component out.
+
+Rules:
+- The kind of input is decided by its content, never by its file name: ``\\0asm`` + version 1 is a
+  core module, ``\\0asm`` + layer 1 is a component, an ELF image is a precompiled artifact, and
+  UTF-8 text that starts (after whitespace and comments) with ``(`` is WAT. Anything else is
+  refused with one line saying what was expected.
+- Precompiled artifacts are native code: deserialising one that was not produced by this engine
+  for this machine is unsafe, so they load only when the caller says ``allow_precompiled``.
+- Compilation goes through the ``ArtifactCache`` when one is given. A cached entry that wasmtime
+  refuses is dropped and the module recompiled: the cache can cost time, never correctness.
+- Error messages are one line: wasmtime's multi-line "Caused by" chains are folded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import wasmtime
+from wasmtime import component as cm
+
+from ..errors import ArtifactError, LoadError
+from .cache import ArtifactCache
+from .engine import EngineHandle
+from .outcome import fold_error
+
+__all__ = ["Kind", "LoadedGuest", "detect_kind", "load_guest", "read_guest_bytes"]
+
+Kind = Literal["module", "component"]
+
+_CORE_VERSION = b"\x01\x00\x00\x00"
+_COMPONENT_LAYER = b"\x0d\x00\x01\x00"
+_WAT_START = re.compile(rb"\A(?:\s+|;;[^\n]*\n?|\(;.*?;\))*\(", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedGuest:
+    """A compiled guest, ready to instantiate any number of times."""
+
+    name: str
+    kind: Kind
+    sha256: str
+    module: wasmtime.Module | None
+    component: cm.Component | None
+    engine: EngineHandle
+    precompiled: bool = False
+    cache_hit: bool = False
+
+    def core(self) -> wasmtime.Module:
+        if self.module is None:
+            raise LoadError(f"{self.name}: is a component, not a core module")
+        return self.module
+
+    def as_component(self) -> cm.Component:
+        if self.component is None:
+            raise LoadError(f"{self.name}: is a core module, not a component")
+        return self.component
+
+
+def detect_kind(data: bytes) -> Literal["module", "component", "precompiled", "wat"]:
+    """Classify guest bytes; raises ``LoadError`` for anything that is not a guest."""
+    if data[:4] == b"\x00asm":
+        version = data[4:8]
+        if version == _CORE_VERSION:
+            return "module"
+        if version == _COMPONENT_LAYER:
+            return "component"
+        if len(version) < 4:
+            raise LoadError("truncated WebAssembly binary (no version after the magic)")
+        raise LoadError(f"unsupported WebAssembly binary version {version.hex()}")
+    if data[:4] == b"\x7fELF":
+        return "precompiled"
+    if _WAT_START.match(data[:4096]):
+        return "wat"
+    raise LoadError(
+        "not a WebAssembly module or component (expected the \\0asm magic, WAT text, "
+        "or a precompiled artifact)"
+    )
+
+
+def read_guest_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise LoadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise LoadError(f"{path}: is a directory, not a module") from None
+    except OSError as e:
+        raise LoadError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def load_guest(
+    source: Path | bytes,
+    engine: EngineHandle,
+    *,
+    cache: ArtifactCache | None = None,
+    allow_precompiled: bool = False,
+    name: str | None = None,
+) -> LoadedGuest:
+    """Compile (or fetch from ``cache``) a guest given as a path or as bytes."""
+    if isinstance(source, Path):
+        data = read_guest_bytes(source)
+        name = name or source.name
+    else:
+        data = bytes(source)
+        name = name or "<bytes>"
+    kind = detect_kind(data)
+    if kind == "wat":
+        try:
+            data = bytes(wasmtime.wat2wasm(data.decode("utf-8")))
+        except UnicodeDecodeError:
+            raise LoadError(f"{name}: WAT text is not valid UTF-8") from None
+        except wasmtime.WasmtimeError as e:
+            raise LoadError(f"{name}: invalid WAT: {fold_error(e)}") from None
+        kind = detect_kind(data)
+    if kind == "precompiled":
+        return _load_precompiled(data, engine, name, allow_precompiled)
+    assert kind in ("module", "component")
+    sha = hashlib.sha256(data).hexdigest()
+    if cache is not None:
+        payload = cache.get(sha, kind)
+        if payload is not None:
+            try:
+                return _deserialize(payload, kind, engine, name, sha, cache_hit=True)
+            except wasmtime.WasmtimeError:
+                cache.reject(sha, kind)
+    try:
+        if kind == "module":
+            module = wasmtime.Module(engine.engine, data)
+            loaded = LoadedGuest(name, kind, sha, module, None, engine)
+        else:
+            comp = cm.Component(engine.engine, data)
+            loaded = LoadedGuest(name, kind, sha, None, comp, engine)
+    except wasmtime.WasmtimeError as e:
+        raise LoadError(f"{name}: invalid {kind}: {fold_error(e)}") from None
+    if cache is not None:
+        artifact = loaded.module if loaded.module is not None else loaded.as_component()
+        cache.put(sha, kind, bytes(artifact.serialize()))
+    return loaded
+
+
+def _deserialize(
+    payload: bytes, kind: Kind, engine: EngineHandle, name: str, sha: str, *, cache_hit: bool
+) -> LoadedGuest:
+    if kind == "module":
+        module = wasmtime.Module.deserialize(engine.engine, payload)
+        return LoadedGuest(name, kind, sha, module, None, engine, cache_hit=cache_hit)
+    comp = cm.Component.deserialize(engine.engine, payload)
+    return LoadedGuest(name, kind, sha, None, comp, engine, cache_hit=cache_hit)
+
+
+def _load_precompiled(
+    data: bytes, engine: EngineHandle, name: str, allow_precompiled: bool
+) -> LoadedGuest:
+    if not allow_precompiled:
+        raise ArtifactError(
+            f"{name}: is a precompiled artifact; loading one runs native code, so it needs "
+            "--allow-precompiled (use it only for artifacts you compiled yourself)"
+        )
+    sha = hashlib.sha256(data).hexdigest()
+    errors: list[str] = []
+    for kind in ("module", "component"):
+        try:
+            loaded = _deserialize(data, kind, engine, name, sha, cache_hit=False)
+        except wasmtime.WasmtimeError as e:
+            errors.append(fold_error(e))
+            continue
+        return LoadedGuest(
+            loaded.name, loaded.kind, sha, loaded.module, loaded.component, engine, precompiled=True
+        )
+    raise ArtifactError(f"{name}: precompiled artifact not usable by this engine: {errors[0]}")
