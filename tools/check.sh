@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
-echo "== ruff"; .venv/bin/ruff check src tests tools benchmarks examples
-echo "== ruff format"; .venv/bin/ruff format --check src tests tools benchmarks examples
+echo "== ruff"; .venv/bin/ruff check
+echo "== ruff format"; .venv/bin/ruff format --check
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/python -m pytest -q "$@"
