@@ -74,6 +74,15 @@ def _positive_int(value: str) -> int:
 POSITIVE_INT = _Parsed("integer", _positive_int)
 
 
+def _env_assignment(text: str) -> tuple[str, str]:
+    from .wagi.manifest import parse_env_assignment
+
+    return parse_env_assignment(text)
+
+
+ENV_ASSIGN = _Parsed("KEY=VALUE", _env_assignment)
+
+
 def _cache_options(f: Any) -> Any:
     f = click.option(
         "--cache-dir",
@@ -205,6 +214,110 @@ def inspect(
         click.echo(f"{section} ({len(items)}):")
         for item in items:
             click.echo(f"  {item['name']}: {item['type']}")
+
+
+@cli.command()
+@click.option(
+    "-c",
+    "--config",
+    "modules_toml",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="modules.toml",
+    show_default=True,
+    help="The WAGI modules.toml to serve.",
+)
+@click.option("-l", "--listen", default="127.0.0.1:3000", show_default=True, help="HOST:PORT.")
+@click.option("--hostname", help="Host:port for SERVER_NAME when a request has no Host header.")
+@click.option("-e", "--env", "env", multiple=True, type=ENV_ASSIGN, help="Guest env KEY=VALUE.")
+@click.option("--env-file", type=click.Path(path_type=Path, dir_okay=False), multiple=True)
+@click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--timeout", type=DURATION, help="Default per-request guest timeout [30s].")
+@click.option("--max-memory", type=SIZE, help="Default guest linear memory cap [256MiB].")
+@click.option("--fuel", type=POSITIVE_INT, help="Default per-request fuel budget [none].")
+@click.option("--max-request-body", type=SIZE, help="Default request body limit [10MiB].")
+@click.option("--max-response-body", type=SIZE, help="Default response size limit [16MiB].")
+@click.option("--threads", type=POSITIVE_INT, help="Guest worker threads [cores, at least 2].")
+@click.option("--queue", type=click.IntRange(min=0), default=64, show_default=True)
+@click.option("--metrics-listen", help="HOST:PORT for Prometheus metrics (off by default).")
+@click.option("--watch", is_flag=True, help="Reload when modules.toml or a module changes.")
+@click.option("--no-access-log", is_flag=True, help="Do not log each request.")
+@_cache_options
+def serve(
+    modules_toml: Path,
+    listen: str,
+    hostname: str | None,
+    env: tuple[tuple[str, str], ...],
+    env_file: tuple[Path, ...],
+    log_dir: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    timeout: float | None,
+    max_memory: int | None,
+    fuel: int | None,
+    max_request_body: int | None,
+    max_response_body: int | None,
+    threads: int | None,
+    queue: int,
+    metrics_listen: str | None,
+    watch: bool,
+    no_access_log: bool,
+    cache_dir: Path | None,
+    no_cache: bool,
+) -> None:
+    """Serve WAGI modules over HTTP (a drop-in for WAGI's modules.toml)."""
+    from .config import GatewayConfig, RouteDefaults
+    from .gateway.server import parse_listen
+    from .gateway.server import serve as run_server
+    from .wagi.cgi import parse_host
+    from .wagi.manifest import load_env_file
+
+    _, port = parse_listen(listen)
+    host_value = hostname or f"localhost:{port}"
+    try:
+        parse_host(host_value)
+    except ValueError as e:
+        raise UsageError(f"--hostname: {e}") from None
+    merged: dict[str, str] = {}
+    for f in env_file:
+        merged.update(load_env_file(f))
+    merged.update(env)
+    base = RouteDefaults()
+    defaults = RouteDefaults(
+        timeout=timeout or base.timeout,
+        max_memory=max_memory or base.max_memory,
+        fuel=fuel or base.fuel,
+        max_request_body=max_request_body or base.max_request_body,
+        max_response_body=max_response_body or base.max_response_body,
+    )
+    extra = {"threads": threads} if threads else {}
+    config = GatewayConfig(
+        modules_toml=modules_toml,
+        listen=listen,
+        hostname=host_value,
+        env=tuple(merged.items()),
+        log_dir=log_dir,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        defaults=defaults,
+        queue=queue,
+        metrics_listen=metrics_listen,
+        watch=watch,
+        access_log=not no_access_log,
+        cache=_cache(cache_dir, no_cache),
+        **extra,
+    )
+    _setup_logging()
+    raise SystemExit(run_server(config))
+
+
+def _setup_logging() -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,3 +55,59 @@ class RunConfig:
 
     def engine_settings(self) -> EngineSettings:
         return EngineSettings(consume_fuel=self.limits.fuel is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDefaults:
+    """Limits every route gets unless its ``modules.toml`` entry sets its own.
+
+    Sane for a public gateway: a guest gets 30 s, 256 MiB of linear memory, no fuel budget, 10 MiB
+    of request body and may answer with up to 16 MiB.
+    """
+
+    timeout: float = 30.0
+    max_memory: int = 256 * 1024 * 1024
+    fuel: int | None = None
+    max_request_body: int = 10 * 1024 * 1024
+    max_response_body: int = 16 * 1024 * 1024
+
+
+def _default_threads() -> int:
+    import os
+
+    return max(2, os.cpu_count() or 2)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """One ``wasmgate serve``: the modules.toml to serve and how to serve it.
+
+    Every ``serve`` flag is a field here; ``wasmgate.gateway.create_app(GatewayConfig(...))``
+    builds the same application the CLI serves.
+    """
+
+    modules_toml: Path
+    listen: str = "127.0.0.1:3000"
+    hostname: str = "localhost:3000"
+    env: tuple[tuple[str, str], ...] = ()
+    log_dir: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    defaults: RouteDefaults = RouteDefaults()
+    threads: int = field(default_factory=_default_threads)
+    queue: int = 64
+    metrics_listen: str | None = None
+    watch: bool = False
+    access_log: bool = True
+    graceful_timeout: float = 30.0
+    cache: CacheConfig = CacheConfig()
+
+    def __post_init__(self) -> None:
+        from .errors import UsageError
+
+        if self.threads < 1:
+            raise UsageError("threads must be at least 1")
+        if self.queue < 0:
+            raise UsageError("queue must be zero or more")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise UsageError("--tls-cert and --tls-key go together")

@@ -1,0 +1,334 @@
+"""The WAGI gateway as an ASGI application: route, bound, admit, run off the loop, answer.
+
+Rules:
+- This layer only moves bytes: CGI translation lives in ``wagi.cgi``, running guests in
+  ``wagi.handler``. Nothing here blocks the event loop; guests run on a fixed pool of
+  ``threads`` worker threads (wasm calls release the GIL).
+- Admission is bounded: at most ``threads + queue`` requests are admitted at once; the next gets
+  503 with ``Retry-After`` at once. A request stays admitted until its guest has really finished,
+  so a guest stuck in a host call past its deadline (answered 504) still holds its slot: memory and
+  threads are never unbounded.
+- Request bodies are bounded by the route's ``max_request_body``: a larger ``Content-Length`` is
+  refused before reading (413), and a body (chunked or not) that grows past it while being read
+  is refused at that point.
+- ``/healthz`` answers 200 ``OK`` before any route, and cannot be overridden.
+- The state (route table) is replaced atomically on reload; a request keeps the state it started
+  with, so a reload never drops or mixes requests. A broken new config keeps the old state.
+- Works mounted inside another ASGI app: ``root_path`` is stripped before routing, and the route
+  table is loaded on first use when no lifespan events arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..config import GatewayConfig
+from ..engine.capture import OutputPump, default_pump
+from ..errors import WasmgateError
+from ..wagi.cgi import CgiRequest
+from ..wagi.handler import HandlerResult, ModuleHandler
+from ..wagi.routes import HealthCheck, RouteMatch
+from .metrics import GatewayMetrics, access_log
+from .state import GatewayState, load_state
+
+__all__ = ["Gateway", "create_app"]
+
+log = logging.getLogger("wasmgate.gateway")
+guest_log = logging.getLogger("wasmgate.guest")
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+# Extra wall-clock time after a route's timeout before the gateway stops waiting for a guest that
+# is blocked in a host call (epoch interruption only reaches running wasm code).
+BLOCKED_GRACE = 1.0
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class Gateway:
+    """An ASGI application serving one modules.toml."""
+
+    def __init__(self, config: GatewayConfig, *, pump: OutputPump | None = None) -> None:
+        self.config = config
+        self._pump = pump or default_pump()
+        self._state: GatewayState | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            config.threads, thread_name_prefix="wasmgate-guest"
+        )
+        self._capacity = config.threads + config.queue
+        self._admitted = 0
+        self._running = 0
+        self._running_lock = threading.Lock()
+        self._load_lock = asyncio.Lock()
+        self._log_files: dict[str, Path] = {}
+        self._log_lock = threading.Lock()
+        self.metrics = GatewayMetrics(
+            in_flight=lambda: self._admitted,
+            queued=lambda: max(0, self._admitted - self._running),
+        )
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> GatewayState:
+        if self._state is None:
+            raise RuntimeError("gateway not loaded")
+        return self._state
+
+    def load(self) -> GatewayState:
+        """Build the route table (blocking). Raises ``ConfigError`` for a bad configuration."""
+        state = load_state(self.config, self._pump)
+        for warning in state.warnings:
+            log.warning("%s", warning)
+        self._state = state
+        log.info(
+            "serving %d routes from %s",
+            len(state.table.routes),
+            self.config.modules_toml.name,
+        )
+        return state
+
+    async def reload(self) -> bool:
+        """Load the configuration again; keep the running state if the new one is broken."""
+        loop = asyncio.get_running_loop()
+        try:
+            state = await loop.run_in_executor(None, load_state, self.config, self._pump)
+        except WasmgateError as e:
+            self.metrics.reloads.labels("failed").inc()
+            log.error("reload failed, keeping the running configuration: %s", e)
+            return False
+        for warning in state.warnings:
+            log.warning("%s", warning)
+        self._state = state
+        self.metrics.reloads.labels("ok").inc()
+        log.info("reloaded: serving %d routes", len(state.table.routes))
+        return True
+
+    async def _ensure_loaded(self) -> GatewayState:
+        if self._state is None:
+            async with self._load_lock:
+                if self._state is None:
+                    await asyncio.get_running_loop().run_in_executor(None, self.load)
+        return self.state
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    # --- ASGI ----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._ensure_loaded()
+                except WasmgateError as e:
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.get_running_loop().run_in_executor(None, self.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        state = await self._ensure_loaded()
+        request = CgiRequest.from_asgi_scope(scope)
+        root = scope.get("root_path") or ""
+        if root and request.raw_path.startswith(root):
+            request = replace(request, raw_path=request.raw_path[len(root) :] or "/")
+        found = state.table.match(request.raw_path)
+        if isinstance(found, HealthCheck):
+            await _respond(send, found.status, list(found.headers), found.body)
+            return
+        if found is None:
+            await _respond(send, 404, _TEXT, b"Not Found\n")
+            self._finish(request, None, 404, "no-route", started, 0, 10, None)
+            return
+        handler = found.route.handler
+        settings = handler.settings
+        try:
+            body = await _read_body(receive, request.content_length, settings.max_request_body)
+        except _BodyTooLarge:
+            await _respond(send, 413, _TEXT, b"Payload Too Large\n")
+            self._finish(request, found, 413, "body-too-large", started, 0, 18, None)
+            return
+        if self._admitted >= self._capacity:
+            await _respond(send, 503, [*_TEXT, (b"retry-after", b"1")], b"Service Unavailable\n")
+            self._finish(request, found, 503, "saturated", started, len(body), 20, None)
+            return
+        result = await self._run(handler, request, body, found)
+        if result.response is not None:
+            response = result.response
+            await _respond(send, response.status, response.headers, response.body)
+            sent = len(response.body)
+        else:
+            await _respond(send, result.status, [], b"")
+            sent = 0
+            log.error(
+                "%s %s -> %d: %s",
+                handler.label,
+                request.raw_path,
+                result.status,
+                result.reason,
+            )
+        self._finish(request, found, result.status, result.cause, started, len(body), sent, result)
+
+    async def _run(
+        self,
+        handler: ModuleHandler,
+        request: CgiRequest,
+        body: bytes,
+        match: RouteMatch[ModuleHandler],
+    ) -> HandlerResult:
+        loop = asyncio.get_running_loop()
+        self._admitted += 1
+        future = loop.run_in_executor(self._pool, self._work, handler, request, body, match)
+
+        def release(_: object) -> None:
+            self._admitted -= 1
+
+        future.add_done_callback(release)
+        timeout = handler.settings.limits.timeout
+        try:
+            if timeout is None:
+                return await asyncio.shield(future)
+            return await asyncio.wait_for(asyncio.shield(future), timeout + BLOCKED_GRACE)
+        except TimeoutError:
+            return HandlerResult(
+                504, None, "timeout", "guest blocked in a host call past its deadline"
+            )
+
+    def _work(
+        self,
+        handler: ModuleHandler,
+        request: CgiRequest,
+        body: bytes,
+        match: RouteMatch[ModuleHandler],
+    ) -> HandlerResult:
+        with self._running_lock:
+            self._running += 1
+        try:
+            result = handler.handle(request, body, match)
+        finally:
+            with self._running_lock:
+                self._running -= 1
+        if result.stderr:
+            self._log_stderr(handler, request, result)
+        return result
+
+    def _log_stderr(
+        self, handler: ModuleHandler, request: CgiRequest, result: HandlerResult
+    ) -> None:
+        text = result.stderr.decode("utf-8", "replace").rstrip("\n")
+        more = result.stderr_total - len(result.stderr)
+        if more > 0:
+            text += f"\n[... {more} more bytes of stderr dropped]"
+        guest_log.info("%s %s: %s", handler.label, request.raw_path, text)
+        if self.config.log_dir is None:
+            return
+        name = _log_name(handler.spec.route.text)
+        path = self.config.log_dir / f"{name}.stderr.log"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        with self._log_lock:
+            try:
+                self.config.log_dir.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as f:
+                    f.write(f"[{stamp}Z {request.method} {request.raw_path}]\n{text}\n")
+            except OSError as e:
+                log.warning("cannot write guest log %s: %s", path.name, e.strerror)
+
+    def _finish(
+        self,
+        request: CgiRequest,
+        match: RouteMatch[ModuleHandler] | None,
+        status: int,
+        cause: str,
+        started: float,
+        received: int,
+        sent: int,
+        result: HandlerResult | None,
+    ) -> None:
+        duration = time.perf_counter() - started
+        route = match.route.pattern.text if match is not None else "-"
+        guest = result.guest_seconds if result is not None else None
+        self.metrics.observe(route, status, cause, duration, guest)
+        if self.config.access_log:
+            access_log(
+                method=request.method,
+                path=request.raw_path,
+                route=route,
+                status=status,
+                cause=cause,
+                ms=round(duration * 1000, 3),
+                guest_ms=round(guest * 1000, 3) if guest is not None else None,
+                bytes_in=received,
+                bytes_out=sent,
+                client=request.client[0] if request.client else None,
+            )
+
+
+def _log_name(route: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", route).strip("_")
+    return slug or "root"
+
+
+async def _read_body(receive: Receive, declared: int | None, limit: int) -> bytes:
+    if declared is not None and declared > limit:
+        raise _BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(config: GatewayConfig) -> Gateway:
+    """An ASGI app serving ``config.modules_toml`` (for uvicorn, hypercorn, gunicorn workers, or
+    mounting inside Starlette/FastAPI). The route table loads at lifespan start-up, or on the
+    first request when the host server sends no lifespan events."""
+    return Gateway(config)

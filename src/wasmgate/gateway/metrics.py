@@ -1,0 +1,72 @@
+"""Prometheus metrics and the structured access log of the gateway.
+
+Rules:
+- Each gateway has its own registry (two gateways in one process never mix their numbers); the
+  server exposes it on a separate ``--metrics-listen`` address, never on the public one.
+- Labels are bounded: ``route`` is the route *pattern* (from modules.toml), never the request path,
+  and ``cause`` is one of a fixed set, so a client cannot create new time series.
+- The access log is one JSON object per line on the ``wasmgate.access`` logger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["GatewayMetrics", "access_log"]
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_access = logging.getLogger("wasmgate.access")
+
+
+class GatewayMetrics:
+    def __init__(self, in_flight: Callable[[], float], queued: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "wasmgate_requests", "Requests answered", ["route", "status"], registry=r
+        )
+        self.errors = Counter(
+            "wasmgate_errors", "Requests that failed, by cause", ["route", "cause"], registry=r
+        )
+        self.latency = Histogram(
+            "wasmgate_request_duration_seconds",
+            "Time from request to response",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.guest_time = Histogram(
+            "wasmgate_guest_duration_seconds",
+            "Time spent running the guest",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.reloads = Counter("wasmgate_reloads", "Configuration reloads", ["result"], registry=r)
+        in_flight_gauge = Gauge(
+            "wasmgate_in_flight", "Requests admitted and not yet finished", registry=r
+        )
+        in_flight_gauge.set_function(in_flight)
+        queued_gauge = Gauge(
+            "wasmgate_queued", "Admitted requests waiting for a worker thread", registry=r
+        )
+        queued_gauge.set_function(queued)
+
+    def observe(
+        self, route: str, status: int, cause: str, duration: float, guest_seconds: float | None
+    ) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(duration)
+        if guest_seconds is not None:
+            self.guest_time.labels(route).observe(guest_seconds)
+        if cause != "ok":
+            self.errors.labels(route, cause).inc()
+
+
+def access_log(**fields: object) -> None:
+    if _access.isEnabledFor(logging.INFO):
+        _access.info(json.dumps(fields, separators=(",", ":")))

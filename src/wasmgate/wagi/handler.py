@@ -1,0 +1,282 @@
+"""One WAGI route's guest, prepared once, run once per request.
+
+Rules:
+- Everything derivable from a ``[[module]]`` entry is built at load time: the compiled guest, the
+  linker (WASI + outbound HTTP), the instance-pre, the constant environment, the limits. The
+  per-request path builds only the request's environment, argv and stdio.
+- Every request gets a fresh store and instance: nothing survives from one request to the next.
+- The guest's stdout is captured up to ``max_response_body`` (bytes past it fail the guest's
+  writes); stderr is kept up to ``STDERR_KEEP`` bytes for the logs and never reaches the client.
+- The guest's fate maps to an HTTP status here and only here (``_STATUS``): a guest failure is
+  500 with an empty body, a timeout 504, an invalid response 502, a bad request 400.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from ..engine.capture import OutputPump
+from ..engine.loader import LoadedGuest
+from ..engine.outcome import Outcome, classify_failure, fold_error
+from ..errors import CgiError, ConfigError, UsageError
+from ..limits import Limits
+from .cgi import CgiRequest, CgiResponse, build_argv, build_environ, parse_output
+from .manifest import ModuleSpec
+from .outbound import OutboundPolicy, define_outbound_http, outbound_session
+from .routes import RouteMatch, parse_routes_output
+
+__all__ = [
+    "STDERR_KEEP",
+    "HandlerResult",
+    "ModuleHandler",
+    "RouteSettings",
+    "route_settings",
+]
+
+STDERR_KEEP = 16 * 1024
+_STATUS = {
+    "exit": 500,
+    "trap": 500,
+    "error": 500,
+    "link": 500,
+    "fuel": 500,
+    "memory": 500,
+    "timeout": 504,
+}
+
+
+def _stage_dir() -> str:
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return tempfile.mkdtemp(prefix="wasmgate-", dir=base)
+
+
+_STAGE_DIR: str | None = None
+
+
+def _stdin_path(body: bytes) -> str:
+    """A private file holding ``body``; the caller unlinks it once WASI has opened it."""
+    global _STAGE_DIR
+    if _STAGE_DIR is None:
+        _STAGE_DIR = _stage_dir()
+    fd, path = tempfile.mkstemp(dir=_STAGE_DIR)
+    with os.fdopen(fd, "wb") as f:
+        f.write(body)
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    """Resolved per-route settings (module entry merged with server defaults)."""
+
+    limits: Limits
+    max_request_body: int
+    max_response_body: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerResult:
+    """What one request produced: a response, or the status and logged reason of a failure."""
+
+    status: int
+    response: CgiResponse | None
+    cause: str
+    reason: str = ""
+    guest_seconds: float = 0.0
+    stderr: bytes = b""
+    stderr_total: int = 0
+
+
+class ModuleHandler:
+    """A ``[[module]]`` entry ready to serve: build once, call ``handle`` from any thread."""
+
+    def __init__(
+        self,
+        spec: ModuleSpec,
+        guest: LoadedGuest,
+        settings: RouteSettings,
+        *,
+        global_env: Mapping[str, str],
+        default_host: str,
+        server_software: str,
+        pump: OutputPump,
+    ) -> None:
+        self.spec = spec
+        self.guest = guest
+        self.settings = settings
+        self.label = spec.label
+        self._default_host = default_host
+        self._server_software = server_software
+        self._pump = pump
+        self._base_env = {**global_env, **spec.environment}
+        self._policy = OutboundPolicy(
+            allowed_hosts=spec.allowed_hosts,
+            max_concurrency=spec.http_max_concurrency,
+            timeout=min(30.0, settings.limits.timeout or 30.0),
+        )
+        module = guest.core() if guest.kind == "module" else None
+        if module is None:
+            raise ConfigError(f"{spec.label}: {spec.module} is a component; WAGI serves modules")
+        self._exports = {e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)}
+        linker = wasmtime.Linker(guest.engine.engine)
+        linker.define_wasi()
+        define_outbound_http(linker)
+        self.link_error: str | None = None
+        self._pre: wasmtime.InstancePre | None = None
+        try:
+            self._pre = linker.instantiate_pre(module)
+        except wasmtime.WasmtimeError as e:
+            self.link_error = fold_error(e)
+
+    def has_export(self, name: str) -> bool:
+        return name in self._exports
+
+    # --- start-up ------------------------------------------------------------------------
+
+    def discover_routes(self) -> list[tuple[str, str]]:
+        """Run ``_routes`` (if exported) and parse what it prints; ``ConfigError`` if it fails."""
+        if "_routes" not in self._exports:
+            return []
+        result = self._run("_routes", env={}, argv=[self.spec.module], stdin=b"")
+        if result.cause != "ok" or result.response is None:
+            raise ConfigError(f"{self.label}: _routes failed: {result.reason}")
+        return parse_routes_output(result.response.body, origin=f"{self.label}: _routes output")
+
+    # --- per request ---------------------------------------------------------------------
+
+    def handle(self, request: CgiRequest, body: bytes, match: RouteMatch[Any]) -> HandlerResult:
+        """Serve one request (blocking; run it on a worker thread)."""
+        request = replace(request, content_length=len(body))
+        try:
+            env = build_environ(
+                request,
+                match,
+                base_env=self._base_env,
+                default_host=self._default_host,
+                server_software=self._server_software,
+            )
+        except CgiError as e:
+            return HandlerResult(e.http_status, None, "bad-request", str(e))
+        argv = build_argv(request, match, self.spec.argv)
+        entrypoint = match.route.entrypoint
+        result = self._run(entrypoint, env=env, argv=argv, stdin=body, parse=True)
+        return result
+
+    def _run(
+        self,
+        entrypoint: str,
+        *,
+        env: Mapping[str, str],
+        argv: list[str],
+        stdin: bytes,
+        parse: bool = False,
+    ) -> HandlerResult:
+        if self._pre is None:
+            return HandlerResult(500, None, "link", f"cannot instantiate: {self.link_error}")
+        if entrypoint not in self._exports:
+            return HandlerResult(500, None, "link", f"no exported function {entrypoint!r}")
+        limits = self.settings.limits
+        store = self.guest.engine.new_store(
+            timeout=limits.timeout, fuel=limits.fuel, max_memory=limits.max_memory
+        )
+        out = self._pump.open(self.settings.max_response_body + 1, "close")
+        err = self._pump.open(STDERR_KEEP, "discard")
+        stdin_path = _stdin_path(stdin)
+        started = time.perf_counter()
+        try:
+            cfg = wasmtime.WasiConfig()
+            cfg.argv = argv
+            cfg.env = list(env.items())
+            cfg.stdin_file = stdin_path
+            cfg.stdout_file = out.path
+            cfg.stderr_file = err.path
+            for volume in self.spec.volumes:
+                cfg.preopen_dir(str(volume.host), volume.guest)
+            store.set_wasi(cfg)
+            del cfg
+            outcome = self._call(store, entrypoint)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(stdin_path)
+            out.close_writer()
+            err.close_writer()
+            del store
+            elapsed = time.perf_counter() - started
+        stdout = out.finish()
+        stderr = err.finish()
+        base = HandlerResult(
+            200, None, "ok", guest_seconds=elapsed, stderr=stderr, stderr_total=err.total
+        )
+        if outcome.status != "ok":
+            status = _STATUS.get(outcome.status, 500)
+            return replace(base, status=status, cause=outcome.status, reason=outcome.message)
+        if out.overflowed:
+            limit = self.settings.max_response_body
+            reason = f"response larger than max_response_body ({limit} bytes)"
+            return replace(base, status=502, cause="too-large", reason=reason)
+        if not parse:
+            return replace(base, response=CgiResponse(200, [], stdout))
+        try:
+            response = parse_output(stdout, max_body=self.settings.max_response_body)
+        except CgiError as e:
+            return replace(base, status=e.http_status, cause="bad-output", reason=str(e))
+        return replace(base, status=response.status, response=response)
+
+    def _call(self, store: wasmtime.Store, entrypoint: str) -> Outcome:
+        assert self._pre is not None
+        limits = self.settings.limits
+        instance: wasmtime.Instance | None = None
+        try:
+            with outbound_session(self._policy):
+                instance = self._pre.instantiate(store)
+                exports = instance.exports(store)
+                if entrypoint != "_start" and "_initialize" in self._exports:
+                    _func(exports, "_initialize")(store)
+                _func(exports, entrypoint)(store)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+            memory_size = None
+            if instance is not None:
+                mem = instance.exports(store).get("memory")
+                if isinstance(mem, wasmtime.Memory):
+                    memory_size = mem.data_len(store)
+            return classify_failure(
+                e,
+                timeout=limits.timeout,
+                fuel=limits.fuel,
+                max_memory=limits.max_memory,
+                memory_size=memory_size,
+            )
+        return Outcome("ok")
+
+
+def _func(exports: Any, name: str) -> wasmtime.Func:
+    func = exports[name]
+    assert isinstance(func, wasmtime.Func)
+    return func
+
+
+def route_settings(spec: ModuleSpec, defaults: Any) -> RouteSettings:
+    """Merge a module entry's limits over the server defaults (``config.RouteDefaults``)."""
+    lim = spec.limits
+    try:
+        limits = Limits(
+            timeout=lim.timeout if lim.timeout is not None else defaults.timeout,
+            fuel=lim.fuel if lim.fuel is not None else defaults.fuel,
+            max_memory=lim.max_memory if lim.max_memory is not None else defaults.max_memory,
+        )
+    except UsageError as e:
+        raise ConfigError(f"{spec.label}: {e}") from None
+    return RouteSettings(
+        limits=limits,
+        max_request_body=lim.max_request_body or defaults.max_request_body,
+        max_response_body=lim.max_response_body or defaults.max_response_body,
+    )
