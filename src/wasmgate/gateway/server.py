@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -81,6 +82,14 @@ class _Server(uvicorn.Server):
         if self.watch:
             task = loop.create_task(_watch(self.gateway))
             self._tasks.add(task)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown so the process dies by the
+        # signal; a gateway that drained cleanly exits with status 0 instead.
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
     def _reload(self) -> None:
         log.info("SIGHUP: reloading")

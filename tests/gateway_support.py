@@ -1,0 +1,124 @@
+"""Helpers for gateway tests: WAT guests that print fixed CGI output, and a real server process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def wat_guest(
+    output: bytes = b"Content-Type: text/plain\n\nok\n",
+    *,
+    exit_code: int | None = None,
+    trap: bool = False,
+    loop: bool = False,
+    repeat: int = 1,
+    stderr: bytes = b"",
+    extra_import: bool = False,
+) -> str:
+    """A WAT command that writes ``output`` ``repeat`` times to stdout, then optionally traps,
+    exits with ``exit_code`` or spins forever."""
+    data = "".join(f"\\{b:02x}" for b in output)
+    err = "".join(f"\\{b:02x}" for b in stderr)
+    tail = ""
+    if trap:
+        tail = "unreachable"
+    elif loop:
+        tail = "(loop br 0)"
+    elif exit_code is not None:
+        tail = f"(call $exit (i32.const {exit_code}))"
+    imp = '(import "env" "not_provided" (func))' if extra_import else ""
+    return f"""(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  {imp}
+  (memory (export "memory") 1)
+  (data (i32.const 64) "{data}")
+  (data (i32.const 32768) "{err}")
+  (func (export "_start") (local $i i32)
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const {len(output)}))
+    (i32.store (i32.const 16) (i32.const 32768))
+    (i32.store (i32.const 20) (i32.const {len(stderr)}))
+    (drop (call $write (i32.const 2) (i32.const 16) (i32.const 1) (i32.const 8)))
+    (block $done (loop $again
+      (br_if $done (i32.ge_u (local.get $i) (i32.const {repeat})))
+      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $again)))
+    {tail}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
+        self.proc = proc
+        self.base = base
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def running_server(
+    toml: Path, *args: str, env: dict[str, str] | None = None, scheme: str = "http"
+) -> Iterator[Server]:
+    port = free_port()
+    log = toml.parent / f"server-{port}.log"
+    full_env = {**os.environ, **(env or {})}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wasmgate",
+                "serve",
+                "-c",
+                str(toml),
+                "-l",
+                f"127.0.0.1:{port}",
+                *args,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+    base = f"{scheme}://127.0.0.1:{port}"
+    server = Server(proc, base, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{server.output()}")
+            try:
+                httpx.get(base + "/healthz", timeout=1, verify=False)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start:\n" + server.output()) from None
+                time.sleep(0.05)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

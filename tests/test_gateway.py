@@ -1,0 +1,532 @@
+"""`wasmgate serve` end to end: a real server on loopback, real HTTP, guests built from source."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway_support import Server, free_port, running_server, wat_guest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "wagi"
+Guest = Callable[[str], Path]
+
+
+def _build_examples() -> None:
+    subprocess.run([sys.executable, str(EXAMPLES / "build.py")], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, guest: Guest) -> Path:
+    """A folder with example guests, failure guests and a modules.toml routing to all of them."""
+    _build_examples()
+    d = tmp_path_factory.mktemp("site")
+    for name in ("hello", "echo", "env", "api", "static", "routes"):
+        shutil.copy(EXAMPLES / f"{name}.wasm", d / f"{name}.wasm")
+    shutil.copytree(EXAMPLES / "public", d / "public")
+    shutil.copy(guest("sleeper"), d / "sleeper.wasm")
+    guests = {
+        "trap": wat_guest(trap=True),
+        "exit1": wat_guest(exit_code=1),
+        "exit0": wat_guest(b"Content-Type: text/plain\n\nexited cleanly\n", exit_code=0),
+        "empty": wat_guest(b""),
+        "notype": wat_guest(b"X-Thing: 1\n\nbody\n"),
+        "badstatus": wat_guest(b"Status: 99999\nContent-Type: text/plain\n\nx"),
+        "status404": wat_guest(b"Status: 404 Not Found\nContent-Type: text/plain\n\nnope\n"),
+        "location": wat_guest(b"Location: /hello\n\n"),
+        "cookies": wat_guest(b"Content-Type: text/plain\nSet-Cookie: a=1\nSet-Cookie: b=2\n\nc"),
+        "split": wat_guest(b"Content-Type: text/plain\nX-Evil: a\rSet-Cookie: pwned=1\n\nx"),
+        "badname": wat_guest(b"Content-Type: text/plain\nBad Name: x\n\nx"),
+        "noblank": wat_guest(b"Content-Type: text/plain\n"),
+        "binary": wat_guest(b"Content-Type: application/octet-stream\n\n\x00\x01\r\n\xff"),
+        "loop": wat_guest(loop=True),
+        "big": wat_guest(b"x" * 1000, repeat=5000),
+        "stderr": wat_guest(b"Content-Type: text/plain\n\nok\n", stderr=b"guest says hi\n"),
+        "noimport": wat_guest(extra_import=True),
+    }
+    for name, text in guests.items():
+        (d / f"{name}.wat").write_text(text)
+    entries = [
+        ("/hello", "hello.wasm", ""),
+        ("/echo", "echo.wasm", ""),
+        ("/env/...", "env.wasm", 'environment = { GREETING = "hi", SERVER_NAME = "spoof" }'),
+        ("/api/...", "api.wasm", ""),
+        ("/routes", "routes.wasm", ""),
+        ("/files/...", "static.wasm", 'volumes = { "/static" = "public" }'),
+        ("/argv/...", "env.wasm", 'argv = "${SCRIPT_NAME} fixed ${ARGS}"'),
+        ("/loop", "loop.wat", 'timeout = "300ms"'),
+        ("/fuel", "loop.wat", "fuel = 100000"),
+        ("/big", "big.wat", 'max_response_body = "1MiB"'),
+        ("/small-body", "echo.wasm", 'max_request_body = "1KiB"'),
+        ("/sleep", "sleeper.wasm", 'timeout = "500ms"\nargv = "sleeper 30"'),
+        ("/noentry", "hello.wasm", 'entrypoint = "no_such_export"'),
+    ]
+    entries += [(f"/{name}", f"{name}.wat", "") for name in guests if name not in ("loop", "big")]
+    toml = "".join(
+        f'[[module]]\nroute = "{route}"\nmodule = "{module}"\n{extra}\n\n'
+        for route, module, extra in entries
+    )
+    (d / "modules.toml").write_text(toml)
+    return d
+
+
+@pytest.fixture(scope="module")
+def server(site: Path) -> Iterator[Server]:
+    with running_server(
+        site / "modules.toml",
+        "-e",
+        "GLOBAL_VAR=g",
+        "--log-dir",
+        str(site / "logs"),
+        "--metrics-listen",
+        f"127.0.0.1:{free_port()}",
+    ) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base, timeout=30) as c:
+        yield c
+
+
+def env_of(response: httpx.Response) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in response.text.splitlines():
+        line = line.strip()
+        if "=" in line and not line.startswith("argv"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+# --- routing ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/healthz", 200),
+        ("/hello", 200),
+        ("/hello/", 404),
+        ("/hellox", 404),
+        ("/env", 200),
+        ("/env/", 200),
+        ("/env/a/b", 200),
+        ("/envy", 404),
+        ("/nowhere", 404),
+    ],
+)
+def test_routing(client: httpx.Client, path: str, status: int) -> None:
+    assert client.get(path).status_code == status
+
+
+def test_healthz(client: httpx.Client) -> None:
+    r = client.get("/healthz")
+    assert r.text == "OK"
+
+
+def test_dynamic_routes(client: httpx.Client) -> None:
+    r = client.get("/routes/hello")
+    assert r.status_code == 200
+    assert "hello" in r.text
+    assert client.get("/routes/goodbye/anything").status_code == 200
+    assert client.get("/routes").status_code == 200
+
+
+# --- CGI environment -------------------------------------------------------------------------
+
+
+def test_cgi_environment(client: httpx.Client, server: Server) -> None:
+    r = client.post(
+        "/env/some/p%61th?x=1&y=%20",
+        content=b"data",
+        headers={
+            "Content-Type": "text/x-demo",
+            "X-Custom": "v",
+            "X_Spoof": "bad",
+            "Authorization": "Bearer secret",
+            "Host": "example.test:8080",
+        },
+    )
+    assert r.status_code == 200
+    env = env_of(r)
+    port = server.base.rsplit(":", 1)[1]
+    assert env["REQUEST_METHOD"] == "POST"
+    assert env["CONTENT_TYPE"] == "text/x-demo"
+    assert env["CONTENT_LENGTH"] == "4"
+    assert env["QUERY_STRING"] == "x=1&y=%20"
+    assert env["SCRIPT_NAME"] == "/env"
+    assert env["PATH_INFO"] == "/some/path"
+    assert env["X_RAW_PATH_INFO"] == "/some/p%61th"
+    assert env["X_MATCHED_ROUTE"] == "/env/..."
+    assert env["X_FULL_URL"] == "http://example.test:8080/env/some/p%61th?x=1&y=%20"
+    assert env["SERVER_NAME"] == "example.test"
+    assert env["SERVER_PORT"] == "8080"
+    assert env["GATEWAY_INTERFACE"] == "CGI/1.1"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["HTTP_X_CUSTOM"] == "v"
+    assert env["GREETING"] == "hi"
+    assert env["GLOBAL_VAR"] == "g"
+    assert "HTTP_AUTHORIZATION" not in env
+    assert "HTTP_X_SPOOF" not in env
+    assert "secret" not in r.text
+    assert "HOME" not in env
+    assert "PATH" not in env
+    assert port  # the default host is only used without a Host header
+
+
+def test_cgi_variables_win_over_configured_env(client: httpx.Client) -> None:
+    env = env_of(client.get("/env/x"))
+    assert env["SERVER_NAME"] != "spoof"
+
+
+def test_argv_default_and_template(client: httpx.Client) -> None:
+    r = client.get("/env/q?a=1&b=2")
+    assert "/env/q" in r.text
+    assert "a=1" in r.text
+    r = client.get("/argv/x?one&two")
+    lines = [ln.strip() for ln in r.text.splitlines() if ln.strip().startswith("argv[")]
+    assert [ln.split("=", 1)[1].strip() for ln in lines] == ["/argv", "fixed", "one", "two"]
+
+
+# --- bodies and volumes ----------------------------------------------------------------------
+
+
+def test_binary_body_round_trip(client: httpx.Client) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB, every byte value, CR/LF included
+    r = client.post("/echo", content=body, headers={"Content-Type": "application/x-bin"})
+    assert r.status_code == 200
+    assert r.content == body
+    assert r.headers["content-type"] == "application/x-bin"
+
+
+def test_binary_response_is_byte_exact(client: httpx.Client) -> None:
+    assert client.get("/binary").content == b"\x00\x01\r\n\xff"
+
+
+def test_static_files_over_a_volume(client: httpx.Client, site: Path) -> None:
+    r = client.get("/files/hello.txt")
+    assert r.status_code == 200
+    assert r.content == (site / "public" / "hello.txt").read_bytes()
+    assert client.get("/files/missing.txt").status_code == 404
+    assert client.get("/files/%2e%2e/modules.toml").status_code in (400, 404)
+
+
+def test_json_api(client: httpx.Client) -> None:
+    assert client.get("/api/add?a=2&b=40").json() == {"sum": 42}
+
+
+# --- response parsing ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/exit0", 200),
+        ("/status404", 404),
+        ("/location", 302),
+        ("/badstatus", 502),
+        ("/split", 502),
+        ("/badname", 502),
+        ("/noblank", 502),
+        ("/notype", 500),
+        ("/empty", 500),
+    ],
+)
+def test_response_rules(client: httpx.Client, path: str, status: int) -> None:
+    r = client.get(path, follow_redirects=False)
+    assert r.status_code == status
+    assert "pwned" not in r.headers.get("set-cookie", "")
+
+
+def test_repeated_headers_are_kept(client: httpx.Client) -> None:
+    r = client.get("/cookies")
+    assert r.headers.get_list("set-cookie") == ["a=1", "b=2"]
+
+
+def test_location_redirect(client: httpx.Client) -> None:
+    r = client.get("/location", follow_redirects=False)
+    assert r.headers["location"] == "/hello"
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "cause"),
+    [
+        ("/trap", 500, "trap"),
+        ("/exit1", 500, "exit"),
+        ("/noimport", 500, "link"),
+        ("/noentry", 500, "link"),
+        ("/loop", 504, "timeout"),
+        ("/fuel", 500, "fuel"),
+        ("/big", 502, "too-large"),
+    ],
+)
+def test_guest_failures(
+    client: httpx.Client, server: Server, path: str, status: int, cause: str
+) -> None:
+    r = client.get(path)
+    assert r.status_code == status
+    assert r.content == b""
+    time.sleep(0.05)
+    assert (
+        f'"path":"{path}","route":"{path}","status":{status},"cause":"{cause}"' in server.output()
+    )
+
+
+def test_failure_reasons_are_logged(client: httpx.Client, server: Server) -> None:
+    client.get("/trap")
+    time.sleep(0.05)
+    assert "module #" in server.output()
+    assert "guest trapped" in server.output()
+
+
+def test_blocked_guest_times_out(client: httpx.Client) -> None:
+    started = time.monotonic()
+    r = client.get("/sleep")
+    assert r.status_code == 504
+    assert time.monotonic() - started < 5
+
+
+def test_request_body_limit(client: httpx.Client) -> None:
+    assert client.post("/small-body", content=b"x" * 1024).status_code == 200
+    assert client.post("/small-body", content=b"x" * 1025).status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 200
+
+    assert client.post("/small-body", content=chunks()).status_code == 413
+
+
+def test_guest_stderr_goes_to_logs_not_response(
+    client: httpx.Client, server: Server, site: Path
+) -> None:
+    r = client.get("/stderr")
+    assert r.text == "ok\n"
+    time.sleep(0.05)
+    assert "guest says hi" in server.output()
+    logs = list((site / "logs").glob("*.stderr.log"))
+    assert any("guest says hi" in p.read_text() for p in logs)
+
+
+def test_server_survives_and_serves_after_failures(client: httpx.Client) -> None:
+    for path in ("/trap", "/loop", "/big", "/empty"):
+        client.get(path)
+    assert client.get("/hello").status_code == 200
+
+
+def test_concurrent_requests(client: httpx.Client, server: Server) -> None:
+    results: list[int] = []
+
+    def hit() -> None:
+        with httpx.Client(base_url=server.base, timeout=30) as c:
+            for _ in range(10):
+                results.append(c.get("/hello").status_code)
+
+    threads = [threading.Thread(target=hit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 80
+
+
+def test_metrics(client: httpx.Client, server: Server) -> None:
+    client.get("/hello")
+    port = next(
+        a
+        for a in server.proc.args
+        if isinstance(a, str) and a.startswith("127.0.0.1:")  # type: ignore[union-attr]
+    )
+    del port
+    text = server.output()
+    assert "metrics on http://" in text
+    url = text.split("metrics on ", 1)[1].split()[0]
+    m = httpx.get(url, timeout=5).text
+    assert 'wasmgate_requests_total{route="/hello",status="200"}' in m
+    assert "wasmgate_in_flight" in m
+    assert "wasmgate_request_duration_seconds_bucket" in m
+
+
+# --- saturation, reload, start-up --------------------------------------------------------------
+
+
+def test_saturation_gives_503_with_retry_after(site: Path, tmp_path: Path) -> None:
+    shutil.copy(site / "sleeper.wasm", tmp_path / "sleeper.wasm")
+    (tmp_path / "modules.toml").write_text(
+        '[[module]]\nroute = "/slow"\nmodule = "sleeper.wasm"\nargv = "sleeper 1"\n'
+        'timeout = "10s"\n'
+    )
+    with running_server(tmp_path / "modules.toml", "--threads", "1", "--queue", "0") as s:
+        slow = threading.Thread(target=lambda: httpx.get(s.base + "/slow", timeout=30))
+        slow.start()
+        time.sleep(0.3)
+        r = httpx.get(s.base + "/slow", timeout=30)
+        slow.join()
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "1"
+        assert httpx.get(s.base + "/healthz").status_code == 200
+
+
+def test_reload_on_sighup_and_broken_config_keeps_old(site: Path, tmp_path: Path) -> None:
+    shutil.copy(site / "hello.wasm", tmp_path / "hello.wasm")
+    toml = tmp_path / "modules.toml"
+    toml.write_text('[[module]]\nroute = "/a"\nmodule = "hello.wasm"\n')
+    with running_server(toml) as s:
+        assert httpx.get(s.base + "/a").status_code == 200
+        assert httpx.get(s.base + "/b").status_code == 404
+        toml.write_text('[[module]]\nroute = "/b"\nmodule = "hello.wasm"\n')
+        s.proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: httpx.get(s.base + "/b").status_code == 200)
+        assert httpx.get(s.base + "/a").status_code == 404
+        toml.write_text('[[module]]\nroute = "/c"\nmodule = "missing.wasm"\n')
+        s.proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: "reload failed" in s.output())
+        assert httpx.get(s.base + "/b").status_code == 200
+
+
+def test_watch_reloads_changed_module(site: Path, tmp_path: Path) -> None:
+    (tmp_path / "m.wat").write_text(wat_guest(b"Content-Type: text/plain\n\nv1"))
+    toml = tmp_path / "modules.toml"
+    toml.write_text('[[module]]\nroute = "/v"\nmodule = "m.wat"\n')
+    with running_server(toml, "--watch") as s:
+        assert httpx.get(s.base + "/v").text == "v1"
+        time.sleep(1.1)
+        (tmp_path / "m.wat").write_text(wat_guest(b"Content-Type: text/plain\n\nv2"))
+        _wait_for(lambda: httpx.get(s.base + "/v").text == "v2")
+
+
+def test_no_request_lost_during_reload(site: Path, tmp_path: Path) -> None:
+    shutil.copy(site / "hello.wasm", tmp_path / "hello.wasm")
+    toml = tmp_path / "modules.toml"
+    toml.write_text('[[module]]\nroute = "/a"\nmodule = "hello.wasm"\n')
+    with running_server(toml) as s:
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(base_url=s.base, timeout=30) as c:
+                while not stop.is_set():
+                    statuses.append(c.get("/a").status_code)
+
+        t = threading.Thread(target=load)
+        t.start()
+        for _ in range(5):
+            s.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.2)
+        stop.set()
+        t.join()
+        assert statuses
+        assert set(statuses) == {200}
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[[module]\n", "modules.toml"),
+        ('[[module]]\nroute = "/x"\nmodule = "missing.wasm"\n', "missing.wasm"),
+        ('[[module]]\nroute = "no-slash"\nmodule = "hello.wasm"\n', "route"),
+        ('[[module]]\nroute = "/x"\nmodule = "garbage.wasm"\n', "module #1"),
+    ],
+)
+def test_startup_errors(tmp_path: Path, site: Path, toml: str, message: str) -> None:
+    shutil.copy(site / "hello.wasm", tmp_path / "hello.wasm")
+    (tmp_path / "garbage.wasm").write_bytes(b"\x00asm\x01\x00\x00\x00garbage")
+    (tmp_path / "modules.toml").write_text(toml)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wasmgate",
+            "serve",
+            "-c",
+            str(tmp_path / "modules.toml"),
+            "-l",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln.lower()]
+    assert len(errors) == 1, r.stderr
+    assert message in errors[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_sigterm_drains_in_flight(site: Path, tmp_path: Path) -> None:
+    shutil.copy(site / "sleeper.wasm", tmp_path / "sleeper.wasm")
+    (tmp_path / "modules.toml").write_text(
+        '[[module]]\nroute = "/slow"\nmodule = "sleeper.wasm"\nargv = "sleeper 1"\n'
+    )
+    with running_server(tmp_path / "modules.toml") as s:
+        result: list[int] = []
+        t = threading.Thread(
+            target=lambda: result.append(httpx.get(s.base + "/slow", timeout=30).status_code)
+        )
+        t.start()
+        time.sleep(0.3)
+        s.proc.send_signal(signal.SIGTERM)
+        t.join()
+        assert result == [200]
+        assert s.proc.wait(15) == 0
+
+
+def test_tls(site: Path, tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    shutil.copy(site / "hello.wasm", tmp_path / "hello.wasm")
+    (tmp_path / "modules.toml").write_text('[[module]]\nroute = "/hello"\nmodule = "hello.wasm"\n')
+    with running_server(
+        tmp_path / "modules.toml", "--tls-cert", str(cert), "--tls-key", str(key), scheme="https"
+    ) as s:
+        r = httpx.get(s.base + "/hello", verify=False)
+        assert r.status_code == 200
+        assert r.text == "Hello from WebAssembly!\n"
+        env_check = os.environ.get("HOME")
+        assert env_check is None or env_check not in r.text
