@@ -81,6 +81,8 @@ def running_server(
 ) -> Iterator[Server]:
     port = free_port()
     log = toml.parent / f"server-{port}.log"
+    if "--workers" not in args:
+        args = ("--workers", "1", *args)
     full_env = {**os.environ, **(env or {})}
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -530,3 +530,47 @@ def test_tls(site: Path, tmp_path: Path) -> None:
         assert r.text == "Hello from WebAssembly!\n"
         env_check = os.environ.get("HOME")
         assert env_check is None or env_check not in r.text
+
+
+def test_several_workers_share_the_socket_reload_and_drain(site: Path, tmp_path: Path) -> None:
+    shutil.copy(site / "env.wasm", tmp_path / "env.wasm")
+    shutil.copy(site / "sleeper.wasm", tmp_path / "sleeper.wasm")
+    toml = tmp_path / "modules.toml"
+    toml.write_text(
+        '[[module]]\nroute = "/a/..."\nmodule = "env.wasm"\n\n'
+        '[[module]]\nroute = "/slow"\nmodule = "sleeper.wasm"\nargv = "sleeper 1"\n'
+    )
+    mport = free_port()
+    with running_server(toml, "--workers", "2", "--metrics-listen", f"127.0.0.1:{mport}") as s:
+        pids = set()
+        with httpx.Client(base_url=s.base, timeout=30) as c:
+            for _ in range(40):
+                r = c.get("/a/x", headers={"Connection": "close"})
+                assert r.status_code == 200
+            metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics").text
+        assert 'wasmgate_requests_total{route="/a/...",status="200"} 40.0' in metrics
+        pids = {ln.split("[worker ")[1][0] for ln in s.output().splitlines() if "[worker " in ln}
+        assert pids == {"0", "1"}
+        toml.write_text('[[module]]\nroute = "/b/..."\nmodule = "env.wasm"\n')
+        s.proc.send_signal(signal.SIGHUP)
+        _wait_for(
+            lambda: all(
+                httpx.get(s.base + "/b/x", headers={"Connection": "close"}).status_code == 200
+                for _ in range(10)
+            )
+        )
+        toml.write_text(
+            '[[module]]\nroute = "/slow"\nmodule = "sleeper.wasm"\nargv = "sleeper 1"\n'
+        )
+        s.proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: s.output().count("reloaded") >= 4)
+        result: list[int] = []
+        t = threading.Thread(
+            target=lambda: result.append(httpx.get(s.base + "/slow", timeout=30).status_code)
+        )
+        t.start()
+        time.sleep(0.3)
+        s.proc.send_signal(signal.SIGTERM)
+        t.join()
+        assert result == [200]
+        assert s.proc.wait(15) == 0

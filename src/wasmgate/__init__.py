@@ -5,31 +5,87 @@ HTTP. Everything a guest may touch is granted explicitly (``Capabilities``); eve
 consume is bounded (``Limits``).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("wasmgate")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+from typing import TYPE_CHECKING, Any
 
-from .api import load, run
-from .capabilities import INHERIT, Capabilities, DirGrant, Stdio
-from .config import CacheConfig, RunConfig
-from .engine import EngineSettings, LoadedGuest, Outcome, run_guest
-from .errors import (
-    ArtifactError,
-    CacheError,
-    CgiError,
-    ConfigError,
-    GuestExit,
-    GuestTrap,
-    LimitExceeded,
-    LinkError,
-    LoadError,
-    UsageError,
-    WasmgateError,
-)
-from .limits import Limits
+if TYPE_CHECKING:
+    from .api import load, run
+    from .capabilities import INHERIT, Capabilities, DirGrant, Stdio
+    from .config import CacheConfig, RunConfig
+    from .engine import EngineSettings, LoadedGuest, Outcome, run_guest
+    from .errors import (
+        ArtifactError,
+        CacheError,
+        CgiError,
+        ConfigError,
+        GuestExit,
+        GuestTrap,
+        LimitExceeded,
+        LinkError,
+        LoadError,
+        UsageError,
+        WasmgateError,
+    )
+    from .limits import Limits
+
+    __version__: str
+
+# Imported on first use (PEP 562), so that ``import wasmgate`` or one of its submodules costs
+# only what that use needs: start-up time is most of a short ``wasmgate run``.
+_LAZY = {
+    "load": "api",
+    "run": "api",
+    "INHERIT": "capabilities",
+    "Capabilities": "capabilities",
+    "DirGrant": "capabilities",
+    "Stdio": "capabilities",
+    "CacheConfig": "config",
+    "RunConfig": "config",
+    "EngineSettings": "engine",
+    "LoadedGuest": "engine",
+    "Outcome": "engine",
+    "run_guest": "engine",
+    "ArtifactError": "errors",
+    "CacheError": "errors",
+    "CgiError": "errors",
+    "ConfigError": "errors",
+    "GuestExit": "errors",
+    "GuestTrap": "errors",
+    "LimitExceeded": "errors",
+    "LinkError": "errors",
+    "LoadError": "errors",
+    "UsageError": "errors",
+    "WasmgateError": "errors",
+    "Limits": "limits",
+}
+# Submodules that ``import wasmgate`` used to load eagerly, still reachable as attributes.
+_SUBMODULES = frozenset({"api", "capabilities", "config", "engine", "errors", "limits"})
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "__version__":
+        from ._metadata import distribution_version
+
+        try:
+            value: Any = distribution_version("wasmgate")
+        except ModuleNotFoundError:  # PackageNotFoundError: a source tree, not installed
+            value = "0.0.0"
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "INHERIT",

@@ -1,5 +1,8 @@
 import sys
 
-from .cli import main
+# Guarded: worker processes are started with the spawn method, which imports the parent's
+# __main__ module again (as __mp_main__); that import must not start another CLI.
+if __name__ == "__main__":
+    from .cli import main
 
-sys.exit(main())
+    sys.exit(main())

@@ -238,7 +238,8 @@ def inspect(
 @click.option("--fuel", type=POSITIVE_INT, help="Default per-request fuel budget [none].")
 @click.option("--max-request-body", type=SIZE, help="Default request body limit [10MiB].")
 @click.option("--max-response-body", type=SIZE, help="Default response size limit [16MiB].")
-@click.option("--threads", type=POSITIVE_INT, help="Guest worker threads [cores, at least 2].")
+@click.option("--workers", type=POSITIVE_INT, help="Worker processes [number of cores].")
+@click.option("--threads", type=POSITIVE_INT, help="Guest threads per worker [cores, min 2].")
 @click.option("--queue", type=click.IntRange(min=0), default=64, show_default=True)
 @click.option("--metrics-listen", help="HOST:PORT for Prometheus metrics (off by default).")
 @click.option("--watch", is_flag=True, help="Reload when modules.toml or a module changes.")
@@ -258,6 +259,7 @@ def serve(
     fuel: int | None,
     max_request_body: int | None,
     max_response_body: int | None,
+    workers: int | None,
     threads: int | None,
     queue: int,
     metrics_listen: str | None,
@@ -292,6 +294,7 @@ def serve(
         max_response_body=max_response_body or base.max_response_body,
     )
     extra = {"threads": threads} if threads else {}
+    workers = workers or os.cpu_count() or 1
     config = GatewayConfig(
         modules_toml=modules_toml,
         listen=listen,
@@ -301,6 +304,7 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         defaults=defaults,
+        workers=workers,
         queue=queue,
         metrics_listen=metrics_listen,
         watch=watch,

@@ -94,6 +94,7 @@ class GatewayConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     defaults: RouteDefaults = RouteDefaults()
+    workers: int = 1
     threads: int = field(default_factory=_default_threads)
     queue: int = 64
     metrics_listen: str | None = None
@@ -105,6 +106,8 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         from .errors import UsageError
 
+        if self.workers < 1:
+            raise UsageError("workers must be at least 1")
         if self.threads < 1:
             raise UsageError("threads must be at least 1")
         if self.queue < 0:

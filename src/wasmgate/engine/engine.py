@@ -14,7 +14,6 @@ Rules:
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import platform
 import threading
@@ -22,6 +21,9 @@ import time
 from dataclasses import dataclass
 
 import wasmtime
+
+from .._metadata import distribution_version
+from .lowlevel import enable_pooling
 
 __all__ = [
     "EPOCH_TICK",
@@ -38,7 +40,8 @@ UNLIMITED_FUEL = 2**63 - 1
 
 
 def engine_version() -> str:
-    return importlib.metadata.version("wasmtime")
+    """The installed wasmtime-py version (read once per process, cheaply: it keys every cache)."""
+    return distribution_version("wasmtime")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +50,14 @@ class EngineSettings:
 
     consume_fuel: bool = False
     max_wasm_stack: int = 512 * 1024
+    pooling: bool = False
 
     def fingerprint(self) -> str:
         """Identifies compiled-code compatibility: engine version, settings and the host CPU."""
         return (
             f"wasmtime-{engine_version()}|{platform.machine()}|{platform.system()}"
             f"|fuel={int(self.consume_fuel)}|epoch=1|stack={self.max_wasm_stack}"
+            f"|pooling={int(self.pooling)}"
         )
 
 
@@ -87,6 +92,9 @@ class EngineHandle:
         cfg.consume_fuel = settings.consume_fuel
         cfg.max_wasm_stack = settings.max_wasm_stack
         cfg.wasm_component_model = True
+        # A server creates an instance per request: the pooling allocator recycles instance and
+        # memory slots instead of mapping and unmapping them each time.
+        self.pooling = settings.pooling and enable_pooling(cfg)
         self.settings = settings
         self.engine = wasmtime.Engine(cfg)
         self.fingerprint = settings.fingerprint()

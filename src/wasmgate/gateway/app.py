@@ -70,15 +70,10 @@ class Gateway:
         )
         self._capacity = config.threads + config.queue
         self._admitted = 0
-        self._running = 0
-        self._running_lock = threading.Lock()
         self._load_lock = asyncio.Lock()
         self._log_files: dict[str, Path] = {}
         self._log_lock = threading.Lock()
-        self.metrics = GatewayMetrics(
-            in_flight=lambda: self._admitted,
-            queued=lambda: max(0, self._admitted - self._running),
-        )
+        self.metrics = GatewayMetrics()
 
     # --- state ---------------------------------------------------------------------------
 
@@ -204,10 +199,13 @@ class Gateway:
     ) -> HandlerResult:
         loop = asyncio.get_running_loop()
         self._admitted += 1
+        self.metrics.in_flight.inc()
+        self.metrics.queued.inc()
         future = loop.run_in_executor(self._pool, self._work, handler, request, body, match)
 
         def release(_: object) -> None:
             self._admitted -= 1
+            self.metrics.in_flight.dec()
 
         future.add_done_callback(release)
         timeout = handler.settings.limits.timeout
@@ -227,13 +225,8 @@ class Gateway:
         body: bytes,
         match: RouteMatch[ModuleHandler],
     ) -> HandlerResult:
-        with self._running_lock:
-            self._running += 1
-        try:
-            result = handler.handle(request, body, match)
-        finally:
-            with self._running_lock:
-                self._running -= 1
+        self.metrics.queued.dec()
+        result = handler.handle(request, body, match)
         if result.stderr:
             self._log_stderr(handler, request, result)
         return result

@@ -3,6 +3,9 @@
 Rules:
 - Each gateway has its own registry (two gateways in one process never mix their numbers); the
   server exposes it on a separate ``--metrics-listen`` address, never on the public one.
+- With several worker processes, ``wasmgate serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before
+  starting them: each worker's values go to shared files and the parent serves their sum. Gauges
+  are therefore moved with ``inc``/``dec`` (``livesum``), never computed by callbacks.
 - Labels are bounded: ``route`` is the route *pattern* (from modules.toml), never the request path,
   and ``cause`` is one of a fixed set, so a client cannot create new time series.
 - The access log is one JSON object per line on the ``wasmgate.access`` logger.
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -23,7 +25,7 @@ _access = logging.getLogger("wasmgate.access")
 
 
 class GatewayMetrics:
-    def __init__(self, in_flight: Callable[[], float], queued: Callable[[], float]) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -47,14 +49,18 @@ class GatewayMetrics:
             registry=r,
         )
         self.reloads = Counter("wasmgate_reloads", "Configuration reloads", ["result"], registry=r)
-        in_flight_gauge = Gauge(
-            "wasmgate_in_flight", "Requests admitted and not yet finished", registry=r
+        self.in_flight = Gauge(
+            "wasmgate_in_flight",
+            "Requests admitted and not yet finished",
+            registry=r,
+            multiprocess_mode="livesum",
         )
-        in_flight_gauge.set_function(in_flight)
-        queued_gauge = Gauge(
-            "wasmgate_queued", "Admitted requests waiting for a worker thread", registry=r
+        self.queued = Gauge(
+            "wasmgate_queued",
+            "Admitted requests waiting for a worker thread",
+            registry=r,
+            multiprocess_mode="livesum",
         )
-        queued_gauge.set_function(queued)
 
     def observe(
         self, route: str, status: int, cause: str, duration: float, guest_seconds: float | None

@@ -101,18 +101,9 @@ class _Server(uvicorn.Server):
         await self.gateway.reload()
 
 
-def serve(config: GatewayConfig) -> int:
-    """Run the gateway until SIGTERM/SIGINT. Returns the process exit status."""
+def _uvicorn_config(config: GatewayConfig, gateway: Gateway) -> uvicorn.Config:
     host, port = parse_listen(config.listen)
-    gateway = Gateway(config)
-    gateway.load()
-    if config.metrics_listen:
-        from prometheus_client import start_http_server
-
-        mhost, mport = parse_listen(config.metrics_listen)
-        start_http_server(mport, addr=mhost, registry=gateway.metrics.registry)
-        log.info("metrics on http://%s:%d/metrics", mhost, mport)
-    uv_config = uvicorn.Config(
+    return uvicorn.Config(
         gateway,
         host=host,
         port=port,
@@ -126,14 +117,146 @@ def serve(config: GatewayConfig) -> int:
         ssl_keyfile=str(config.tls_key) if config.tls_key else None,
         http="httptools",
         loop="uvloop" if _has_uvloop() else "asyncio",
-        limit_concurrency=None,
         backlog=2048,
     )
-    server = _Server(uv_config, gateway, config.watch)
+
+
+def serve(config: GatewayConfig) -> int:
+    """Run the gateway until SIGTERM/SIGINT. Returns the process exit status."""
+    host, port = parse_listen(config.listen)
+    gateway = Gateway(config)
+    gateway.load()  # refuse to start on a bad configuration, before binding anything
     scheme = "https" if config.tls_cert else "http"
+    if config.workers > 1:
+        gateway.close()
+        return _serve_workers(config, host, port, scheme)
+    if config.metrics_listen:
+        _start_metrics(config.metrics_listen, gateway.metrics.registry)
+    server = _Server(_uvicorn_config(config, gateway), gateway, config.watch)
     log.info("listening on %s://%s:%d (pid %d)", scheme, host, port, os.getpid())
     server.run()
     return 0 if server.started else 1
+
+
+def _start_metrics(listen: str, registry: object) -> None:
+    from prometheus_client import start_http_server
+
+    mhost, mport = parse_listen(listen)
+    start_http_server(mport, addr=mhost, registry=registry)  # type: ignore[arg-type]
+    log.info("metrics on http://%s:%d/metrics", mhost, mport)
+
+
+# --- several worker processes ------------------------------------------------------------------
+#
+# Rules:
+# - The parent binds the socket, then starts ``workers`` processes with the *spawn* method (fresh
+#   interpreters: wasmtime engines and threads do not survive fork). Each worker loads the route
+#   table from the shared on-disk artifact cache, which the parent's validation load has filled,
+#   and accepts on the shared socket.
+# - The parent forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful stop) to every worker, and
+#   starts a replacement for a worker that dies unexpectedly.
+# - Metrics: the parent serves the sum over workers (prometheus multiprocess mode).
+
+
+def _worker_main(config: GatewayConfig, sock: socket.socket, index: int) -> None:
+    _setup_worker_logging(index)
+    gateway = Gateway(config)
+    gateway.load()
+    server = _Server(_uvicorn_config(config, gateway), gateway, config.watch)
+    server.run(sockets=[sock])
+
+
+def _setup_worker_logging(index: int) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s",
+    )
+
+
+def _serve_workers(config: GatewayConfig, host: str, port: int, scheme: str) -> int:
+    import multiprocessing
+    import shutil
+    import tempfile
+    import time
+
+    metrics_dir = tempfile.mkdtemp(prefix="wasmgate-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    ctx = multiprocessing.get_context("spawn")
+    procs: dict[int, multiprocessing.process.BaseProcess] = {}
+    stopping = False
+
+    def start(index: int) -> None:
+        p = ctx.Process(
+            target=_worker_main, args=(config, sock, index), name=f"wasmgate-worker-{index}"
+        )
+        p.start()
+        procs[index] = p
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for p in procs.values():
+            if p.pid is not None and p.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    try:
+        if config.metrics_listen:
+            from prometheus_client import CollectorRegistry
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+            _start_metrics(config.metrics_listen, registry)
+        for i in range(config.workers):
+            start(i)
+        log.info(
+            "listening on %s://%s:%d with %d workers (pid %d)",
+            scheme,
+            host,
+            port,
+            config.workers,
+            os.getpid(),
+        )
+        while True:
+            time.sleep(0.2)
+            for index, p in list(procs.items()):
+                if p.is_alive():
+                    continue
+                p.join()
+                _mark_dead(p.pid)
+                if stopping:
+                    del procs[index]
+                else:
+                    log.error("worker %d exited (status %s); starting a new one", index, p.exitcode)
+                    start(index)
+            if stopping and not procs:
+                return 0
+    finally:
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+        sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _mark_dead(pid: int | None) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(Exception):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def _has_uvloop() -> bool:

@@ -41,7 +41,9 @@ def load_state(config: GatewayConfig, pump: OutputPump) -> GatewayState:
     routes: list[Route[ModuleHandler]] = []
     for spec in manifest.modules:
         settings = route_settings(spec, config.defaults)
-        engine_settings = EngineSettings(consume_fuel=settings.limits.fuel is not None)
+        engine_settings = EngineSettings(
+            consume_fuel=settings.limits.fuel is not None, pooling=True
+        )
         key = (spec.module_path, engine_settings)
         guest = guests.get(key)
         if guest is None:

@@ -26,6 +26,7 @@ import wasmtime
 
 from ..engine.capture import OutputPump
 from ..engine.loader import LoadedGuest
+from ..engine.lowlevel import set_stdin_bytes
 from ..engine.outcome import Outcome, classify_failure, fold_error
 from ..errors import CgiError, ConfigError, UsageError
 from ..limits import Limits
@@ -190,13 +191,15 @@ class ModuleHandler:
         )
         out = self._pump.open(self.settings.max_response_body + 1, "close")
         err = self._pump.open(STDERR_KEEP, "discard")
-        stdin_path = _stdin_path(stdin)
+        stdin_path: str | None = None
         started = time.perf_counter()
         try:
             cfg = wasmtime.WasiConfig()
             cfg.argv = argv
             cfg.env = list(env.items())
-            cfg.stdin_file = stdin_path
+            if not set_stdin_bytes(cfg, stdin):
+                stdin_path = _stdin_path(stdin)
+                cfg.stdin_file = stdin_path
             cfg.stdout_file = out.path
             cfg.stderr_file = err.path
             for volume in self.spec.volumes:
@@ -205,8 +208,9 @@ class ModuleHandler:
             del cfg
             outcome = self._call(store, entrypoint)
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(stdin_path)
+            if stdin_path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(stdin_path)
             out.close_writer()
             err.close_writer()
             del store
