@@ -353,3 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# Registered last: call_cli reuses the ParamTypes defined above.
+from . import call_cli  # noqa: E402
+
+cli.add_command(call_cli.call)  # type: ignore[has-type]

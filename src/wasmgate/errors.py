@@ -7,7 +7,7 @@ Rules:
 - Messages are one line, name the thing at fault, and never contain host paths the user did not
   give us, host environment values or Python tracebacks.
 - Exceptions raised by a user's Python host function are *not* wrapped: they reach the caller
-  as they were raised (see ``engine.hostfuncs``).
+  as they were raised (see ``embed.hostfuncs``).
 
 Exit statuses (documented in the README, mirroring the ``wasmtime`` CLI and coreutils where they
 have a convention):

@@ -9,24 +9,35 @@ drains for every guest of the process.
 Rules:
 - At most ``limit`` bytes are kept. On overflow a ``close`` capture closes its read end, so the
   guest's further writes fail (EPIPE) and it cannot block; a ``discard`` capture keeps draining
-  and drops the excess (stderr: a noisy guest must not fail because of its logging).
+  and drops the excess (stderr: a noisy guest must not fail because of its logging), on Linux
+  by splicing it to ``/dev/null`` without copying it through Python.
 - ``finish()`` is called after the guest's store is gone. The store owns the write end, so EOF
-  follows; if something still holds the store, ``finish`` stops waiting after ``grace`` seconds
-  and takes what has arrived: it never hangs.
-- The pump thread never blocks on anything but ``select``; all pipe fds are non-blocking.
+  follows; ``finish`` takes the capture back from the pump and reads the rest itself (it never
+  waits for the pump, which may be busy with other guests); if something still holds the store,
+  it stops waiting after ``grace`` seconds and takes what has arrived: it never hangs.
+- The pump is fair: it reads at most ``BURST`` chunks from one pipe per wake-up, so a guest
+  flooding its output (gigabytes a second) cannot starve the other guests' pipes.
+- The pump thread never blocks on anything but ``select``; all pipe fds are non-blocking. Locks
+  are taken in one order only: a capture's lock, then the pump's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import threading
+import time
 from typing import Literal
 
-__all__ = ["Capture", "OutputPump", "default_pump"]
+__all__ = ["BURST", "Capture", "OutputPump", "default_pump"]
 
 _CHUNK = 65536
+BURST = 4  # chunks the pump reads from one pipe before it looks at the others
+_DISCARD = 1 << 20  # bytes a discarding capture drops per splice
+# Linux: a discarding capture moves its excess to /dev/null inside the kernel (os.splice).
+_DEVNULL = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC) if hasattr(os, "splice") else None
 
 
 class Capture:
@@ -34,7 +45,7 @@ class Capture:
 
     __slots__ = (
         "_buf",
-        "_done",
+        "_forgotten",
         "_lock",
         "_pump",
         "_read_fd",
@@ -52,7 +63,7 @@ class Capture:
         self._write_fd: int | None = w
         self._pump = pump
         self._buf = bytearray()
-        self._done = threading.Event()
+        self._forgotten = False  # set by finish(): from then on the pump never touches it
         self._lock = threading.Lock()
         self.limit = limit
         self.mode = mode
@@ -69,18 +80,46 @@ class Capture:
     def finish(self, grace: float = 0.5) -> bytes:
         """Everything captured (at most ``limit`` bytes). Closes the pipe."""
         self.close_writer()
-        self._done.wait(grace)
         self._pump.forget(self)
+        deadline = time.monotonic() + grace
+        while True:
+            with self._lock:
+                if self._read_fd is None or self._drain_locked():
+                    break
+                fd = self._read_fd
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            # Only finish() closes the fd now (the pump forgot this capture), so it stays valid.
+            # poll, not select: fds above 1023 are common on a busy server.
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            poller.poll(max(1, int(left * 1000)))
         with self._lock:
-            self._drain_locked()
             self._close_locked()
         return bytes(self._buf)
 
     # --- called with the lock held, from the pump thread or from finish() -------------------
 
-    def _drain_locked(self) -> bool:
-        """Read what is available; True when the stream has ended (EOF or closed)."""
+    def _drain_locked(self, burst: int | None = None) -> bool:
+        """Read what is available (at most ``burst`` chunks); True when the stream has ended
+        (EOF, error, or a ``close`` capture's overflow)."""
+        reads = 0
         while self._read_fd is not None:
+            if burst is not None and reads >= burst:
+                return False
+            if self.overflowed and _DEVNULL is not None:  # discarding: never copy the excess
+                try:
+                    moved = os.splice(self._read_fd, _DEVNULL, _DISCARD, flags=os.SPLICE_F_NONBLOCK)
+                except BlockingIOError:
+                    return False
+                except OSError:
+                    return True
+                if not moved:
+                    return True
+                reads += 1
+                self.total += moved
+                continue
             try:
                 chunk = os.read(self._read_fd, _CHUNK)
             except BlockingIOError:
@@ -89,10 +128,12 @@ class Capture:
                 return True
             if not chunk:
                 return True
+            reads += 1
             self.total += len(chunk)
             room = self.limit - len(self._buf)
             if len(chunk) > room:
-                self._buf += chunk[: max(room, 0)]
+                if room > 0:
+                    self._buf += chunk[:room]
                 self.overflowed = True
                 if self.mode == "close":
                     return True
@@ -104,7 +145,6 @@ class Capture:
         if self._read_fd is not None:
             os.close(self._read_fd)
             self._read_fd = None
-        self._done.set()
 
 
 class OutputPump:
@@ -131,10 +171,16 @@ class OutputPump:
         return cap
 
     def forget(self, cap: Capture) -> None:
-        with self._lock, cap._lock:
-            if cap._read_fd is not None:
-                with contextlib.suppress(KeyError, ValueError):
-                    self._selector.unregister(cap._read_fd)
+        """Stop draining ``cap``; its owner reads the rest and closes it."""
+        with cap._lock:
+            cap._forgotten = True
+            fd = cap._read_fd
+            if fd is not None:
+                self._unregister(fd)
+
+    def _unregister(self, fd: int) -> None:
+        with self._lock, contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(fd)
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -149,12 +195,12 @@ class OutputPump:
                         os.read(self._wake_r, 4096)
                     continue
                 assert isinstance(cap, Capture)
-                with self._lock, cap._lock:
-                    if cap._read_fd is None or cap._read_fd != key.fd:
+                with cap._lock:
+                    if cap._forgotten or cap._read_fd is None or cap._read_fd != key.fd:
                         continue
-                    if cap._drain_locked():
-                        with contextlib.suppress(KeyError, ValueError):
-                            self._selector.unregister(cap._read_fd)
+                    if cap._drain_locked(BURST):
+                        # Unregister before closing: a new pipe may reuse the fd number at once.
+                        self._unregister(cap._read_fd)
                         cap._close_locked()
 
 

@@ -24,6 +24,7 @@ import wasmtime
 
 from .._metadata import distribution_version
 from .lowlevel import enable_pooling
+from .sandbox import set_host_deadline
 
 __all__ = [
     "EPOCH_TICK",
@@ -108,6 +109,7 @@ class EngineHandle:
         max_memory: int | None = None,
     ) -> wasmtime.Store:
         store = wasmtime.Store(self.engine)
+        set_host_deadline(timeout)  # host calls (poll_oneoff) end by the deadline too
         if timeout is None:
             store.set_epoch_deadline(NO_DEADLINE)
         else:

@@ -40,6 +40,10 @@ class PoolingLimits:
     total_tables: int = 1000
     max_memory_size: int = 4 * 1024**3
     max_unused_warm_slots: int = 100
+    # Bytes of a recycled memory/table slot reset with memset instead of being returned to the
+    # kernel: cheap for the small heaps typical of per-request guests.
+    linear_memory_keep_resident: int = 1024 * 1024
+    table_keep_resident: int = 64 * 1024
 
 
 _POOLING_SYMBOLS = (
@@ -50,6 +54,8 @@ _POOLING_SYMBOLS = (
     "wasmtime_pooling_allocation_config_total_tables_set",
     "wasmtime_pooling_allocation_config_max_memory_size_set",
     "wasmtime_pooling_allocation_config_max_unused_warm_slots_set",
+    "wasmtime_pooling_allocation_config_linear_memory_keep_resident_set",
+    "wasmtime_pooling_allocation_config_table_keep_resident_set",
     "wasmtime_pooling_allocation_strategy_set",
 )
 
@@ -71,6 +77,12 @@ def enable_pooling(config: wasmtime.Config, limits: PoolingLimits = PoolingLimit
         _ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pool, limits.max_memory_size)
         _ffi.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(
             pool, limits.max_unused_warm_slots
+        )
+        _ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(
+            pool, limits.linear_memory_keep_resident
+        )
+        _ffi.wasmtime_pooling_allocation_config_table_keep_resident_set(
+            pool, limits.table_keep_resident
         )
         _ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pool)
     finally:

@@ -133,7 +133,14 @@ def classify_failure(
     max_memory: int | None,
     memory_size: int | None,
 ) -> Outcome:
-    """Turn an error raised by a wasm call into an Outcome (``ExitTrap(0)`` included)."""
+    """Turn an error raised by a wasm call into an Outcome (``ExitTrap(0)`` included).
+
+    Drops ``err``'s Python traceback: wasmtime-py raises traps from inside a generator that keeps
+    the exception in a local, so exception, traceback and frames form a reference cycle that
+    holds the caller's ``Store`` (and with it the guest's memory and its WASI pipes) until the
+    cyclic garbage collector happens to run. Output capture waits for those pipes to close.
+    """
+    err.__traceback__ = None
     memory_capped = (
         max_memory is not None
         and memory_size is not None

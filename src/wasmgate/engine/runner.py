@@ -22,7 +22,7 @@ from ..errors import LinkError, UsageError
 from ..limits import Limits
 from .loader import LoadedGuest
 from .outcome import Outcome, classify_failure, fold_error
-from .sandbox import wasi_config
+from .sandbox import define_wasi, wasi_config
 
 __all__ = ["format_results", "parse_invoke_args", "run_guest"]
 
@@ -68,7 +68,7 @@ def _run_module(
 ) -> Outcome:
     module = guest.core()
     linker = wasmtime.Linker(guest.engine.engine)
-    linker.define_wasi()
+    define_wasi(linker)
     started = time.perf_counter()
     instance: wasmtime.Instance | None = None
     try:

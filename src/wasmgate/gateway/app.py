@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import re
 import threading
@@ -56,6 +57,10 @@ _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
 
 
 class Gateway:
@@ -166,8 +171,12 @@ class Gateway:
         try:
             body = await _read_body(receive, request.content_length, settings.max_request_body)
         except _BodyTooLarge:
-            await _respond(send, 413, _TEXT, b"Payload Too Large\n")
+            # Close: the rest of an over-limit body is not worth reading.
+            await _respond(send, 413, [*_TEXT, (b"connection", b"close")], b"Payload Too Large\n")
             self._finish(request, found, 413, "body-too-large", started, 0, 18, None)
+            return
+        except _ClientGone:  # a truncated body must never reach a guest
+            self._finish(request, found, 499, "client-gone", started, 0, 0, None)
             return
         if self._admitted >= self._capacity:
             await _respond(send, 503, [*_TEXT, (b"retry-after", b"1")], b"Service Unavailable\n")
@@ -201,7 +210,8 @@ class Gateway:
         self._admitted += 1
         self.metrics.in_flight.inc()
         self.metrics.queued.inc()
-        future = loop.run_in_executor(self._pool, self._work, handler, request, body, match)
+        state = [0.0, 0.0]  # [when _work started (0: queued), 1.0 once the client was answered]
+        future = loop.run_in_executor(self._pool, self._work, handler, request, body, match, state)
 
         def release(_: object) -> None:
             self._admitted -= 1
@@ -209,14 +219,22 @@ class Gateway:
 
         future.add_done_callback(release)
         timeout = handler.settings.limits.timeout
-        try:
-            if timeout is None:
-                return await asyncio.shield(future)
-            return await asyncio.wait_for(asyncio.shield(future), timeout + BLOCKED_GRACE)
-        except TimeoutError:
-            return HandlerResult(
-                504, None, "timeout", "guest blocked in a host call past its deadline"
-            )
+        if timeout is None:
+            return await asyncio.shield(future)
+        # The route's timeout bounds the wait in the queue, then the guest from its own start.
+        limit = timeout + BLOCKED_GRACE
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(asyncio.shield(future), limit)
+        state[1] = 1.0  # from now on _work will not start this guest for nobody
+        started = state[0]
+        if not started:
+            reason = "queued past the route's deadline; the guest was not run"
+            return HandlerResult(504, None, "timeout", reason)
+        left = started + limit - time.monotonic()
+        if left > 0:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(future), left)
+        return HandlerResult(504, None, "timeout", "guest blocked in a host call past its deadline")
 
     def _work(
         self,
@@ -224,8 +242,12 @@ class Gateway:
         request: CgiRequest,
         body: bytes,
         match: RouteMatch[ModuleHandler],
+        state: list[float],
     ) -> HandlerResult:
         self.metrics.queued.dec()
+        state[0] = time.monotonic()
+        if state[1]:  # the client already got its 504 while this waited for a thread
+            return HandlerResult(504, None, "timeout", "abandoned in the queue")
         result = handler.handle(request, body, match)
         if result.stderr:
             self._log_stderr(handler, request, result)
@@ -295,7 +317,7 @@ async def _read_body(receive: Receive, declared: int | None, limit: int) -> byte
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise _ClientGone
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)

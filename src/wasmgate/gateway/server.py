@@ -27,6 +27,7 @@ import uvicorn
 from ..config import GatewayConfig
 from ..errors import UsageError
 from .app import Gateway
+from .guard import GuardedHttpToolsProtocol, limit_heap_retention
 
 __all__ = ["parse_listen", "serve"]
 
@@ -115,7 +116,10 @@ def _uvicorn_config(config: GatewayConfig, gateway: Gateway) -> uvicorn.Config:
         timeout_graceful_shutdown=int(config.graceful_timeout),
         ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
         ssl_keyfile=str(config.tls_key) if config.tls_key else None,
-        http="httptools",
+        http=GuardedHttpToolsProtocol,
+        # Never take the client address or scheme from X-Forwarded-* headers: uvicorn trusts them
+        # from 127.0.0.1 by default, so any local process could set REMOTE_ADDR and X_FULL_URL.
+        proxy_headers=False,
         loop="uvloop" if _has_uvloop() else "asyncio",
         backlog=2048,
     )
@@ -124,6 +128,7 @@ def _uvicorn_config(config: GatewayConfig, gateway: Gateway) -> uvicorn.Config:
 def serve(config: GatewayConfig) -> int:
     """Run the gateway until SIGTERM/SIGINT. Returns the process exit status."""
     host, port = parse_listen(config.listen)
+    limit_heap_retention()
     gateway = Gateway(config)
     gateway.load()  # refuse to start on a bad configuration, before binding anything
     scheme = "https" if config.tls_cert else "http"
@@ -160,6 +165,7 @@ def _start_metrics(listen: str, registry: object) -> None:
 
 def _worker_main(config: GatewayConfig, sock: socket.socket, index: int) -> None:
     _setup_worker_logging(index)
+    limit_heap_retention()
     gateway = Gateway(config)
     gateway.load()
     server = _Server(_uvicorn_config(config, gateway), gateway, config.watch)
@@ -202,6 +208,9 @@ def _serve_workers(config: GatewayConfig, host: str, port: int, scheme: str) -> 
         nonlocal stopping
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
+            # Our copy of the listening socket would keep accepting connections into the backlog
+            # that no draining worker will ever answer: close it, so new clients are refused.
+            sock.close()
         for p in procs.values():
             if p.pid is not None and p.is_alive():
                 with contextlib.suppress(ProcessLookupError):

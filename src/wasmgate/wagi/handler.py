@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from ..engine.capture import OutputPump
 from ..engine.loader import LoadedGuest
 from ..engine.lowlevel import set_stdin_bytes
 from ..engine.outcome import Outcome, classify_failure, fold_error
+from ..engine.sandbox import define_wasi
 from ..errors import CgiError, ConfigError, UsageError
 from ..limits import Limits
 from .cgi import CgiRequest, CgiResponse, build_argv, build_environ, parse_output
@@ -82,6 +84,7 @@ class RouteSettings:
     limits: Limits
     max_request_body: int
     max_response_body: int
+    max_concurrency: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,8 @@ class ModuleHandler:
         self._server_software = server_software
         self._pump = pump
         self._base_env = {**global_env, **spec.environment}
+        self._running = 0  # requests in handle() now (for max_concurrency)
+        self._running_lock = threading.Lock()
         self._policy = OutboundPolicy(
             allowed_hosts=spec.allowed_hosts,
             max_concurrency=spec.http_max_concurrency,
@@ -129,7 +134,7 @@ class ModuleHandler:
             raise ConfigError(f"{spec.label}: {spec.module} is a component; WAGI serves modules")
         self._exports = {e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)}
         linker = wasmtime.Linker(guest.engine.engine)
-        linker.define_wasi()
+        define_wasi(linker)
         define_outbound_http(linker)
         self.link_error: str | None = None
         self._pre: wasmtime.InstancePre | None = None
@@ -155,7 +160,23 @@ class ModuleHandler:
     # --- per request ---------------------------------------------------------------------
 
     def handle(self, request: CgiRequest, body: bytes, match: RouteMatch[Any]) -> HandlerResult:
-        """Serve one request (blocking; run it on a worker thread)."""
+        """Serve one request (blocking; run it on a worker thread). Beyond the route's
+        ``max_concurrency`` requests at once, answers 503 at once without running the guest."""
+        cap = self.settings.max_concurrency
+        if cap is None:
+            return self._handle(request, body, match)
+        with self._running_lock:
+            if self._running >= cap:
+                reason = f"route busy: {cap} requests already running (max_concurrency)"
+                return HandlerResult(503, None, "route-busy", reason)
+            self._running += 1
+        try:
+            return self._handle(request, body, match)
+        finally:
+            with self._running_lock:
+                self._running -= 1
+
+    def _handle(self, request: CgiRequest, body: bytes, match: RouteMatch[Any]) -> HandlerResult:
         request = replace(request, content_length=len(body))
         try:
             env = build_environ(
@@ -220,13 +241,13 @@ class ModuleHandler:
         base = HandlerResult(
             200, None, "ok", guest_seconds=elapsed, stderr=stderr, stderr_total=err.total
         )
-        if outcome.status != "ok":
-            status = _STATUS.get(outcome.status, 500)
-            return replace(base, status=status, cause=outcome.status, reason=outcome.message)
-        if out.overflowed:
+        if out.overflowed:  # first: a guest whose writes failed past the cap may exit non-zero
             limit = self.settings.max_response_body
             reason = f"response larger than max_response_body ({limit} bytes)"
             return replace(base, status=502, cause="too-large", reason=reason)
+        if outcome.status != "ok":
+            status = _STATUS.get(outcome.status, 500)
+            return replace(base, status=status, cause=outcome.status, reason=outcome.message)
         if not parse:
             return replace(base, response=CgiResponse(200, [], stdout))
         try:
@@ -283,4 +304,5 @@ def route_settings(spec: ModuleSpec, defaults: Any) -> RouteSettings:
         limits=limits,
         max_request_body=lim.max_request_body or defaults.max_request_body,
         max_response_body=lim.max_response_body or defaults.max_response_body,
+        max_concurrency=lim.max_concurrency,
     )

@@ -6,8 +6,11 @@
   ``environment`` (``{K = "V"}``), ``argv`` (a template using ``${SCRIPT_NAME}`` and ``${ARGS}``),
   ``allowed_hosts`` and ``http_max_concurrency`` (as deislabs/wagi 0.8); and our per-route limits
   ``timeout`` (a duration: ``"30s"`` or a number of seconds), ``max_memory``,
-  ``max_request_body`` and ``max_response_body`` (sizes: ``"64MiB"`` or bytes) and ``fuel`` (a
-  positive integer). All limits are optional; an absent one is ``None`` (the caller's default).
+  ``max_request_body`` and ``max_response_body`` (sizes: ``"64MiB"`` or bytes), ``fuel`` (a
+  positive integer) and ``max_concurrency`` (a positive integer: at most this many requests of
+  the entry run at once; more are answered 503, so one slow or hostile route cannot take every
+  worker thread from the others). All limits are optional; an absent one is ``None`` (the
+  caller's default; for ``max_concurrency``, no per-route limit).
 - ``module`` is a path or a ``file://`` URL (``file:///abs/x.wasm``, ``file:rel/x.wasm``) to a
   ``.wasm`` or ``.wat`` file; ``bindle:``, ``oci:`` and ``http(s):`` references are refused.
   Relative paths, for ``module`` and for volume host directories, resolve against the folder
@@ -81,6 +84,7 @@ _KNOWN_KEYS = (
     "fuel",
     "max_request_body",
     "max_response_body",
+    "max_concurrency",
 )
 _UNSUPPORTED_WAGI_KEYS = frozenset({"repository", "bindle_server"})
 _EMPTY_ENV: Mapping[str, str] = MappingProxyType({})
@@ -95,6 +99,7 @@ class RouteLimits:
     fuel: int | None = None
     max_request_body: int | None = None
     max_response_body: int | None = None
+    max_concurrency: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +368,7 @@ def _module_spec(
             fuel=entry.positive_int("fuel"),
             max_request_body=entry.size("max_request_body"),
             max_response_body=entry.size("max_response_body"),
+            max_concurrency=entry.positive_int("max_concurrency"),
         ),
     )
 

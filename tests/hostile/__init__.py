@@ -1,0 +1,1 @@
+"""The hostile-input and fault suite (a package, so its conftest never shadows tests/conftest)."""
