@@ -435,7 +435,7 @@ def test_no_request_lost_during_reload(site: Path, tmp_path: Path) -> None:
         assert set(statuses) == {200}
 
 
-def _wait_for(cond: Callable[[], bool], timeout: float = 15) -> None:
+def _wait_for(cond: Callable[[], bool], timeout: float = 40) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:

@@ -167,7 +167,10 @@ class OutputPump:
                     target=self._run, name="wasmgate-output", daemon=True
                 )
                 self._thread.start()
-        self._wake()
+        # epoll watches a newly registered fd even while the pump is already waiting in it, so
+        # the wake-up (a context switch per request) is only needed for select/poll selectors.
+        if not isinstance(self._selector, selectors.EpollSelector):
+            self._wake()
         return cap
 
     def forget(self, cap: Capture) -> None:
