@@ -23,7 +23,7 @@ import click
 
 from .api import load
 from .capabilities import INHERIT, Capabilities, DirGrant, Stdio
-from .cli import DIR, DIR_RO, DURATION, ENV, POSITIVE_INT, SIZE, _cache, _cache_options
+from .cli import _cache, _cache_options, sandbox_options
 from .engine import EngineSettings, LoadedGuest, format_results, parse_invoke_args
 from .errors import UsageError, WasmgateError
 from .limits import Limits
@@ -35,14 +35,7 @@ __all__ = ["call"]
 @click.argument("module", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("function")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.option("--dir", "dirs", multiple=True, type=DIR, help="Grant a directory read-write.")
-@click.option(
-    "--dir-ro", "dirs_ro", multiple=True, type=DIR_RO, help="Grant a directory read-only."
-)
-@click.option("--env", "env", multiple=True, type=ENV, help="Grant KEY=VALUE, or copy host NAME.")
-@click.option("--fuel", type=POSITIVE_INT, help="Instruction budget; exit 152 when exhausted.")
-@click.option("--timeout", type=DURATION, help="Wall-clock limit (e.g. 5s); exit 124.")
-@click.option("--max-memory", type=SIZE, help="Linear memory cap (e.g. 64MiB); exit 137.")
+@sandbox_options
 @click.option(
     "--allow-precompiled", is_flag=True, help="Allow a precompiled artifact (runs native code)."
 )

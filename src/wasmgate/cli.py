@@ -92,6 +92,29 @@ def _cache_options(f: Any) -> Any:
     return click.option("--no-cache", is_flag=True, help="Compile every time; read no cache.")(f)
 
 
+def sandbox_options(f: Any) -> Any:
+    """The grant and limit flags shared by every command that runs a guest (run, call)."""
+    decorators = [
+        click.option(
+            "--dir", "dirs", multiple=True, type=DIR, help="Grant a directory read-write."
+        ),
+        click.option(
+            "--dir-ro", "dirs_ro", multiple=True, type=DIR_RO, help="Grant a directory read-only."
+        ),
+        click.option(
+            "--env", "env", multiple=True, type=ENV, help="Grant KEY=VALUE, or copy host NAME."
+        ),
+        click.option(
+            "--fuel", type=POSITIVE_INT, help="Instruction budget; exit 152 when exhausted."
+        ),
+        click.option("--timeout", type=DURATION, help="Wall-clock limit (e.g. 5s); exit 124."),
+        click.option("--max-memory", type=SIZE, help="Linear memory cap (e.g. 64MiB); exit 137."),
+    ]
+    for decorate in reversed(decorators):
+        f = decorate(f)
+    return f
+
+
 def _cache(cache_dir: Path | None, no_cache: bool) -> CacheConfig:
     return CacheConfig(enabled=not no_cache, directory=cache_dir)
 
@@ -110,14 +133,7 @@ def cli() -> None:
 @cli.command(context_settings={"allow_interspersed_args": False})
 @click.argument("module", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.option("--dir", "dirs", multiple=True, type=DIR, help="Grant a directory read-write.")
-@click.option(
-    "--dir-ro", "dirs_ro", multiple=True, type=DIR_RO, help="Grant a directory read-only."
-)
-@click.option("--env", "env", multiple=True, type=ENV, help="Grant KEY=VALUE, or copy host NAME.")
-@click.option("--fuel", type=POSITIVE_INT, help="Instruction budget; exit 152 when exhausted.")
-@click.option("--timeout", type=DURATION, help="Wall-clock limit (e.g. 5s); exit 124.")
-@click.option("--max-memory", type=SIZE, help="Linear memory cap (e.g. 64MiB); exit 137.")
+@sandbox_options
 @click.option("--invoke", metavar="NAME", help="Call this export with ARGS instead of _start.")
 @click.option("--argv0", help="The guest's argv[0] (default: the module's file name).")
 @click.option(

@@ -42,6 +42,7 @@ Rules:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import enum
 import keyword
@@ -120,7 +121,7 @@ def py_name(wit: str) -> str:
     return name + "_" if keyword.iskeyword(name) else name
 
 
-class Converter:
+class Converter(abc.ABC):
     """Checks and converts one WIT type.
 
     ``lower``: Python value -> the binding's shape; ``lift``: the binding's shape -> Python value.
@@ -129,8 +130,9 @@ class Converter:
     wit = "?"
     identity_lift = True
 
+    @abc.abstractmethod
     def lower(self, value: Any) -> Any:
-        raise NotImplementedError
+        """Check ``value`` and convert it to what the binding accepts (``Mismatch`` if wrong)."""
 
     def lift(self, raw: Any) -> Any:
         return raw
