@@ -290,12 +290,11 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         env = {
             **os.environ,
             "WASMGATE_CACHE_DIR": str(root / "cache"),
-            "WASMGATE_HEADER_TIMEOUT": "2",
         }
         log = (root / "server.log").open("wb")
         cmd = [sys.executable, "-m", "wasmgate", "serve", "-c", str(toml)]
         cmd += ["-l", f"127.0.0.1:{port}", "--workers", str(args.workers)]
-        cmd += ["--threads", str(args.threads)]
+        cmd += ["--threads", str(args.threads), "--header-timeout", "2s"]
         if not args.access_log:
             cmd.append("--no-access-log")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import wasmtime
 
 from wasmgate.engine import EngineSettings, get_engine
-from wasmgate.engine.lowlevel import enable_pooling, set_stdin_bytes
+from wasmgate.engine.lowlevel import call_export, enable_pooling, set_args_env, set_stdin_bytes
 
 ECHO = """(module
   (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
@@ -57,3 +58,133 @@ def test_enable_pooling_on_fresh_config() -> None:
     cfg = wasmtime.Config()
     assert enable_pooling(cfg)
     wasmtime.Engine(cfg)
+
+
+ENV_DUMP = """(module
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $asizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_get" (func $aget (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $dump (param $count i32) (param $size i32)
+    ;; strings are at 4096.., NUL-separated: print them all as one block
+    (i32.store (i32.const 0) (i32.const 4096))
+    (i32.store (i32.const 4) (local.get $size))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_start")
+    (drop (call $asizes (i32.const 16) (i32.const 20)))
+    (drop (call $aget (i32.const 1024) (i32.const 4096)))
+    (call $dump (i32.load (i32.const 16)) (i32.load (i32.const 20)))
+    (drop (call $sizes (i32.const 16) (i32.const 20)))
+    (drop (call $get (i32.const 1024) (i32.const 4096)))
+    (call $dump (i32.load (i32.const 16)) (i32.load (i32.const 20)))))"""
+
+
+def _args_env_output(tmp_path: object, argv: list[str], env: dict[str, str], fast: bool) -> bytes:
+    import pathlib
+
+    engine = get_engine().engine
+    out = pathlib.Path(str(tmp_path)) / "out"
+    store = wasmtime.Store(engine)
+    store.set_epoch_deadline(1 << 40)
+    cfg = wasmtime.WasiConfig()
+    if fast:
+        assert set_args_env(cfg, argv, env)
+    else:
+        cfg.argv = argv
+        cfg.env = list(env.items())
+    cfg.stdout_file = str(out)
+    store.set_wasi(cfg)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    instance = linker.instantiate(store, wasmtime.Module(engine, ENV_DUMP))
+    assert call_export(store, instance, "_start")
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        ([], {}),
+        (["/x"], {}),
+        ([], {"A": "1"}),
+        (["/path", "a=1", "", "é"], {"HTTP_X": "ü ✓", "EMPTY": "", "K": "v=w"}),
+        ([f"arg{i}" for i in range(50)], {f"V{i}": "x" * i for i in range(100)}),
+    ],
+)
+def test_set_args_env_matches_public_setters(
+    tmp_path: object, argv: list[str], env: dict[str, str]
+) -> None:
+    assert _args_env_output(tmp_path, argv, env, fast=True) == _args_env_output(
+        tmp_path, argv, env, fast=False
+    )
+
+
+def test_set_args_env_refuses_nul() -> None:
+    with pytest.raises(wasmtime.WasmtimeError, match="NUL"):
+        set_args_env(wasmtime.WasiConfig(), ["a\0b"], {})
+    with pytest.raises(wasmtime.WasmtimeError, match="NUL"):
+        set_args_env(wasmtime.WasiConfig(), [], {"K": "v\0"})
+
+
+CALLS = """(module
+  (import "host" "boom" (func $boom))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (global $n (mut i32) (i32.const 0))
+  (func (export "ok") (global.set $n (i32.const 1)))
+  (func (export "trap") unreachable)
+  (func (export "exit7") (call $exit (i32.const 7)))
+  (func (export "host") (call $boom))
+  (func (export "takes") (param i32))
+  (memory (export "memory") 1))"""
+
+
+class _Boom(Exception):
+    pass
+
+
+def _instance() -> tuple[wasmtime.Store, wasmtime.Instance]:
+    engine = get_engine().engine
+    store = wasmtime.Store(engine)
+    store.set_epoch_deadline(1 << 40)
+    store.set_wasi(wasmtime.WasiConfig())
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+
+    def boom() -> None:
+        raise _Boom("from the host")
+
+    linker.define_func("host", "boom", wasmtime.FuncType([], []), boom)
+    return store, linker.instantiate(store, wasmtime.Module(engine, CALLS))
+
+
+def _outcome(call: object) -> tuple[str, object]:
+    try:
+        call()  # type: ignore[operator]
+    except wasmtime.ExitTrap as e:
+        return ("exit", e.code)
+    except wasmtime.Trap as e:
+        return ("trap", e.trap_code)
+    except _Boom as e:
+        return ("host", str(e))
+    except KeyError as e:
+        return ("missing", str(e))
+    except wasmtime.WasmtimeError:
+        return ("error", None)
+    return ("ok", None)
+
+
+@pytest.mark.parametrize("name", ["ok", "trap", "exit7", "host", "takes", "memory", "nothing"])
+def test_call_export_raises_as_the_public_call(name: str) -> None:
+    store, instance = _instance()
+    fast = _outcome(lambda: call_export(store, instance, name))
+    store, instance = _instance()
+
+    def public() -> None:
+        func = instance.exports(store)[name]
+        if not isinstance(func, wasmtime.Func):
+            raise KeyError(name)
+        func(store)
+
+    assert fast == _outcome(public)

@@ -119,6 +119,48 @@ def test_relative_paths_resolve_against_the_toml_folder(
     assert spec.volumes[0].host.samefile(site / "static")
 
 
+def test_volume_forms(site: Path) -> None:
+    """WAGI's string form is read-write; the table form may be read-only; both mix freely."""
+    (site / "assets").mkdir()
+    volumes = (
+        '"/data" = "static", "/ro" = { path = "assets", read_only = true }, '
+        '"/rw" = { path = "assets", read_only = false }, "/plain" = { path = "static" }'
+    )
+    text = f'[[module]]\nroute = "/"\nmodule = "hello.wasm"\nvolumes = {{ {volumes} }}\n'
+    spec = load(site, text).modules[0]
+    assert spec.volumes == (
+        Volume("/data", site / "static"),
+        Volume("/ro", site / "assets", read_only=True),
+        Volume("/rw", site / "assets"),
+        Volume("/plain", site / "static"),
+    )
+    assert [v.read_only for v in spec.volumes] == [False, True, False, False]
+
+
+def test_volume_table_in_a_subtable(site: Path) -> None:
+    """The table form written as a TOML sub-table, not inline, is the same thing."""
+    spec = load(
+        site,
+        '[[module]]\nroute = "/"\nmodule = "hello.wasm"\n'
+        '[module.volumes."/ro"]\npath = "static"\nread_only = true\n',
+    ).modules[0]
+    assert spec.volumes == (Volume("/ro", site / "static", read_only=True),)
+
+
+def test_volume_table_unknown_keys_are_warnings(site: Path) -> None:
+    manifest = parse_manifest(
+        '[[module]]\nroute = "/a"\nmodule = "hello.wasm"\n'
+        'volumes = { "/s" = { path = "static", readonly = true, mode = "ro" } }\n',
+        base_dir=site,
+    )
+    assert manifest.modules[0].volumes == (Volume("/s", site / "static"),)
+    assert manifest.warnings == (
+        'modules.toml: module #1 (route "/a"): volume "/s": unknown key "readonly" ignored '
+        '(did you mean "read_only"?)',
+        'modules.toml: module #1 (route "/a"): volume "/s": unknown key "mode" ignored',
+    )
+
+
 def test_numeric_limits(site: Path) -> None:
     spec = load(
         site,
@@ -303,8 +345,42 @@ ENTRY = '[[module]]\nroute = "/api/..."\nmodule = "hello.wasm"\n'
         (ENTRY + 'volumes = {"/s" = "hello.wasm"}\n', "host directory not found: hello.wasm"),
         (ENTRY + 'volumes = {"/s" = ""}\n', 'volume "/s": host directory is empty'),
         (ENTRY + 'volumes = {"" = "static"}\n', 'volume guest path "" is invalid'),
-        (ENTRY + 'volumes = ["static"]\n', "volumes must be a table of strings, not an array"),
-        (ENTRY + 'volumes = {"/s" = 1}\n', "volumes./s must be a string, not an integer"),
+        (
+            ENTRY + 'volumes = ["static"]\n',
+            'volumes must be a table such as {"/data" = "data"}, not an array',
+        ),
+        (
+            ENTRY + 'volumes = {"/s" = 1}\n',
+            'volume "/s" must be a host directory string or a table such as '
+            '{ path = "data", read_only = true }, not an integer',
+        ),
+        (
+            ENTRY + 'volumes = {"/s" = ["static"]}\n',
+            'volume "/s" must be a host directory string or a table such as '
+            '{ path = "data", read_only = true }, not an array',
+        ),
+        (
+            ENTRY + 'volumes = {"/s" = { read_only = true }}\n',
+            '(route "/api/..."): volume "/s": missing required key "path"',
+        ),
+        (ENTRY + 'volumes = {"/s" = { path = 1 }}\n', 'volume "/s": path must be a string, not an'),
+        (ENTRY + 'volumes = {"/s" = { path = "" }}\n', 'volume "/s": host directory is empty'),
+        (
+            ENTRY + 'volumes = {"/s" = { path = "missing", read_only = true }}\n',
+            'volume "/s": host directory not found: missing',
+        ),
+        (
+            ENTRY + 'volumes = {"/s" = { path = "static", read_only = "yes" }}\n',
+            'volume "/s": read_only must be a boolean, not a string',
+        ),
+        (
+            ENTRY + 'volumes = {"/s" = { path = "static", read_only = 1 }}\n',
+            'volume "/s": read_only must be a boolean, not an integer',
+        ),
+        (
+            ENTRY + 'volumes = {"/s\\n" = { path = "static", read_only = 1 }}\n',
+            'volume "/s\\n": read_only must be a boolean, not an integer',
+        ),
         (
             ENTRY + 'environment = {"1X" = "v"}\n',
             'environment: invalid environment variable name "1X"',

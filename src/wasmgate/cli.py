@@ -260,6 +260,28 @@ def inspect(
 @click.option("--metrics-listen", help="HOST:PORT for Prometheus metrics (off by default).")
 @click.option("--watch", is_flag=True, help="Reload when modules.toml or a module changes.")
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
+@click.option(
+    "--header-timeout",
+    metavar="DURATION",
+    help="Time a client has for a request's line and headers, else 408 (e.g. 5s) [10s].",
+)
+@click.option(
+    "--body-timeout",
+    metavar="DURATION",
+    help="Time a request body may take before --body-min-rate applies, else 408 [20s].",
+)
+@click.option(
+    "--body-min-rate",
+    metavar="BYTES",
+    help="Bytes per second (e.g. 500 or 1KiB) a client must average while sending a body "
+    "and reading a response [500].",
+)
+@click.option(
+    "--send-timeout",
+    metavar="DURATION",
+    help="Period over which a client must read --body-min-rate bytes/s of its response, "
+    "else it is disconnected [30s].",
+)
 @_cache_options
 def serve(
     modules_toml: Path,
@@ -281,6 +303,10 @@ def serve(
     metrics_listen: str | None,
     watch: bool,
     no_access_log: bool,
+    header_timeout: str | None,
+    body_timeout: str | None,
+    body_min_rate: str | None,
+    send_timeout: str | None,
     cache_dir: Path | None,
     no_cache: bool,
 ) -> None:
@@ -309,7 +335,20 @@ def serve(
         max_request_body=max_request_body or base.max_request_body,
         max_response_body=max_response_body or base.max_response_body,
     )
-    extra = {"threads": threads} if threads else {}
+    extra: dict[str, Any] = {"threads": threads} if threads else {}
+    # Parsed here, not by a click type, so a bad value is one line (exit status 2).
+    for name, parse, text in (
+        ("header_timeout", parse_duration, header_timeout),
+        ("body_timeout", parse_duration, body_timeout),
+        ("body_min_rate", parse_size, body_min_rate),
+        ("send_timeout", parse_duration, send_timeout),
+    ):
+        if text is not None:
+            flag = "--" + name.replace("_", "-")
+            try:
+                extra[name] = parse(text)
+            except UsageError as e:
+                raise UsageError(f"{flag}: {e}") from None
     workers = workers or os.cpu_count() or 1
     config = GatewayConfig(
         modules_toml=modules_toml,

@@ -8,6 +8,7 @@ Rules:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,22 @@ from .capabilities import INHERIT, Capabilities, DirGrant, Stdio
 from .engine import ArtifactCache, EngineHandle, EngineSettings, default_cache_dir
 from .limits import Limits
 
-__all__ = ["CacheConfig", "RunConfig"]
+__all__ = [
+    "DEFAULT_BODY_MIN_RATE",
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_SEND_TIMEOUT",
+    "CacheConfig",
+    "GatewayConfig",
+    "RouteDefaults",
+    "RunConfig",
+]
+
+# Connection-guard defaults (``wasmgate serve --header-timeout`` etc.; see ``gateway/guard.py``).
+DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for the request line and headers
+DEFAULT_BODY_TIMEOUT = 20.0  # seconds of grace for the body before the minimum rate applies
+DEFAULT_BODY_MIN_RATE = 500.0  # bytes per second, for request bodies and for reading responses
+DEFAULT_SEND_TIMEOUT = 30.0  # seconds over which a client must read its response at that rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +100,14 @@ class GatewayConfig:
 
     Every ``serve`` flag is a field here; ``wasmgate.gateway.create_app(GatewayConfig(...))``
     builds the same application the CLI serves.
+
+    The connection guard (``gateway/guard.py``; applied by ``wasmgate serve``, not by
+    ``create_app`` under another ASGI server) takes ``header_timeout`` (seconds for a request's
+    line and headers), ``body_timeout`` (seconds before a request body must keep up
+    ``body_min_rate``), ``body_min_rate`` (bytes per second, for bodies and for reading
+    responses) and ``send_timeout`` (seconds over which a client must read its response at
+    ``body_min_rate``). Each must be a positive, finite number; anything else is a one-line
+    ``UsageError`` naming the field (exit status 2 from the CLI).
     """
 
     modules_toml: Path
@@ -102,10 +126,28 @@ class GatewayConfig:
     access_log: bool = True
     graceful_timeout: float = 30.0
     cache: CacheConfig = CacheConfig()
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    body_min_rate: float = DEFAULT_BODY_MIN_RATE
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
 
     def __post_init__(self) -> None:
         from .errors import UsageError
 
+        for name, unit in (
+            ("header_timeout", "seconds"),
+            ("body_timeout", "seconds"),
+            ("body_min_rate", "bytes per second"),
+            ("send_timeout", "seconds"),
+        ):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise UsageError(f"{name} must be a positive number of {unit}, got {value!r}")
         if self.workers < 1:
             raise UsageError("workers must be at least 1")
         if self.threads < 1:

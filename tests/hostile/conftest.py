@@ -34,13 +34,14 @@ from .hostile_support import (
     EXIT_CODES,
     GUESTS,
     HOG_TIMEOUT,
+    HOST_ENV,
     NO_IMPORT_WAT,
     OUTPUT_REPEAT,
     OUTPUTS,
     START_TRAP_WAT,
     big_data_module,
     exit_wat,
-    guard_env,
+    guard_args,
     port_of,
 )
 
@@ -114,8 +115,8 @@ def hostile_site(
 
 @pytest.fixture(scope="session")
 def hostile(hostile_site: Path, cache_dir: Path) -> Iterator[Server]:
-    env = {**guard_env(), "WASMGATE_CACHE_DIR": str(cache_dir)}
-    args = ("--workers", "1", "--threads", "2", "--queue", "32")
+    env = {**HOST_ENV, "WASMGATE_CACHE_DIR": str(cache_dir)}
+    args = ("--workers", "1", "--threads", "2", "--queue", "32", *guard_args())
     with running_server(hostile_site / "modules.toml", *args, env=env) as server:
         yield server
 

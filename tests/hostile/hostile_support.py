@@ -23,7 +23,8 @@ from soak import tree_rss_kib  # noqa: E402
 
 from gateway_support import Server  # noqa: E402
 
-GUARD_TIMEOUT = 1.0  # WASMGATE_HEADER_TIMEOUT / _BODY_ / _SEND_ for the shared server
+GUARD_TIMEOUT = 1.0  # --header-timeout / --body-timeout / --send-timeout of the shared server
+HOST_ENV = {"HOST_SECRET": "do-not-leak"}  # a host variable no guest may ever see
 HOG_TIMEOUT = 0.5
 
 # name -> CGI output the guest prints; the expected status is in test_hostile_output.py.
@@ -242,15 +243,10 @@ def wait_for_log(server: Server, pattern: str, timeout: float = 5.0) -> re.Match
         time.sleep(0.05)
 
 
-def guard_env(timeout: float = GUARD_TIMEOUT) -> dict[str, str]:
-    """Environment for a server with short connection-guard timeouts (and a host secret)."""
-    value = str(timeout)
-    return {
-        "WASMGATE_HEADER_TIMEOUT": value,
-        "WASMGATE_BODY_TIMEOUT": value,
-        "WASMGATE_SEND_TIMEOUT": value,
-        "HOST_SECRET": "do-not-leak",
-    }
+def guard_args(timeout: float = GUARD_TIMEOUT) -> tuple[str, ...]:
+    """``wasmgate serve`` flags for short connection-guard timeouts."""
+    value = f"{timeout:g}s"
+    return ("--header-timeout", value, "--body-timeout", value, "--send-timeout", value)
 
 
 def rss_settled(pid: int, seconds: float = 0.6) -> int:

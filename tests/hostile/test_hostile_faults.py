@@ -20,7 +20,7 @@ import pytest
 
 from gateway_support import running_server, wat_guest
 
-from .hostile_support import ROOT, exchange, guard_env, port_of
+from .hostile_support import HOST_ENV, ROOT, exchange, guard_args, port_of
 
 Guest = Callable[[str], Path]
 
@@ -45,7 +45,7 @@ def test_reload_under_load_loses_no_request(tmp_path: Path) -> None:
     _write_atomically(module, _version(1))
     toml = tmp_path / "modules.toml"
     toml.write_text('[[module]]\nroute = "/v"\nmodule = "v.wasm"\n')
-    with running_server(toml, "--workers", "2", "--threads", "2", env=guard_env()) as s:
+    with running_server(toml, "--workers", "2", "--threads", "2", *guard_args(), env=HOST_ENV) as s:
         bodies: Counter[str] = Counter()
         failures: list[str] = []
         stop = threading.Event()
@@ -108,7 +108,7 @@ def test_sigterm_drains_in_flight_requests_under_load(tmp_path: Path, hostile_gu
     copy of the listening socket kept accepting them, unanswered, until the drain ended), and
     the server exits 0."""
     toml = _hog_site(tmp_path, hostile_guest)
-    with running_server(toml, "--workers", "2", "--threads", "1", env=guard_env()) as s:
+    with running_server(toml, "--workers", "2", "--threads", "1", *guard_args(), env=HOST_ENV) as s:
         port = port_of(s)
         results: list[int] = []
 
@@ -139,7 +139,7 @@ def test_sigterm_with_a_guest_sleeping_for_ever(tmp_path: Path, hostile_guest: G
     and the server still shuts down at once. (Before the fix the worker thread stayed blocked,
     and graceful shutdown waited for it for ever.)"""
     toml = _hog_site(tmp_path, hostile_guest)
-    with running_server(toml, "--workers", "1", env=guard_env()) as s:
+    with running_server(toml, "--workers", "1", *guard_args(), env=HOST_ENV) as s:
         port = port_of(s)
         results: list[int] = []
         t = threading.Thread(

@@ -2,46 +2,85 @@
 
 Why pipes: a guest's output must be bounded *while it is written* (a guest printing forever must
 not fill the host's memory or disk before its deadline), and wasmtime-py's in-memory callback
-delivers data asynchronously, after the call has returned. So each stream is a pipe whose write
-end the guest gets (by ``/proc/self/fd`` path), and whose read end one ``OutputPump`` thread
-drains for every guest of the process.
+delivers data asynchronously, after the call has returned. So each stream is a pipe; WASI opens
+its write end by ``/proc/self/fd`` path (a description of its own, closed with the store), and
+its read end is drained by its owner when the guest is done, or by one ``OutputPump`` thread for
+the guests of the process that run long.
 
 Rules:
 - At most ``limit`` bytes are kept. On overflow a ``close`` capture closes its read end, so the
   guest's further writes fail (EPIPE) and it cannot block; a ``discard`` capture keeps draining
   and drops the excess (stderr: a noisy guest must not fail because of its logging), on Linux
   by splicing it to ``/dev/null`` without copying it through Python.
-- ``finish()`` is called after the guest's store is gone. The store owns the write end, so EOF
-  follows; ``finish`` takes the capture back from the pump and reads the rest itself (it never
-  waits for the pump, which may be busy with other guests); if something still holds the store,
-  it stops waiting after ``grace`` seconds and takes what has arrived: it never hangs.
+- Short guests never meet the pump. A new capture only waits in the pump's pending list (no
+  system call, no wake-up); a pipe holds ``PIPE_BUFFER`` bytes without a reader, and the owner
+  reads it all in ``finish()``. Only a capture still open ``ADOPT_AFTER`` seconds after it was
+  opened is adopted: registered with the pump's selector and drained as data arrives. So the
+  pump costs nothing per request: while captures are pending it wakes every ``ADOPT_AFTER``
+  seconds, and when there are none it sleeps until the next ``open`` wakes it once.
+- ``finish()`` is called once the guest's call has returned, on the thread that ran it. WASI
+  writes are synchronous (``fd_write`` returns once the bytes are in the pipe), so everything
+  the guest wrote is in the pipe then: ``finish`` takes the capture back from the pump and reads
+  until the pipe is empty. It never waits for EOF, and never for the pump.
+- Pipes are reused: each thread keeps the pipes of its finished captures (at most
+  ``KEEP_PIPES``) for its next guests, instead of making and closing two pipes per request. A
+  pipe is only kept when it was read empty and both ends are open; before reuse it is checked
+  empty again, so nothing one guest wrote can reach the next one's output.
 - The pump is fair: it reads at most ``BURST`` chunks from one pipe per wake-up, so a guest
   flooding its output (gigabytes a second) cannot starve the other guests' pipes.
 - The pump thread never blocks on anything but ``select``; all pipe fds are non-blocking. Locks
-  are taken in one order only: a capture's lock, then the pump's.
+  are taken in one order only: a capture's lock, then the pump's. A capture is in exactly one
+  of: the pending list, the selector, neither (forgotten or closed); moves happen under the
+  pump's lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import select
 import selectors
 import threading
 import time
 from typing import Literal
 
-__all__ = ["BURST", "Capture", "OutputPump", "default_pump"]
+__all__ = ["ADOPT_AFTER", "BURST", "Capture", "OutputPump", "default_pump"]
 
 _CHUNK = 65536
 BURST = 4  # chunks the pump reads from one pipe before it looks at the others
+ADOPT_AFTER = 0.002  # seconds a capture may go undrained before the pump takes it on
+PIPE_BUFFER = 65536  # what a Linux pipe holds by default: output a short guest writes unread
+KEEP_PIPES = 4  # finished pipes a thread keeps for its next captures (two per request)
 _DISCARD = 1 << 20  # bytes a discarding capture drops per splice
 # Linux: a discarding capture moves its excess to /dev/null inside the kernel (os.splice).
 _DEVNULL = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC) if hasattr(os, "splice") else None
 
 
+class _ThreadPipes:
+    """The reusable pipes of one thread; closed when the thread ends."""
+
+    __slots__ = ("pipes",)
+
+    def __init__(self) -> None:
+        self.pipes: list[tuple[int, int]] = []
+
+    def __del__(self) -> None:
+        for r, w in self.pipes:
+            os.close(r)
+            os.close(w)
+
+
+def _is_empty(read_fd: int) -> bool:
+    try:
+        os.read(read_fd, 1)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False  # data (or EOF: the write end is gone)
+
+
 class Capture:
-    """One captured stream: give ``path`` to WASI, ``close_writer()``, then ``finish()``."""
+    """One captured stream: give ``path`` to WASI, run the guest, then ``finish()``."""
 
     __slots__ = (
         "_buf",
@@ -57,10 +96,18 @@ class Capture:
         "total",
     )
 
-    def __init__(self, pump: OutputPump, limit: int, mode: Literal["close", "discard"]) -> None:
-        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._read_fd: int | None = r
-        self._write_fd: int | None = w
+    def __init__(
+        self,
+        pump: OutputPump,
+        pipe: tuple[int, int],
+        limit: int,
+        mode: Literal["close", "discard"],
+    ) -> None:
+        # We keep the write end open as long as the pipe lives: the pipe never reads as ended,
+        # so the pipe can be reused, and the pump never mistakes "WASI has not opened it yet"
+        # for "the guest is done".
+        self._read_fd: int | None = pipe[0]
+        self._write_fd: int | None = pipe[1]
         self._pump = pump
         self._buf = bytearray()
         self._forgotten = False  # set by finish(): from then on the pump never touches it
@@ -69,34 +116,23 @@ class Capture:
         self.mode = mode
         self.overflowed = False
         self.total = 0
-        self.path = f"/proc/self/fd/{w}"
+        self.path = f"/proc/self/fd/{pipe[1]}"
 
-    def close_writer(self) -> None:
-        """Drop our copy of the write end (WASI opened its own); EOF then follows the guest's."""
-        if self._write_fd is not None:
-            os.close(self._write_fd)
-            self._write_fd = None
-
-    def finish(self, grace: float = 0.5) -> bytes:
-        """Everything captured (at most ``limit`` bytes). Closes the pipe."""
-        self.close_writer()
+    def finish(self) -> bytes:
+        """Everything captured (at most ``limit`` bytes). Call it once the guest's call has
+        returned; the pipe goes back to this thread's pipes or is closed."""
         self._pump.forget(self)
-        deadline = time.monotonic() + grace
-        while True:
-            with self._lock:
-                if self._read_fd is None or self._drain_locked():
-                    break
-                fd = self._read_fd
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            # Only finish() closes the fd now (the pump forgot this capture), so it stays valid.
-            # poll, not select: fds above 1023 are common on a busy server.
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            poller.poll(max(1, int(left * 1000)))
         with self._lock:
-            self._close_locked()
+            r, w = self._read_fd, self._write_fd
+            clean = r is not None and not self._drain_locked()  # read until empty
+            self._read_fd = self._write_fd = None
+        if clean and w is not None:
+            assert r is not None
+            self._pump.keep((r, w))
+        else:
+            for fd in (r, w):
+                if fd is not None:
+                    os.close(fd)
         return bytes(self._buf)
 
     # --- called with the lock held, from the pump thread or from finish() -------------------
@@ -148,7 +184,7 @@ class Capture:
 
 
 class OutputPump:
-    """One daemon thread draining every registered capture (started on first use)."""
+    """One daemon thread draining the captures that stay open longer than ``ADOPT_AFTER``."""
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
@@ -156,20 +192,50 @@ class OutputPump:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread: threading.Thread | None = None
+        self._pending: dict[Capture, float] = {}  # capture -> when opened (insertion order)
+        self._asleep = True  # the pump waits without a timeout: a new capture must wake it
+        self.adopted = 0  # captures ever taken on by the pump thread (for tests and metrics)
+        self._local = threading.local()
+
+    def _thread_pipes(self) -> _ThreadPipes:
+        pipes: _ThreadPipes | None = getattr(self._local, "pipes", None)
+        if pipes is None:
+            pipes = self._local.pipes = _ThreadPipes()
+        return pipes
+
+    def _pipe(self) -> tuple[int, int]:
+        kept = self._thread_pipes().pipes
+        while kept:
+            r, w = kept.pop()
+            if _is_empty(r):
+                return r, w
+            os.close(r)
+            os.close(w)
+        return os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def keep(self, pipe: tuple[int, int]) -> None:
+        """Take back a finished, empty pipe for this thread's next capture."""
+        kept = self._thread_pipes().pipes
+        if len(kept) < KEEP_PIPES:
+            kept.append(pipe)
+        else:
+            os.close(pipe[0])
+            os.close(pipe[1])
 
     def open(self, limit: int, mode: Literal["close", "discard"] = "close") -> Capture:
-        cap = Capture(self, limit, mode)
+        cap = Capture(self, self._pipe(), limit, mode)
+        wake = False
         with self._lock:
-            assert cap._read_fd is not None
-            self._selector.register(cap._read_fd, selectors.EVENT_READ, cap)
+            self._pending[cap] = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="wasmgate-output", daemon=True
                 )
                 self._thread.start()
-        # epoll watches a newly registered fd even while the pump is already waiting in it, so
-        # the wake-up (a context switch per request) is only needed for select/poll selectors.
-        if not isinstance(self._selector, selectors.EpollSelector):
+            if self._asleep:
+                self._asleep = False
+                wake = True
+        if wake:
             self._wake()
         return cap
 
@@ -178,8 +244,10 @@ class OutputPump:
         with cap._lock:
             cap._forgotten = True
             fd = cap._read_fd
-            if fd is not None:
-                self._unregister(fd)
+            with self._lock:
+                if self._pending.pop(cap, None) is None and fd is not None:
+                    with contextlib.suppress(KeyError, ValueError):
+                        self._selector.unregister(fd)
 
     def _unregister(self, fd: int) -> None:
         with self._lock, contextlib.suppress(KeyError, ValueError):
@@ -189,9 +257,28 @@ class OutputPump:
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_w, b"x")
 
+    def _adopt_due(self) -> float | None:
+        """Register the pending captures opened ``ADOPT_AFTER`` ago or earlier; returns how long
+        the pump may wait before the next is due (None: nothing pending, sleep until woken)."""
+        with self._lock:
+            now = time.monotonic()
+            while self._pending:
+                cap, opened = next(iter(self._pending.items()))
+                due = opened + ADOPT_AFTER
+                if due > now:
+                    return due - now
+                del self._pending[cap]
+                fd = cap._read_fd  # pending captures are open: only finish() closes, after forget
+                if fd is not None:
+                    self._selector.register(fd, selectors.EVENT_READ, cap)
+                    self.adopted += 1
+            self._asleep = True
+            return None
+
     def _run(self) -> None:
         while True:
-            for key, _ in self._selector.select():
+            timeout = self._adopt_due()
+            for key, _ in self._selector.select(timeout):
                 cap = key.data
                 if cap is None:
                     with contextlib.suppress(BlockingIOError):

@@ -7,24 +7,25 @@ trickling its headers or its body a byte at a time (slowloris), make the server 
 line or header block of any size (one connection sending endless headers grew the server by more
 than 1 GiB), or never read a large response (holding it in memory).
 
-Rules (each limit has a module constant; the timeouts can be tuned with environment variables,
-read when the server starts):
-- Request head: the request line and headers must be complete within ``HEADER_TIMEOUT`` seconds
-  (``WASMGATE_HEADER_TIMEOUT``, default 10) of the connection opening or of the request's first
-  byte. Otherwise ``408`` and the connection is closed (closed silently if nothing was sent).
+Rules (the size limits are module constants; the timeouts and the minimum rate are settings of
+``GatewayConfig``, i.e. ``wasmgate serve`` flags, which ``server.py`` hands to each serving
+process's protocol class through ``guarded_protocol(config)``):
+- Request head: the request line and headers must be complete within ``header_timeout`` seconds
+  (``--header-timeout``, default 10) of the connection opening or of the request's first byte.
+  Otherwise ``408`` and the connection is closed (closed silently if nothing was sent).
 - Sizes are checked after every read while the head arrives, so no more than one read (at most
   256 KiB) past a limit is ever buffered: a request target over ``MAX_URL`` bytes is ``414``; a
   head over ``MAX_HEAD_BYTES`` bytes or with more than ``MAX_HEADERS`` fields is ``431``. Both
   close the connection.
-- Request body: it must keep arriving. After ``BODY_TIMEOUT`` seconds (``WASMGATE_BODY_TIMEOUT``,
-  default 20) from the end of the head, each second must have brought ``BODY_MIN_RATE`` bytes on
-  average (``WASMGATE_BODY_MIN_RATE``, default 500), as Apache's ``RequestReadTimeout
+- Request body: it must keep arriving. After ``body_timeout`` seconds (``--body-timeout``,
+  default 20) from the end of the head, each second must have brought ``body_min_rate`` bytes on
+  average (``--body-min-rate``, default 500), as Apache's ``RequestReadTimeout
   body=20,MinRate=500``. Time while the server itself stopped reading (flow control) is not
   counted. On expiry: ``408`` if no response was started, and the connection is closed; the
   gateway sees a disconnect and runs no guest.
 - Response: while the server has more data waiting for a client than the transport buffers,
-  the client must read ``BODY_MIN_RATE`` bytes a second on average over each ``SEND_TIMEOUT``
-  seconds (``WASMGATE_SEND_TIMEOUT``, default 30), or it is disconnected.
+  the client must read ``body_min_rate`` bytes a second on average over each ``send_timeout``
+  seconds (``--send-timeout``, default 30), or it is disconnected.
 - Every refusal is logged once on ``wasmgate.gateway`` with the client address and the reason.
 - ``limit_heap_retention()`` (called by the server in each serving process) keeps glibc from
   holding on to freed request and response buffers.
@@ -35,46 +36,30 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
-import os
-from typing import Any
+from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from ..config import (
+    DEFAULT_BODY_MIN_RATE,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_SEND_TIMEOUT,
+    GatewayConfig,
+)
+
 __all__ = [
-    "BODY_MIN_RATE",
-    "BODY_TIMEOUT",
-    "HEADER_TIMEOUT",
     "MAX_HEADERS",
     "MAX_HEAD_BYTES",
     "MAX_URL",
-    "SEND_TIMEOUT",
     "GuardedHttpToolsProtocol",
+    "guarded_protocol",
     "limit_heap_retention",
 ]
 
 log = logging.getLogger("wasmgate.gateway")
 
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        log.warning("ignoring %s=%r (not a number)", name, raw)
-        return default
-    if not value > 0:
-        log.warning("ignoring %s=%r (must be greater than zero)", name, raw)
-        return default
-    return value
-
-
-HEADER_TIMEOUT = _env_number("WASMGATE_HEADER_TIMEOUT", 10.0)
-BODY_TIMEOUT = _env_number("WASMGATE_BODY_TIMEOUT", 20.0)
-BODY_MIN_RATE = _env_number("WASMGATE_BODY_MIN_RATE", 500.0)
-SEND_TIMEOUT = _env_number("WASMGATE_SEND_TIMEOUT", 30.0)
 MAX_URL = 8 * 1024
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 256
@@ -112,7 +97,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     Cheap on the common path: a request whose head (and body) arrive in one read costs no timer
     at all; timers are armed only when a request is left incomplete after a read, and once per
-    connection for its first request (a connection that never sends a byte)."""
+    connection for its first request (a connection that never sends a byte).
+
+    The timeouts and the minimum rate are class attributes (uvicorn builds one instance per
+    connection and passes it only uvicorn's own config): this class has the ``GatewayConfig``
+    defaults, and ``guarded_protocol(config)`` makes a subclass with a configuration's values."""
+
+    header_timeout: ClassVar[float] = DEFAULT_HEADER_TIMEOUT
+    body_timeout: ClassVar[float] = DEFAULT_BODY_TIMEOUT
+    body_min_rate: ClassVar[float] = DEFAULT_BODY_MIN_RATE
+    send_timeout: ClassVar[float] = DEFAULT_SEND_TIMEOUT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -144,7 +138,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self._got_bytes:
             self.transport.close()  # never said anything: nothing to answer
             return
-        self._refuse(408, f"request head not received within {HEADER_TIMEOUT:g}s")
+        self._refuse(408, f"request head not received within {self.header_timeout:g}s")
 
     def _body_check(self) -> None:
         self._timer = None
@@ -156,7 +150,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if now < self._body_deadline:
             self._arm(self._body_deadline, self._body_check)
             return
-        reason = f"request body slower than {BODY_MIN_RATE:g} bytes/s after {BODY_TIMEOUT:g}s"
+        reason = (
+            f"request body slower than {self.body_min_rate:g} bytes/s after {self.body_timeout:g}s"
+        )
         cycle = self.cycle
         if cycle is not None and cycle.response_started:
             log.warning("%s: closing connection: %s", self._peer(), reason)
@@ -169,15 +165,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or not self.flow.write_paused:
             return
         waiting = self.transport.get_write_buffer_size()
-        if self._send_waiting - waiting >= BODY_MIN_RATE * SEND_TIMEOUT:
+        if self._send_waiting - waiting >= self.body_min_rate * self.send_timeout:
             self._send_waiting = waiting  # slow, but reading: give it another period
-            self._send_timer = self.loop.call_later(SEND_TIMEOUT, self._send_check)
+            self._send_timer = self.loop.call_later(self.send_timeout, self._send_check)
             return
         log.warning(
             "%s: closing connection: client read less than %d bytes in %gs",
             self._peer(),
-            int(BODY_MIN_RATE * SEND_TIMEOUT),
-            SEND_TIMEOUT,
+            int(self.body_min_rate * self.send_timeout),
+            self.send_timeout,
         )
         self.transport.abort()
 
@@ -219,7 +215,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_started = self.loop.time()
-        self._arm(self._head_started + HEADER_TIMEOUT, self._head_timeout)
+        self._arm(self._head_started + self.header_timeout, self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -263,7 +259,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if problem is not None:
                 self._refuse(problem.status, problem.reason)
             elif self._timer is None:
-                self._arm(self._head_started + HEADER_TIMEOUT, self._head_timeout)
+                self._arm(self._head_started + self.header_timeout, self._head_timeout)
         elif self._in_body and self._timer is None:  # a body left incomplete by this read
             self._arm(self._body_deadline, self._body_check)
 
@@ -271,7 +267,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().pause_writing()
         if self._send_timer is None:
             self._send_waiting = self.transport.get_write_buffer_size()
-            self._send_timer = self.loop.call_later(SEND_TIMEOUT, self._send_check)
+            self._send_timer = self.loop.call_later(self.send_timeout, self._send_check)
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -299,11 +295,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._in_body = True
         self._head_bytes = 0
-        self._body_deadline = self.loop.time() + BODY_TIMEOUT
+        self._body_deadline = self.loop.time() + self.body_timeout
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        self._body_deadline += len(body) / BODY_MIN_RATE
+        self._body_deadline += len(body) / self.body_min_rate
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -313,3 +309,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._got_bytes = False
         self._head_bytes = 0
         super().on_message_complete()
+
+
+def guarded_protocol(config: GatewayConfig) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class to give uvicorn (``http=``) for ``config``: ``GuardedHttpToolsProtocol``
+    with ``config``'s header, body and send timeouts and minimum rate. Built in each serving
+    process from the ``GatewayConfig`` it was started with, so every worker gets the values."""
+
+    class ConfiguredGuard(GuardedHttpToolsProtocol):
+        header_timeout = config.header_timeout
+        body_timeout = config.body_timeout
+        body_min_rate = config.body_min_rate
+        send_timeout = config.send_timeout
+
+    return ConfiguredGuard

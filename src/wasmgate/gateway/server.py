@@ -8,6 +8,10 @@ Rules:
 - SIGHUP, and with ``--watch`` any change to modules.toml or a module file, reloads the
   configuration without dropping requests; a broken new configuration keeps the old one.
 - Metrics are served on their own address (``--metrics-listen``), never on the public one.
+- Every serving process (the single one, or each ``--workers`` process, which is spawned with
+  the whole ``GatewayConfig`` as an argument) builds its uvicorn config and its connection guard
+  (``guard.guarded_protocol``: ``--header-timeout`` and the rest) from that ``GatewayConfig``,
+  so every worker gets the same settings.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import uvicorn
 from ..config import GatewayConfig
 from ..errors import UsageError
 from .app import Gateway
-from .guard import GuardedHttpToolsProtocol, limit_heap_retention
+from .guard import guarded_protocol, limit_heap_retention
 
 __all__ = ["parse_listen", "serve"]
 
@@ -80,6 +84,9 @@ class _Server(uvicorn.Server):
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self._reload)
+        # A worker process starts with SIGHUP blocked (see _serve_workers): a reload signal sent
+        # before this point waited, and is handled now instead of killing the worker.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGHUP])
         if self.watch:
             task = loop.create_task(_watch(self.gateway))
             self._tasks.add(task)
@@ -116,7 +123,7 @@ def _uvicorn_config(config: GatewayConfig, gateway: Gateway) -> uvicorn.Config:
         timeout_graceful_shutdown=int(config.graceful_timeout),
         ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
         ssl_keyfile=str(config.tls_key) if config.tls_key else None,
-        http=GuardedHttpToolsProtocol,
+        http=guarded_protocol(config),  # header/body/send timeouts from the config
         # Never take the client address or scheme from X-Forwarded-* headers: uvicorn trusts them
         # from 127.0.0.1 by default, so any local process could set REMOTE_ADDR and X_FULL_URL.
         proxy_headers=False,
@@ -201,7 +208,13 @@ def _serve_workers(config: GatewayConfig, host: str, port: int, scheme: str) -> 
         p = ctx.Process(
             target=_worker_main, args=(config, sock, index), name=f"wasmgate-worker-{index}"
         )
-        p.start()
+        # The new process inherits a blocked SIGHUP until its reload handler is installed: a
+        # SIGHUP forwarded while it starts must not kill it (the default action).
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGHUP])
+        try:
+            p.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         procs[index] = p
 
     def forward(signum: int, _frame: object) -> None:

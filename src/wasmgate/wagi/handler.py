@@ -27,7 +27,7 @@ import wasmtime
 
 from ..engine.capture import OutputPump
 from ..engine.loader import LoadedGuest
-from ..engine.lowlevel import set_stdin_bytes
+from ..engine.lowlevel import call_export, set_args_env, set_stdin_bytes
 from ..engine.outcome import Outcome, classify_failure, fold_error
 from ..engine.sandbox import define_wasi
 from ..errors import CgiError, ConfigError, UsageError
@@ -177,7 +177,8 @@ class ModuleHandler:
                 self._running -= 1
 
     def _handle(self, request: CgiRequest, body: bytes, match: RouteMatch[Any]) -> HandlerResult:
-        request = replace(request, content_length=len(body))
+        if request.content_length != len(body):  # chunked: no Content-Length was given
+            request = replace(request, content_length=len(body))
         try:
             env = build_environ(
                 request,
@@ -216,15 +217,16 @@ class ModuleHandler:
         started = time.perf_counter()
         try:
             cfg = wasmtime.WasiConfig()
-            cfg.argv = argv
-            cfg.env = list(env.items())
+            if not set_args_env(cfg, argv, env):
+                cfg.argv = argv
+                cfg.env = list(env.items())
             if not set_stdin_bytes(cfg, stdin):
                 stdin_path = _stdin_path(stdin)
                 cfg.stdin_file = stdin_path
             cfg.stdout_file = out.path
             cfg.stderr_file = err.path
             for volume in self.spec.volumes:
-                cfg.preopen_dir(str(volume.host), volume.guest)
+                cfg.preopen_dir(str(volume.host), volume.guest, not volume.read_only)
             store.set_wasi(cfg)
             del cfg
             outcome = self._call(store, entrypoint)
@@ -232,29 +234,35 @@ class ModuleHandler:
             if stdin_path is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(stdin_path)
-            out.close_writer()
-            err.close_writer()
             del store
             elapsed = time.perf_counter() - started
         stdout = out.finish()
         stderr = err.finish()
-        base = HandlerResult(
-            200, None, "ok", guest_seconds=elapsed, stderr=stderr, stderr_total=err.total
-        )
+        status, response, cause, reason = 200, None, "ok", ""
         if out.overflowed:  # first: a guest whose writes failed past the cap may exit non-zero
             limit = self.settings.max_response_body
+            status, cause = 502, "too-large"
             reason = f"response larger than max_response_body ({limit} bytes)"
-            return replace(base, status=502, cause="too-large", reason=reason)
-        if outcome.status != "ok":
-            status = _STATUS.get(outcome.status, 500)
-            return replace(base, status=status, cause=outcome.status, reason=outcome.message)
-        if not parse:
-            return replace(base, response=CgiResponse(200, [], stdout))
-        try:
-            response = parse_output(stdout, max_body=self.settings.max_response_body)
-        except CgiError as e:
-            return replace(base, status=e.http_status, cause="bad-output", reason=str(e))
-        return replace(base, status=response.status, response=response)
+        elif outcome.status != "ok":
+            status, cause = _STATUS.get(outcome.status, 500), outcome.status
+            reason = outcome.message
+        elif not parse:
+            response = CgiResponse(200, [], stdout)
+        else:
+            try:
+                response = parse_output(stdout, max_body=self.settings.max_response_body)
+                status = response.status
+            except CgiError as e:
+                status, cause, reason = e.http_status, "bad-output", str(e)
+        return HandlerResult(
+            status,
+            response,
+            cause,
+            reason,
+            guest_seconds=elapsed,
+            stderr=stderr,
+            stderr_total=err.total,
+        )
 
     def _call(self, store: wasmtime.Store, entrypoint: str) -> Outcome:
         assert self._pre is not None
@@ -263,10 +271,9 @@ class ModuleHandler:
         try:
             with outbound_session(self._policy):
                 instance = self._pre.instantiate(store)
-                exports = instance.exports(store)
                 if entrypoint != "_start" and "_initialize" in self._exports:
-                    _func(exports, "_initialize")(store)
-                _func(exports, entrypoint)(store)
+                    _call_export(store, instance, "_initialize")
+                _call_export(store, instance, entrypoint)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
             memory_size = None
             if instance is not None:
@@ -283,10 +290,11 @@ class ModuleHandler:
         return Outcome("ok")
 
 
-def _func(exports: Any, name: str) -> wasmtime.Func:
-    func = exports[name]
-    assert isinstance(func, wasmtime.Func)
-    return func
+def _call_export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> None:
+    if not call_export(store, instance, name):
+        func = instance.exports(store)[name]
+        assert isinstance(func, wasmtime.Func)
+        func(store)
 
 
 def route_settings(spec: ModuleSpec, defaults: Any) -> RouteSettings:

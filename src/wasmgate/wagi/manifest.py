@@ -2,10 +2,10 @@
 
 ``modules.toml`` rules:
 - The file holds ``[[module]]`` entries, served in file order. Each has ``route`` and ``module``
-  (required); ``entrypoint`` (default ``_start``), ``volumes`` (``{"/guest" = "host"}``),
-  ``environment`` (``{K = "V"}``), ``argv`` (a template using ``${SCRIPT_NAME}`` and ``${ARGS}``),
-  ``allowed_hosts`` and ``http_max_concurrency`` (as deislabs/wagi 0.8); and our per-route limits
-  ``timeout`` (a duration: ``"30s"`` or a number of seconds), ``max_memory``,
+  (required); ``entrypoint`` (default ``_start``), ``volumes`` (``{"/guest" = "host"}``, see
+  below), ``environment`` (``{K = "V"}``), ``argv`` (a template using ``${SCRIPT_NAME}`` and
+  ``${ARGS}``), ``allowed_hosts`` and ``http_max_concurrency`` (as deislabs/wagi 0.8); and our
+  per-route limits ``timeout`` (a duration: ``"30s"`` or a number of seconds), ``max_memory``,
   ``max_request_body`` and ``max_response_body`` (sizes: ``"64MiB"`` or bytes), ``fuel`` (a
   positive integer) and ``max_concurrency`` (a positive integer: at most this many requests of
   the entry run at once; more are answered 503, so one slow or hostile route cannot take every
@@ -16,6 +16,11 @@
   Relative paths, for ``module`` and for volume host directories, resolve against the folder
   holding the toml file (FIX: WAGI used the working directory, so a config worked from one
   folder only). The module file and the volume directories must exist when the file is loaded.
+- A ``volumes`` value is WAGI's host directory string (``{"/data" = "data"}``: read-write, as in
+  WAGI) or, our extension, an inline table ``{"/assets" = { path = "assets", read_only = true }}``:
+  ``path`` (required) is the host directory, ``read_only`` (a boolean, default ``false``) grants
+  it without create, write, rename or delete (``Volume.read_only``). Unknown keys in that table
+  are warnings, as below; a wrong type is an error.
 - Every error is one ``ConfigError`` line naming the file and the entry, e.g. ``modules.toml:
   module #2 (route "/api/..."): module file not found: api.wasm``. Messages quote paths as the
   user wrote them, never the resolved absolute paths.
@@ -104,10 +109,12 @@ class RouteLimits:
 
 @dataclass(frozen=True, slots=True)
 class Volume:
-    """A host directory the guest sees at ``guest``."""
+    """A host directory the guest sees at ``guest``; ``read_only`` forbids creating, writing,
+    renaming and deleting through it (the guest may still read and list)."""
 
     guest: str
     host: Path
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,17 +291,56 @@ def _module_file(entry: _Entry, reference: str, base_dir: Path) -> Path:
     return path
 
 
-def _volumes(entry: _Entry, base_dir: Path) -> tuple[Volume, ...]:
+_VOLUME_KEYS = ("path", "read_only")
+
+
+def _volume_source(
+    entry: _Entry, guest: str, value: object, warnings: list[str]
+) -> tuple[str, bool]:
+    """A ``volumes`` value -> (host directory as written, read_only)."""
+    if isinstance(value, str):
+        return value, False
+    name = f"volume {_quote(guest)}"
+    if not isinstance(value, dict):
+        raise entry.error(
+            f"{name} must be a host directory string or a table such as "
+            f'{{ path = "data", read_only = true }}, not {_toml_type(value)}'
+        )
+    for key in value:
+        if key not in _VOLUME_KEYS:
+            close = difflib.get_close_matches(key, _VOLUME_KEYS, n=1)
+            hint = f" (did you mean {_quote(close[0])}?)" if close else ""
+            warnings.append(f"{entry.prefix}: {name}: unknown key {_quote(key)} ignored{hint}")
+    if "path" not in value:
+        raise entry.error(f'{name}: missing required key "path"')
+    host = value["path"]
+    if not isinstance(host, str):
+        raise entry.error(f"{name}: path must be a string, not {_toml_type(host)}")
+    read_only = value.get("read_only", False)
+    if not isinstance(read_only, bool):
+        raise entry.error(f"{name}: read_only must be a boolean, not {_toml_type(read_only)}")
+    return host, read_only
+
+
+def _volumes(entry: _Entry, base_dir: Path, warnings: list[str]) -> tuple[Volume, ...]:
+    table = entry.table.get("volumes")
+    if table is None:
+        return ()
+    if not isinstance(table, dict):
+        raise entry.error(
+            f'volumes must be a table such as {{"/data" = "data"}}, not {_toml_type(table)}'
+        )
     volumes: list[Volume] = []
-    for guest, host in entry.string_table("volumes").items():
+    for guest, value in table.items():
         if not guest or "\x00" in guest:
             raise entry.error(f"volume guest path {_quote(guest)} is invalid")
+        host, read_only = _volume_source(entry, guest, value, warnings)
         if not host:
             raise entry.error(f"volume {_quote(guest)}: host directory is empty")
         path = base_dir / host
         if not path.is_dir():
             raise entry.error(f"volume {_quote(guest)}: host directory not found: {_shown(host)}")
-        volumes.append(Volume(guest, path))
+        volumes.append(Volume(guest, path, read_only))
     return tuple(volumes)
 
 
@@ -357,7 +403,7 @@ def _module_spec(
         module=reference,
         module_path=_module_file(entry, reference, base_dir),
         entrypoint=entrypoint,
-        volumes=_volumes(entry, base_dir),
+        volumes=_volumes(entry, base_dir, warnings),
         environment=_environment(entry, warnings),
         argv=_argv_template(entry),
         allowed_hosts=entry.string_list("allowed_hosts"),
