@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -463,3 +464,22 @@ def test_inspect_module(wasmgate: Run, tmp_path: Path) -> None:
         "  memory: memory(1, 2 pages)",
         "  add: func(i32, i32) -> i32",
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run"], "Missing argument 'MODULE'."),
+        (["run", "--bogus", "x.wasm"], "No such option '--bogus'"),
+        (["run", "--timeout", "0", "x.wasm"], "--timeout: invalid duration '0'"),
+        (["run", "--max-memory", "lots", "x.wasm"], "--max-memory: invalid size 'lots'"),
+        (["serve", "--threads", "x"], "--threads: invalid"),
+    ],
+)
+def test_usage_errors_are_one_line_with_status_2(
+    wasmgate: Callable[..., Any], args: list[str], message: str
+) -> None:
+    r = wasmgate(*args)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"wasmgate: error: {message}"), r.stderr
+    assert len(r.stderr.splitlines()) == 1

@@ -262,23 +262,23 @@ def inspect(
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
 @click.option(
     "--header-timeout",
-    metavar="DURATION",
+    type=DURATION,
     help="Time a client has for a request's line and headers, else 408 (e.g. 5s) [10s].",
 )
 @click.option(
     "--body-timeout",
-    metavar="DURATION",
+    type=DURATION,
     help="Time a request body may take before --body-min-rate applies, else 408 [20s].",
 )
 @click.option(
     "--body-min-rate",
-    metavar="BYTES",
+    type=SIZE,
     help="Bytes per second (e.g. 500 or 1KiB) a client must average while sending a body "
     "and reading a response [500].",
 )
 @click.option(
     "--send-timeout",
-    metavar="DURATION",
+    type=DURATION,
     help="Period over which a client must read --body-min-rate bytes/s of its response, "
     "else it is disconnected [30s].",
 )
@@ -303,10 +303,10 @@ def serve(
     metrics_listen: str | None,
     watch: bool,
     no_access_log: bool,
-    header_timeout: str | None,
-    body_timeout: str | None,
-    body_min_rate: str | None,
-    send_timeout: str | None,
+    header_timeout: float | None,
+    body_timeout: float | None,
+    body_min_rate: int | None,
+    send_timeout: float | None,
     cache_dir: Path | None,
     no_cache: bool,
 ) -> None:
@@ -336,19 +336,13 @@ def serve(
         max_response_body=max_response_body or base.max_response_body,
     )
     extra: dict[str, Any] = {"threads": threads} if threads else {}
-    # Parsed here, not by a click type, so a bad value is one line (exit status 2).
-    for name, parse, text in (
-        ("header_timeout", parse_duration, header_timeout),
-        ("body_timeout", parse_duration, body_timeout),
-        ("body_min_rate", parse_size, body_min_rate),
-        ("send_timeout", parse_duration, send_timeout),
-    ):
-        if text is not None:
-            flag = "--" + name.replace("_", "-")
-            try:
-                extra[name] = parse(text)
-            except UsageError as e:
-                raise UsageError(f"{flag}: {e}") from None
+    guard = {
+        "header_timeout": header_timeout,
+        "body_timeout": body_timeout,
+        "body_min_rate": body_min_rate,
+        "send_timeout": send_timeout,
+    }
+    extra.update((name, value) for name, value in guard.items() if value is not None)
     workers = workers or os.cpu_count() or 1
     config = GatewayConfig(
         modules_toml=modules_toml,
@@ -388,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.Abort:
         click.echo("wasmgate: aborted", err=True)
         return 130
+    except click.UsageError as e:  # bad flags and arguments: one line, exit status 2
+        click.echo(f"wasmgate: error: {_usage_message(e)}", err=True)
+        return e.exit_code
     except click.ClickException as e:
         e.show()
         return e.exit_code
@@ -404,6 +401,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _usage_message(e: click.UsageError) -> str:
+    missing = isinstance(e, click.MissingParameter)
+    if isinstance(e, click.BadParameter) and not missing and e.param is not None and e.param.opts:
+        return f"{max(e.param.opts, key=len)}: {e.message}"
+    return e.format_message()
 
 
 if __name__ == "__main__":
