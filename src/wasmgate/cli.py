@@ -257,6 +257,11 @@ def inspect(
 @click.option("--workers", type=POSITIVE_INT, help="Worker processes [number of cores].")
 @click.option("--threads", type=POSITIVE_INT, help="Guest threads per worker [cores, min 2].")
 @click.option("--queue", type=click.IntRange(min=0), default=64, show_default=True)
+@click.option(
+    "--max-body-buffer",
+    type=SIZE,
+    help="Request body bytes a worker holds at once; past it, 503 [256MiB].",
+)
 @click.option("--metrics-listen", help="HOST:PORT for Prometheus metrics (off by default).")
 @click.option("--watch", is_flag=True, help="Reload when modules.toml or a module changes.")
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
@@ -300,6 +305,7 @@ def serve(
     workers: int | None,
     threads: int | None,
     queue: int,
+    max_body_buffer: int | None,
     metrics_listen: str | None,
     watch: bool,
     no_access_log: bool,
@@ -336,6 +342,8 @@ def serve(
         max_response_body=max_response_body or base.max_response_body,
     )
     extra: dict[str, Any] = {"threads": threads} if threads else {}
+    if max_body_buffer:
+        extra["max_body_buffer"] = max_body_buffer
     guard = {
         "header_timeout": header_timeout,
         "body_timeout": body_timeout,

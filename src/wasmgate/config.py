@@ -108,6 +108,11 @@ class GatewayConfig:
     responses) and ``send_timeout`` (seconds over which a client must read its response at
     ``body_min_rate``). Each must be a positive, finite number; anything else is a one-line
     ``UsageError`` naming the field (exit status 2 from the CLI).
+
+    ``max_body_buffer`` bounds the bytes of request bodies a worker process holds at once
+    (received, or being received, for requests not finished yet): a request whose body would
+    not fit gets 503 with ``Retry-After`` instead of being read. With ``threads + queue``
+    bounding the requests admitted, it bounds the gateway's memory whatever the clients send.
     """
 
     modules_toml: Path
@@ -121,6 +126,7 @@ class GatewayConfig:
     workers: int = 1
     threads: int = field(default_factory=_default_threads)
     queue: int = 64
+    max_body_buffer: int = 256 * 1024 * 1024
     metrics_listen: str | None = None
     watch: bool = False
     access_log: bool = True
@@ -154,5 +160,7 @@ class GatewayConfig:
             raise UsageError("threads must be at least 1")
         if self.queue < 0:
             raise UsageError("queue must be zero or more")
+        if self.max_body_buffer < 1:
+            raise UsageError("max_body_buffer must be at least 1 byte")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UsageError("--tls-cert and --tls-key go together")

@@ -11,6 +11,12 @@ Rules:
 - Request bodies are bounded by the route's ``max_request_body``: a larger ``Content-Length`` is
   refused before reading (413), and a body (chunked or not) that grows past it while being read
   is refused at that point.
+- Nothing is read for a request that cannot be admitted: when ``threads + queue`` requests are
+  in, the next gets 503 before its body is read. Bodies being read are not admitted yet (a slow
+  upload must not hold a guest slot), so their memory has its own bound: the bytes of all
+  bodies held at once stay within ``max_body_buffer`` (a declared length is reserved before
+  reading, a chunked body as it arrives); a body that does not fit gets 503. Both 503s carry
+  ``Retry-After``, and ``Connection: close`` when a body is left unread.
 - ``/healthz`` answers 200 ``OK`` before any route, and cannot be overridden.
 - The state (route table) is replaced atomically on reload; a request keeps the state it started
   with, so a reload never drops or mixes requests. A broken new config keeps the old state.
@@ -63,6 +69,26 @@ class _ClientGone(Exception):
     """The client disconnected before its request body was complete."""
 
 
+class _BufferFull(Exception):
+    """The request body does not fit in what is left of ``max_body_buffer``."""
+
+
+class _BodyBudget:
+    """Bytes of request bodies held at once (event-loop thread only: no lock)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> None:
+        if self.held + n > self.limit:
+            raise _BufferFull
+        self.held += n
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
 class Gateway:
     """An ASGI application serving one modules.toml."""
 
@@ -75,6 +101,7 @@ class Gateway:
         )
         self._capacity = config.threads + config.queue
         self._admitted = 0
+        self._bodies = _BodyBudget(config.max_body_buffer)
         self._load_lock = asyncio.Lock()
         self._log_files: dict[str, Path] = {}
         self._log_lock = threading.Lock()
@@ -168,21 +195,42 @@ class Gateway:
             return
         handler = found.route.handler
         settings = handler.settings
+        has_body = bool(request.content_length) or (
+            request.content_length is None and _chunked(request)
+        )
+        if self._admitted >= self._capacity:
+            await _respond(send, 503, _busy_headers(has_body), b"Service Unavailable\n")
+            self._finish(request, found, 503, "saturated", started, 0, 20, None)
+            return
+        held = _Held(self._bodies)
         try:
-            body = await _read_body(receive, request.content_length, settings.max_request_body)
+            body = await _read_body(
+                receive, request.content_length, settings.max_request_body, held
+            )
         except _BodyTooLarge:
+            held.release()
             # Close: the rest of an over-limit body is not worth reading.
             await _respond(send, 413, [*_TEXT, (b"connection", b"close")], b"Payload Too Large\n")
             self._finish(request, found, 413, "body-too-large", started, 0, 18, None)
             return
+        except _BufferFull:
+            held.release()
+            await _respond(send, 503, _busy_headers(True), b"Service Unavailable\n")
+            self._finish(request, found, 503, "body-buffer-full", started, 0, 20, None)
+            return
         except _ClientGone:  # a truncated body must never reach a guest
+            held.release()
             self._finish(request, found, 499, "client-gone", started, 0, 0, None)
             return
         if self._admitted >= self._capacity:
-            await _respond(send, 503, [*_TEXT, (b"retry-after", b"1")], b"Service Unavailable\n")
+            held.release()
+            await _respond(send, 503, _busy_headers(False), b"Service Unavailable\n")
             self._finish(request, found, 503, "saturated", started, len(body), 20, None)
             return
-        result = await self._run(handler, request, body, found)
+        try:
+            result = await self._run(handler, request, body, found)
+        finally:
+            held.release()
         if result.response is not None:
             response = result.response
             await _respond(send, response.status, response.headers, response.body)
@@ -309,9 +357,40 @@ def _log_name(route: str) -> str:
     return slug or "root"
 
 
-async def _read_body(receive: Receive, declared: int | None, limit: int) -> bytes:
-    if declared is not None and declared > limit:
-        raise _BodyTooLarge
+class _Held:
+    """The part of the body budget one request holds; released once, when it is finished."""
+
+    __slots__ = ("_budget", "size")
+
+    def __init__(self, budget: _BodyBudget) -> None:
+        self._budget = budget
+        self.size = 0
+
+    def take(self, n: int) -> None:
+        self._budget.take(n)
+        self.size += n
+
+    def release(self) -> None:
+        self._budget.give(self.size)
+        self.size = 0
+
+
+def _chunked(request: CgiRequest) -> bool:
+    return any(name.lower() == b"transfer-encoding" for name, _ in request.headers)
+
+
+def _busy_headers(unread_body: bool) -> list[tuple[bytes, bytes]]:
+    headers = [*_TEXT, (b"retry-after", b"1")]
+    if unread_body:
+        headers.append((b"connection", b"close"))
+    return headers
+
+
+async def _read_body(receive: Receive, declared: int | None, limit: int, held: _Held) -> bytes:
+    if declared is not None:
+        if declared > limit:
+            raise _BodyTooLarge
+        held.take(declared)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -323,6 +402,8 @@ async def _read_body(receive: Receive, declared: int | None, limit: int) -> byte
             size += len(chunk)
             if size > limit:
                 raise _BodyTooLarge
+            if size > held.size:  # chunked (or longer than declared: the server refuses that)
+                held.take(size - held.size)
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
