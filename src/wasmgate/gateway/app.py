@@ -27,7 +27,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import re
@@ -45,6 +44,7 @@ from ..wagi.handler import HandlerResult, ModuleHandler
 from ..wagi.routes import HealthCheck, RouteMatch
 from .metrics import GatewayMetrics, access_log
 from .state import GatewayState, load_state
+from .workers import GuestPool
 
 __all__ = ["Gateway", "create_app"]
 
@@ -96,9 +96,7 @@ class Gateway:
         self.config = config
         self._pump = pump or default_pump()
         self._state: GatewayState | None = None
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            config.threads, thread_name_prefix="wasmgate-guest"
-        )
+        self._pool = GuestPool(config.threads)
         self._capacity = config.threads + config.queue
         self._admitted = 0
         self._bodies = _BodyBudget(config.max_body_buffer)
@@ -152,7 +150,7 @@ class Gateway:
         return self.state
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._pool.shutdown()
 
     # --- ASGI ----------------------------------------------------------------------------
 
@@ -254,12 +252,11 @@ class Gateway:
         body: bytes,
         match: RouteMatch[ModuleHandler],
     ) -> HandlerResult:
-        loop = asyncio.get_running_loop()
         self._admitted += 1
         self.metrics.in_flight.inc()
         self.metrics.queued.inc()
         state = [0.0, 0.0]  # [when _work started (0: queued), 1.0 once the client was answered]
-        future = loop.run_in_executor(self._pool, self._work, handler, request, body, match, state)
+        future = self._pool.submit(self._work, handler, request, body, match, state)
 
         def release(_: object) -> None:
             self._admitted -= 1

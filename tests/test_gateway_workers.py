@@ -1,0 +1,77 @@
+"""The guest thread pool: results and exceptions reach the loop, nothing queued is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from wasmgate.gateway.workers import GuestPool
+
+
+def test_results_and_exceptions_reach_the_awaiter() -> None:
+    pool = GuestPool(2)
+
+    def boom() -> None:
+        raise ValueError("from a guest thread")
+
+    async def main() -> None:
+        assert await pool.submit(lambda a, b: a + b, 2, 3) == 5
+        assert await pool.submit(threading.current_thread) is not threading.current_thread()
+        with pytest.raises(ValueError, match="from a guest thread"):
+            await pool.submit(boom)
+
+    asyncio.run(main())
+    pool.shutdown()
+
+
+def test_runs_threads_jobs_at_once_and_queues_the_rest() -> None:
+    pool = GuestPool(3)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def job() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+
+    async def main() -> None:
+        await asyncio.gather(*(pool.submit(job) for _ in range(9)))
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert peak == 3
+    assert time.monotonic() - started >= 0.15  # three rounds of three
+    pool.shutdown()
+
+
+def test_a_cancelled_awaiter_does_not_drop_the_job_and_shutdown_runs_the_queue() -> None:
+    pool = GuestPool(1)
+    done: list[int] = []
+
+    def job(i: int) -> int:
+        time.sleep(0.02)
+        done.append(i)
+        return i
+
+    async def main() -> None:
+        futures = [pool.submit(job, i) for i in range(5)]
+        futures[0].cancel()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())  # returns while jobs are still queued; their loop is closed
+    pool.shutdown()
+    assert done == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="shut down"):
+        asyncio.run(_submit(pool))
+
+
+async def _submit(pool: GuestPool) -> None:
+    await pool.submit(lambda: None)
