@@ -29,6 +29,7 @@ __all__ = [
     "Outcome",
     "Status",
     "classify_failure",
+    "exported_memory_size",
     "fold_error",
     "format_backtrace",
 ]
@@ -123,6 +124,15 @@ def _text_backtrace(err: BaseException) -> str:
     if len(frames) > MAX_FRAMES:
         frames = [*frames[:MAX_FRAMES], f"  ... {len(frames) - MAX_FRAMES} more frames"]
     return "\n".join(frames)
+
+
+def exported_memory_size(store: wasmtime.Store, instance: wasmtime.Instance | None) -> int | None:
+    """Bytes of the instance's exported ``memory`` (what ``classify_failure`` needs to tell a
+    memory-limit failure from another), or None."""
+    if instance is None:
+        return None
+    mem = instance.exports(store).get("memory")
+    return mem.data_len(store) if isinstance(mem, wasmtime.Memory) else None
 
 
 def classify_failure(

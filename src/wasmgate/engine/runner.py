@@ -21,7 +21,7 @@ from ..capabilities import Capabilities
 from ..errors import LinkError, UsageError
 from ..limits import Limits
 from .loader import LoadedGuest
-from .outcome import Outcome, classify_failure, fold_error
+from .outcome import Outcome, classify_failure, exported_memory_size, fold_error
 from .sandbox import define_wasi, wasi_config
 
 __all__ = ["format_results", "parse_invoke_args", "run_guest"]
@@ -102,7 +102,7 @@ def _run_module(
         results=results,
         elapsed=time.perf_counter() - started,
         fuel_consumed=_fuel_consumed(store, limits),
-        memory_size=_memory_size(store, instance),
+        memory_size=exported_memory_size(store, instance),
     )
 
 
@@ -127,13 +127,6 @@ def _fuel_consumed(store: wasmtime.Store, limits: Limits) -> int | None:
         return None
 
 
-def _memory_size(store: wasmtime.Store, instance: wasmtime.Instance | None) -> int | None:
-    if instance is None:
-        return None
-    mem = instance.exports(store).get("memory")
-    return mem.data_len(store) if isinstance(mem, wasmtime.Memory) else None
-
-
 def _outcome_from(
     err: wasmtime.WasmtimeError | wasmtime.Trap,
     limits: Limits,
@@ -141,7 +134,7 @@ def _outcome_from(
     instance: wasmtime.Instance | None,
     started: float,
 ) -> Outcome:
-    memory_size = _memory_size(store, instance)
+    memory_size = exported_memory_size(store, instance)
     if instance is None and limits.max_memory is not None and not isinstance(err, wasmtime.Trap):
         memory_size = limits.max_memory
     outcome = classify_failure(

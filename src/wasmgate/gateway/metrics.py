@@ -7,7 +7,8 @@ Rules:
   starting them: each worker's values go to shared files and the parent serves their sum. Gauges
   are therefore moved with ``inc``/``dec`` (``livesum``), never computed by callbacks.
 - Labels are bounded: ``route`` is the route *pattern* (from modules.toml), never the request path,
-  and ``cause`` is one of a fixed set, so a client cannot create new time series.
+  and ``cause`` is one of a fixed set, so a client cannot create new time series. ``observe``
+  runs on the event loop only; it keeps the metric children of each label set it has seen.
 - The access log is one JSON object per line on the ``wasmgate.access`` logger.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -22,6 +24,7 @@ __all__ = ["GatewayMetrics", "access_log"]
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _access = logging.getLogger("wasmgate.access")
+_MAX_CACHED = 4096  # (route, status, cause) label sets whose metric children are kept at hand
 
 
 class GatewayMetrics:
@@ -55,6 +58,7 @@ class GatewayMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self._children: dict[tuple[str, int, str], tuple[Any, Any, Any, Any]] = {}
         self.queued = Gauge(
             "wasmgate_queued",
             "Admitted requests waiting for a worker thread",
@@ -65,12 +69,24 @@ class GatewayMetrics:
     def observe(
         self, route: str, status: int, cause: str, duration: float, guest_seconds: float | None
     ) -> None:
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(duration)
+        key = (route, status, cause)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds keys: look each set up once
+            children = (
+                self.requests.labels(route, str(status)),
+                self.latency.labels(route),
+                self.guest_time.labels(route),
+                self.errors.labels(route, cause) if cause != "ok" else None,
+            )
+            if len(self._children) < _MAX_CACHED:
+                self._children[key] = children
+        requests, latency, guest_time, errors = children
+        requests.inc()
+        latency.observe(duration)
         if guest_seconds is not None:
-            self.guest_time.labels(route).observe(guest_seconds)
-        if cause != "ok":
-            self.errors.labels(route, cause).inc()
+            guest_time.observe(guest_seconds)
+        if errors is not None:
+            errors.inc()
 
 
 def access_log(**fields: object) -> None:

@@ -28,7 +28,7 @@ import wasmtime
 from ..engine.capture import OutputPump
 from ..engine.loader import LoadedGuest
 from ..engine.lowlevel import call_export, set_args_env, set_stdin_bytes
-from ..engine.outcome import Outcome, classify_failure, fold_error
+from ..engine.outcome import Outcome, classify_failure, exported_memory_size, fold_error
 from ..engine.sandbox import define_wasi
 from ..errors import CgiError, ConfigError, UsageError
 from ..limits import Limits
@@ -275,17 +275,12 @@ class ModuleHandler:
                     _call_export(store, instance, "_initialize")
                 _call_export(store, instance, entrypoint)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
-            memory_size = None
-            if instance is not None:
-                mem = instance.exports(store).get("memory")
-                if isinstance(mem, wasmtime.Memory):
-                    memory_size = mem.data_len(store)
             return classify_failure(
                 e,
                 timeout=limits.timeout,
                 fuel=limits.fuel,
                 max_memory=limits.max_memory,
-                memory_size=memory_size,
+                memory_size=exported_memory_size(store, instance),
             )
         return Outcome("ok")
 
