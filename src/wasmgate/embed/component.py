@@ -39,6 +39,7 @@ from ..limits import Limits
 from .guard import CallGuard
 from .hostfuncs import HostFunction, HostFunctions
 from .linking import check_component_imports
+from .owner import StoreOwner
 from .sandboxing import set_wasi as _set_wasi
 from .source import Source, resolve
 from .values import ComponentError, Mismatch, Signature, TypeBuilder, py_name
@@ -171,7 +172,7 @@ class ComponentExports:
         return list(self._instance.attribute_names())
 
 
-class ComponentInstance:
+class ComponentInstance(StoreOwner):
     """A live component instance: one store, its exported functions and its limits."""
 
     def __init__(
@@ -193,22 +194,6 @@ class ComponentInstance:
         self._types = _export_functions(guest)
         self._attributes = {py_name(n.rpartition("#")[2]): n for n in self._types}
         self.exports = ComponentExports(self)
-
-    def __repr__(self) -> str:
-        return f"<ComponentInstance {self.name}>"
-
-    def __enter__(self) -> ComponentInstance:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Free the store (and with it the guest's memory) now rather than when garbage is
-        collected. Calls after ``close`` fail. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            self.store.close()
 
     @property
     def types(self) -> dict[str, type]:

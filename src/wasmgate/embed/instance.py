@@ -45,6 +45,7 @@ from .guard import CallGuard
 from .hostfuncs import HostFunctions, define_core_function
 from .linking import check_core_imports
 from .memory import GuestMemory, GuestMemoryError
+from .owner import StoreOwner
 from .sandboxing import set_wasi as _set_wasi
 from .source import Source, resolve
 
@@ -158,7 +159,7 @@ class Exports:
         return [n for n in self._instance.export_names() if n.isidentifier()]
 
 
-class Instance:
+class Instance(StoreOwner):
     """A live core-module instance: one store, its exports, its memory and its limits."""
 
     def __init__(
@@ -183,22 +184,6 @@ class Instance:
         if isinstance(mem, wasmtime.Memory):
             self._memory = GuestMemory(mem, store)
             guard.set_memory_probe(lambda: mem.data_len(store))
-
-    def __repr__(self) -> str:
-        return f"<Instance {self.name}>"
-
-    def __enter__(self) -> Instance:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Free the store (and with it the guest's memory) now rather than when garbage is
-        collected. Calls after ``close`` fail. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            self.store.close()
 
     def export_names(self) -> list[str]:
         return [e.name for e in self.guest.core().exports if isinstance(e.type, wasmtime.FuncType)]
