@@ -5,9 +5,10 @@ Measures, side by side in one run (interleaved rounds, medians):
   argv, stdin body, a fresh instance from the route's instance-pre, captured stdout/stderr,
   response parsing. This is everything the gateway does per request except HTTP and the hop to a
   worker thread.
-- ``engine floor``: the least the public wasmtime-py API needs to do the same guest run: a fresh
-  store, a WasiConfig with the same argv/env, stdin and stdout files, ``instantiate_pre`` and
-  ``_start``. No CGI, no limits, no capture.
+- ``public API``: the same guest run written plainly with the public wasmtime-py API, as a user
+  would: a fresh store, a WasiConfig with the same argv/env, stdin and stdout files,
+  ``instantiate_pre`` and ``_start``. No CGI, no limits, no capture. (The issue measured this at
+  190-250 µs; wasmgate's path does more and must cost less: the goal is at most 100 µs for hello.)
 
 Guests: examples/wagi/hello.c (no body) and examples/wagi/echo.c with a 10 KB body.
 
@@ -39,6 +40,8 @@ from wasmgate.engine.capture import default_pump  # noqa: E402
 from wasmgate.gateway.state import load_state  # noqa: E402
 from wasmgate.wagi.cgi import CgiRequest  # noqa: E402
 
+GOAL_US = 100
+
 HEADERS = (
     (b"host", b"localhost:3000"),
     (b"user-agent", b"bench/1.0"),
@@ -66,7 +69,7 @@ def wasmgate_case(state: object, path: str, body: bytes) -> Callable[[], None]:
     return run
 
 
-def floor_case(
+def public_api_case(
     wasm: Path, body: bytes, env: list[tuple[str, str]], tmp: Path
 ) -> Callable[[], None]:
     engine = wasmtime.Engine()
@@ -126,41 +129,46 @@ def main() -> int:
         cases = {
             "hello": (
                 wasmgate_case(state, "/hello", b""),
-                floor_case(tmp / "hello.wasm", b"", env, tmp),
+                public_api_case(tmp / "hello.wasm", b"", env, tmp),
             ),
             "echo 10KB": (
                 wasmgate_case(state, "/echo", body),
-                floor_case(tmp / "echo.wasm", body, env, tmp),
+                public_api_case(tmp / "echo.wasm", body, env, tmp),
             ),
         }
         samples: dict[str, dict[str, list[float]]] = {
-            k: {"wasmgate": [], "floor": []} for k in cases
+            k: {"wasmgate": [], "public_api": []} for k in cases
         }
         for fn_pair in cases.values():  # warm up
             for fn in fn_pair:
                 per_call(fn, 50)
         for _ in range(args.rounds):
-            for name, (ours, floor) in cases.items():
+            for name, (ours, plain) in cases.items():
                 samples[name]["wasmgate"].append(per_call(ours, args.n))
-                samples[name]["floor"].append(per_call(floor, args.n))
+                samples[name]["public_api"].append(per_call(plain, args.n))
         report = {
             name: {
                 "wasmgate_us": statistics.median(s["wasmgate"]),
-                "floor_us": statistics.median(s["floor"]),
-                "ratio": statistics.median(s["wasmgate"]) / statistics.median(s["floor"]),
+                "public_api_us": statistics.median(s["public_api"]),
+                "ratio": statistics.median(s["wasmgate"]) / statistics.median(s["public_api"]),
             }
             for name, s in samples.items()
         }
         if args.json:
-            print(json.dumps(report, indent=2))
+            hello = report["hello"]["wasmgate_us"]
+            goal = {"hello_max_us": GOAL_US, "met": hello <= GOAL_US}
+            print(json.dumps({"cases": report, "goal": goal}, indent=2))
         else:
-            print("| guest | wasmgate per request | engine floor | ratio |")
+            print("| guest | wasmgate per request | plain public API | ratio |")
             print("| --- | --- | --- | --- |")
             for name, r in report.items():
                 print(
-                    f"| {name} | {r['wasmgate_us']:.0f} µs | {r['floor_us']:.0f} µs "
+                    f"| {name} | {r['wasmgate_us']:.0f} µs | {r['public_api_us']:.0f} µs "
                     f"| {r['ratio']:.2f}x |"
                 )
+            hello = report["hello"]["wasmgate_us"]
+            verdict = "met" if hello <= GOAL_US else "NOT met"
+            print(f"\ngoal: hello at most {GOAL_US} µs per request: {hello:.0f} µs, {verdict}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

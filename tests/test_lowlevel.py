@@ -188,3 +188,21 @@ def test_call_export_raises_as_the_public_call(name: str) -> None:
         func(store)
 
     assert fast == _outcome(public)
+
+
+def test_quick_calls_hold_the_gil_and_guest_calls_release_it() -> None:
+    import ctypes
+
+    from wasmtime import _bindings
+
+    from wasmgate.engine.lowlevel import QUICK_CALLS, hold_gil_in_quick_calls
+
+    get_engine()  # switches them, once per process
+    held = hold_gil_in_quick_calls()
+    assert held == [n for n in QUICK_CALLS if hasattr(_bindings, "_" + n)]
+    assert "wasmtime_store_new" in held
+    for name in held:
+        assert getattr(_bindings, "_" + name)._flags_ & ctypes._FUNCFLAG_PYTHONAPI, name
+    for name in ("wasmtime_func_call", "wasmtime_instance_pre_instantiate", "wasmtime_module_new"):
+        assert name not in held
+        assert not getattr(_bindings, "_" + name)._flags_ & ctypes._FUNCFLAG_PYTHONAPI, name

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import wasmtime
 
 from .._metadata import distribution_version
-from .lowlevel import enable_pooling
+from .lowlevel import enable_pooling, hold_gil_in_quick_calls
 from .sandbox import set_host_deadline
 
 __all__ = [
@@ -88,6 +88,7 @@ class EngineHandle:
     """A wasmtime engine plus its settings and ticker; hands out stores with limits applied."""
 
     def __init__(self, settings: EngineSettings) -> None:
+        hold_gil_in_quick_calls()  # once per process; see lowlevel.QUICK_CALLS
         cfg = wasmtime.Config()
         cfg.epoch_interruption = True
         cfg.consume_fuel = settings.consume_fuel

@@ -22,16 +22,28 @@ from typing import Any
 
 import wasmtime
 
-__all__ = ["PoolingLimits", "call_export", "enable_pooling", "set_args_env", "set_stdin_bytes"]
+__all__ = [
+    "QUICK_CALLS",
+    "PoolingLimits",
+    "call_export",
+    "enable_pooling",
+    "hold_gil_in_quick_calls",
+    "set_args_env",
+    "set_stdin_bytes",
+]
 
 _CHAR_PP = ctypes.POINTER(ctypes.POINTER(ctypes.c_char))
 _ffi: Any
+_bindings: Any
 _enter_wasm: Any
 try:
-    from wasmtime import _ffi  # the ctypes layer (_bindings) plus its constants
+    from wasmtime import (
+        _bindings,
+        _ffi,  # the ctypes layer (_bindings) plus its constants
+    )
     from wasmtime._func import enter_wasm as _enter_wasm
 except ImportError:  # pragma: no cover - binding layout changed
-    _ffi = _enter_wasm = None
+    _ffi = _bindings = _enter_wasm = None
 
 
 def _has(*names: str) -> bool:
@@ -180,3 +192,62 @@ def call_export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -
         if error:
             raise wasmtime.WasmtimeError._from_ptr(error)
     return True
+
+
+# The C functions a request calls that take microseconds, never block and never run wasm. The
+# binding loads its library with ``ctypes.CDLL``, whose every call releases the GIL and takes it
+# back: with a server's event loop and guest threads all wanting the GIL, each of the ~14 such
+# calls per request is a chance to lose it to another thread (and wait up to the switch interval,
+# 5 ms, to get it back). Calls that run guest code (``wasmtime_func_call``, instantiation, which
+# runs start functions) or compile keep releasing it: they are where threads run in parallel.
+QUICK_CALLS = (
+    "wasmtime_store_new",
+    "wasmtime_store_context",
+    "wasmtime_store_limiter",
+    "wasmtime_store_delete",
+    "wasmtime_context_set_epoch_deadline",
+    "wasmtime_context_set_fuel",
+    "wasmtime_context_get_fuel",
+    "wasmtime_context_set_wasi",
+    "wasi_config_new",
+    "wasi_config_delete",
+    "wasi_config_set_argv",
+    "wasi_config_set_env",
+    "wasi_config_set_stdin_bytes",
+    "wasi_config_set_stdin_file",
+    "wasi_config_set_stdout_file",
+    "wasi_config_set_stderr_file",
+    "wasi_config_preopen_dir",
+    "wasm_byte_vec_new",
+    "wasm_byte_vec_delete",
+    "wasmtime_instance_export_get",
+    "wasmtime_instance_export_nth",
+    "wasmtime_memory_data",
+    "wasmtime_memory_data_size",
+    "wasmtime_error_message",
+    "wasmtime_error_exit_status",
+    "wasmtime_error_delete",
+    "wasm_trap_delete",
+)
+
+_held: list[str] = []
+
+
+def hold_gil_in_quick_calls() -> list[str]:
+    """Make the binding call the ``QUICK_CALLS`` without releasing the GIL (through a
+    ``ctypes.PyDLL`` handle on the same library, with the same signatures). Idempotent; returns
+    the names switched (those the binding has)."""
+    if _held or _bindings is None or _ffi is None or not hasattr(_ffi, "dll"):
+        return list(_held)
+    library = ctypes.PyDLL(_ffi.dll._name, handle=_ffi.dll._handle)
+    for name in QUICK_CALLS:
+        private = "_" + name
+        released = getattr(_bindings, private, None)
+        if released is None or not hasattr(library, name):
+            continue
+        held = getattr(library, name)
+        held.argtypes = released.argtypes
+        held.restype = released.restype
+        setattr(_bindings, private, held)
+        _held.append(name)
+    return list(_held)
