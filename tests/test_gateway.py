@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -574,3 +575,27 @@ def test_several_workers_share_the_socket_reload_and_drain(site: Path, tmp_path:
         t.join()
         assert result == [200]
         assert s.proc.wait(15) == 0
+
+
+def test_workers_share_a_burst_of_keep_alive_connections(site: Path, tmp_path: Path) -> None:
+    # Clients that keep their connections must not all land on one worker (on Linux each worker
+    # listens on its own SO_REUSEPORT socket and the kernel spreads the connections).
+    shutil.copy(site / "hello.wasm", tmp_path / "hello.wasm")
+    toml = tmp_path / "modules.toml"
+    toml.write_text('[[module]]\nroute = "/hello"\nmodule = "hello.wasm"\n')
+    with running_server(toml, "--workers", "2") as s:
+        _wait_for(lambda: s.output().count("Application startup complete") >= 2)
+        port = int(s.base.rsplit(":", 1)[1])
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(24)]
+        try:
+            for c in conns:
+                c.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            for c in conns:
+                assert c.recv(65536).startswith(b"HTTP/1.1 200")
+        finally:
+            for c in conns:
+                c.close()
+        _wait_for(lambda: s.output().count('"route":"/hello"') >= 24)
+        lines = [ln for ln in s.output().splitlines() if '"route":"/hello"' in ln]
+        by_worker = {w: sum(f"[worker {w}]" in ln for ln in lines) for w in ("0", "1")}
+        assert min(by_worker.values()) >= 3, by_worker

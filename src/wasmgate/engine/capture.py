@@ -24,8 +24,10 @@ Rules:
   until the pipe is empty. It never waits for EOF, and never for the pump.
 - Pipes are reused: each thread keeps the pipes of its finished captures (at most
   ``KEEP_PIPES``) for its next guests, instead of making and closing two pipes per request. A
-  pipe is only kept when it was read empty and both ends are open; before reuse it is checked
-  empty again, so nothing one guest wrote can reach the next one's output.
+  pipe is only kept when it was read until empty after the guest's call returned, with both
+  ends open. Nothing can write to it afterwards: the only other writer was that guest's WASI
+  file, and a guest writes only while its call runs. So nothing one guest wrote can reach the
+  next one's output.
 - The pump is fair: it reads at most ``BURST`` chunks from one pipe per wake-up, so a guest
   flooding its output (gigabytes a second) cannot starve the other guests' pipes.
 - The pump thread never blocks on anything but ``select``; all pipe fds are non-blocking. Locks
@@ -67,16 +69,6 @@ class _ThreadPipes:
         for r, w in self.pipes:
             os.close(r)
             os.close(w)
-
-
-def _is_empty(read_fd: int) -> bool:
-    try:
-        os.read(read_fd, 1)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    return False  # data (or EOF: the write end is gone)
 
 
 class Capture:
@@ -205,13 +197,7 @@ class OutputPump:
 
     def _pipe(self) -> tuple[int, int]:
         kept = self._thread_pipes().pipes
-        while kept:
-            r, w = kept.pop()
-            if _is_empty(r):
-                return r, w
-            os.close(r)
-            os.close(w)
-        return os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        return kept.pop() if kept else os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def keep(self, pipe: tuple[int, int]) -> None:
         """Take back a finished, empty pipe for this thread's next capture."""

@@ -58,6 +58,7 @@ Send = Any
 # Extra wall-clock time after a route's timeout before the gateway stops waiting for a guest that
 # is blocked in a host call (epoch interruption only reaches running wasm code).
 BLOCKED_GRACE = 1.0
+GAUGE_PERIOD = 0.25  # seconds between updates of the in-flight and queued gauges
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
@@ -100,6 +101,7 @@ class Gateway:
         self._capacity = config.threads + config.queue
         self._admitted = 0
         self._bodies = _BodyBudget(config.max_body_buffer)
+        self._gauge_timer: asyncio.TimerHandle | None = None
         self._load_lock = asyncio.Lock()
         self._log_files: dict[str, Path] = {}
         self._log_lock = threading.Lock()
@@ -253,14 +255,12 @@ class Gateway:
         match: RouteMatch[ModuleHandler],
     ) -> HandlerResult:
         self._admitted += 1
-        self.metrics.in_flight.inc()
-        self.metrics.queued.inc()
+        self._publish_gauges()
         state = [0.0, 0.0]  # [when _work started (0: queued), 1.0 once the client was answered]
         future = self._pool.submit(self._work, handler, request, body, match, state)
 
         def release(_: object) -> None:
             self._admitted -= 1
-            self.metrics.in_flight.dec()
 
         future.add_done_callback(release)
         timeout = handler.settings.limits.timeout
@@ -281,6 +281,25 @@ class Gateway:
                 return await asyncio.wait_for(asyncio.shield(future), left)
         return HandlerResult(504, None, "timeout", "guest blocked in a host call past its deadline")
 
+    def _publish_gauges(self) -> None:
+        """Keep the in-flight and queued gauges current within ``GAUGE_PERIOD`` (on the loop).
+        Setting them per request costs several locked writes to the multiprocess metric files;
+        gauges are only read when scraped, so a timer publishes them while requests come."""
+        if self._gauge_timer is not None:
+            return
+        self.metrics.in_flight.set(self._admitted)
+        self.metrics.queued.set(self._pool.waiting())
+
+        def again() -> None:
+            self._gauge_timer = None
+            if self._admitted:
+                self._publish_gauges()
+            else:
+                self.metrics.in_flight.set(0)
+                self.metrics.queued.set(self._pool.waiting())
+
+        self._gauge_timer = asyncio.get_running_loop().call_later(GAUGE_PERIOD, again)
+
     def _work(
         self,
         handler: ModuleHandler,
@@ -289,7 +308,6 @@ class Gateway:
         match: RouteMatch[ModuleHandler],
         state: list[float],
     ) -> HandlerResult:
-        self.metrics.queued.dec()
         state[0] = time.monotonic()
         if state[1]:  # the client already got its 504 while this waited for a thread
             return HandlerResult(504, None, "timeout", "abandoned in the queue")

@@ -161,22 +161,42 @@ def _start_metrics(listen: str, registry: object) -> None:
 # --- several worker processes ------------------------------------------------------------------
 #
 # Rules:
-# - The parent binds the socket, then starts ``workers`` processes with the *spawn* method (fresh
+# - The parent binds the address, then starts ``workers`` processes with the *spawn* method (fresh
 #   interpreters: wasmtime engines and threads do not survive fork). Each worker loads the route
-#   table from the shared on-disk artifact cache, which the parent's validation load has filled,
-#   and accepts on the shared socket.
+#   table from the shared on-disk artifact cache, which the parent's validation load has filled.
+# - Where the system has ``SO_REUSEPORT`` (Linux), each worker listens on a socket of its own
+#   bound to that address, and the kernel spreads new connections evenly over them. On one shared
+#   socket the first worker to wake takes whole bursts of connections, and keep-alive clients stay
+#   where they landed: measured, one worker of two serving all 32 connections of a benchmark at a
+#   third of the throughput. The parent keeps its socket bound but never listening (so it gets no
+#   connections, and the port stays ours while a worker restarts). Elsewhere, the workers accept
+#   on the parent's listening socket.
 # - The parent forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful stop) to every worker, and
 #   starts a replacement for a worker that dies unexpectedly.
 # - Metrics: the parent serves the sum over workers (prometheus multiprocess mode).
 
 
-def _worker_main(config: GatewayConfig, sock: socket.socket, index: int) -> None:
+def _worker_main(config: GatewayConfig, sock: socket.socket, index: int, reuse_port: bool) -> None:
     _setup_worker_logging(index)
     limit_heap_retention()
     gateway = Gateway(config)
     gateway.load()
     server = _Server(_uvicorn_config(config, gateway), gateway, config.watch)
+    if reuse_port:  # our own listening socket on the parent's address
+        own = _bind(sock.family, sock.getsockname()[:2], reuse_port=True)
+        sock.close()
+        own.listen(2048)
+        sock = own
     server.run(sockets=[sock])
+
+
+def _bind(family: int, address: tuple[str, int], *, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock
 
 
 def _setup_worker_logging(index: int) -> None:
@@ -195,10 +215,10 @@ def _serve_workers(config: GatewayConfig, host: str, port: int, scheme: str) -> 
     metrics_dir = tempfile.mkdtemp(prefix="wasmgate-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    reuse_port = hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
+    sock = _bind(family, (host, port), reuse_port=reuse_port)
+    if not reuse_port:
+        sock.listen(2048)
     sock.set_inheritable(True)
     ctx = multiprocessing.get_context("spawn")
     procs: dict[int, multiprocessing.process.BaseProcess] = {}
@@ -206,7 +226,9 @@ def _serve_workers(config: GatewayConfig, host: str, port: int, scheme: str) -> 
 
     def start(index: int) -> None:
         p = ctx.Process(
-            target=_worker_main, args=(config, sock, index), name=f"wasmgate-worker-{index}"
+            target=_worker_main,
+            args=(config, sock, index, reuse_port),
+            name=f"wasmgate-worker-{index}",
         )
         # The new process inherits a blocked SIGHUP until its reload handler is installed: a
         # SIGHUP forwarded while it starts must not kill it (the default action).
@@ -245,7 +267,7 @@ def _serve_workers(config: GatewayConfig, host: str, port: int, scheme: str) -> 
             "listening on %s://%s:%d with %d workers (pid %d)",
             scheme,
             host,
-            port,
+            sock.getsockname()[1],
             config.workers,
             os.getpid(),
         )

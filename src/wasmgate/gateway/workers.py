@@ -60,6 +60,10 @@ class GuestPool:
         self._queue.put((loop, future, fn, args))
         return future
 
+    def waiting(self) -> int:
+        """Jobs submitted and not yet taken by a thread (approximate while threads take them)."""
+        return self._queue.qsize()
+
     def _start_threads(self) -> None:
         with self._lock:
             while len(self._threads) < self._size:
