@@ -38,9 +38,16 @@ Rules:
 
 from __future__ import annotations
 
+import array
+import atexit
 import contextlib
+import fcntl
+import itertools
 import os
 import selectors
+import shutil
+import tempfile
+import termios
 import threading
 import time
 from typing import Literal
@@ -57,18 +64,86 @@ _DISCARD = 1 << 20  # bytes a discarding capture drops per splice
 _DEVNULL = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC) if hasattr(os, "splice") else None
 
 
+def _available(read_fd: int) -> int | None:
+    """Bytes waiting in a pipe (None if the system cannot tell)."""
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(read_fd, termios.FIONREAD, count)
+    except OSError:
+        return None
+    return count[0]
+
+
+class _Pipe:
+    """A pipe and the path WASI opens its write end by. Where a private temporary directory
+    can hold one, it is a named FIFO there: opening it costs about half of opening a
+    ``/proc/self/fd`` link (a lookup through procfs), and WASI opens two per request."""
+
+    __slots__ = ("fifo", "path", "read_fd", "write_fd")
+
+    def __init__(self) -> None:
+        directory = _fifo_dir()
+        if directory is not None:
+            path = os.path.join(directory, str(next(_fifo_names)))
+            try:
+                os.mkfifo(path, 0o600)
+                self.read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                self.write_fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            else:
+                self.path, self.fifo = path, True
+                return
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.path, self.fifo = f"/proc/self/fd/{self.write_fd}", False
+
+    def close(self, read_fd: int | None, write_fd: int | None) -> None:
+        """Close the ends still open (given) and remove the FIFO."""
+        for fd in (read_fd, write_fd):
+            if fd is not None:
+                os.close(fd)
+        if self.fifo:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+_fifo_names = itertools.count()
+_fifo_state: list[str | None] = []  # [the directory, or None if FIFOs cannot be made here]
+_fifo_lock = threading.Lock()
+
+
+def _fifo_dir() -> str | None:
+    """This process's private directory for output FIFOs (in memory where possible), removed
+    at exit; None where none can be made."""
+    if not _fifo_state:
+        with _fifo_lock:
+            if not _fifo_state:
+                directory: str | None = None
+                if hasattr(os, "mkfifo"):
+                    shm = "/dev/shm"
+                    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+                    try:
+                        directory = tempfile.mkdtemp(prefix="wasmgate-out-", dir=base)
+                    except OSError:
+                        directory = None
+                    else:
+                        atexit.register(shutil.rmtree, directory, True)
+                _fifo_state.append(directory)
+    return _fifo_state[0]
+
+
 class _ThreadPipes:
     """The reusable pipes of one thread; closed when the thread ends."""
 
     __slots__ = ("pipes",)
 
     def __init__(self) -> None:
-        self.pipes: list[tuple[int, int]] = []
+        self.pipes: list[_Pipe] = []
 
     def __del__(self) -> None:
-        for r, w in self.pipes:
-            os.close(r)
-            os.close(w)
+        for pipe in self.pipes:
+            pipe.close(pipe.read_fd, pipe.write_fd)
 
 
 class Capture:
@@ -78,6 +153,7 @@ class Capture:
         "_buf",
         "_forgotten",
         "_lock",
+        "_pipe",
         "_pump",
         "_read_fd",
         "_write_fd",
@@ -91,15 +167,16 @@ class Capture:
     def __init__(
         self,
         pump: OutputPump,
-        pipe: tuple[int, int],
+        pipe: _Pipe,
         limit: int,
         mode: Literal["close", "discard"],
     ) -> None:
         # We keep the write end open as long as the pipe lives: the pipe never reads as ended,
         # so the pipe can be reused, and the pump never mistakes "WASI has not opened it yet"
         # for "the guest is done".
-        self._read_fd: int | None = pipe[0]
-        self._write_fd: int | None = pipe[1]
+        self._pipe = pipe
+        self._read_fd: int | None = pipe.read_fd
+        self._write_fd: int | None = pipe.write_fd
         self._pump = pump
         self._buf = bytearray()
         self._forgotten = False  # set by finish(): from then on the pump never touches it
@@ -108,7 +185,7 @@ class Capture:
         self.mode = mode
         self.overflowed = False
         self.total = 0
-        self.path = f"/proc/self/fd/{pipe[1]}"
+        self.path = pipe.path
 
     def finish(self) -> bytes:
         """Everything captured (at most ``limit`` bytes). Call it once the guest's call has
@@ -116,25 +193,26 @@ class Capture:
         self._pump.forget(self)
         with self._lock:
             r, w = self._read_fd, self._write_fd
-            clean = r is not None and not self._drain_locked()  # read until empty
+            # The pipe's content is final: read exactly what it holds (no read to find it empty).
+            clean = r is not None and not self._drain_locked(available=_available(r))
             self._read_fd = self._write_fd = None
-        if clean and w is not None:
-            assert r is not None
-            self._pump.keep((r, w))
+        if clean and r is not None and w is not None:
+            self._pump.keep(self._pipe)
         else:
-            for fd in (r, w):
-                if fd is not None:
-                    os.close(fd)
+            self._pipe.close(r, w)
         return bytes(self._buf)
 
     # --- called with the lock held, from the pump thread or from finish() -------------------
 
-    def _drain_locked(self, burst: int | None = None) -> bool:
-        """Read what is available (at most ``burst`` chunks); True when the stream has ended
-        (EOF, error, or a ``close`` capture's overflow)."""
+    def _drain_locked(self, burst: int | None = None, available: int | None = None) -> bool:
+        """Read what is there (at most ``burst`` chunks, or the ``available`` bytes the pipe is
+        known to hold); True when the stream has ended (EOF, error, or a ``close`` capture's
+        overflow)."""
         reads = 0
         while self._read_fd is not None:
             if burst is not None and reads >= burst:
+                return False
+            if available is not None and available <= 0:
                 return False
             if self.overflowed and _DEVNULL is not None:  # discarding: never copy the excess
                 try:
@@ -147,6 +225,8 @@ class Capture:
                     return True
                 reads += 1
                 self.total += moved
+                if available is not None:
+                    available -= moved
                 continue
             try:
                 chunk = os.read(self._read_fd, _CHUNK)
@@ -158,6 +238,8 @@ class Capture:
                 return True
             reads += 1
             self.total += len(chunk)
+            if available is not None:
+                available -= len(chunk)
             room = self.limit - len(self._buf)
             if len(chunk) > room:
                 if room > 0:
@@ -195,18 +277,17 @@ class OutputPump:
             pipes = self._local.pipes = _ThreadPipes()
         return pipes
 
-    def _pipe(self) -> tuple[int, int]:
+    def _pipe(self) -> _Pipe:
         kept = self._thread_pipes().pipes
-        return kept.pop() if kept else os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        return kept.pop() if kept else _Pipe()
 
-    def keep(self, pipe: tuple[int, int]) -> None:
+    def keep(self, pipe: _Pipe) -> None:
         """Take back a finished, empty pipe for this thread's next capture."""
         kept = self._thread_pipes().pipes
         if len(kept) < KEEP_PIPES:
             kept.append(pipe)
         else:
-            os.close(pipe[0])
-            os.close(pipe[1])
+            pipe.close(pipe.read_fd, pipe.write_fd)
 
     def open(self, limit: int, mode: Literal["close", "discard"] = "close") -> Capture:
         cap = Capture(self, self._pipe(), limit, mode)

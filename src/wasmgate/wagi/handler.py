@@ -13,8 +13,10 @@ Rules:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -34,7 +36,7 @@ from ..errors import CgiError, ConfigError, UsageError
 from ..limits import Limits
 from .cgi import CgiRequest, CgiResponse, build_argv, build_environ, parse_output
 from .manifest import ModuleSpec
-from .outbound import OutboundPolicy, define_outbound_http, outbound_session
+from .outbound import IMPORT_MODULE, OutboundPolicy, define_outbound_http, outbound_session
 from .routes import RouteMatch, parse_routes_output
 
 __all__ = [
@@ -60,7 +62,9 @@ _STATUS = {
 def _stage_dir() -> str:
     shm = Path("/dev/shm")
     base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    return tempfile.mkdtemp(prefix="wasmgate-", dir=base)
+    path = tempfile.mkdtemp(prefix="wasmgate-stdin-", dir=base)
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 _STAGE_DIR: str | None = None
@@ -133,6 +137,8 @@ class ModuleHandler:
         if module is None:
             raise ConfigError(f"{spec.label}: {spec.module} is a component; WAGI serves modules")
         self._exports = {e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)}
+        # Only a guest importing the outbound HTTP module needs a session (handles, policy).
+        self._outbound = any(i.module == IMPORT_MODULE for i in module.imports)
         linker = wasmtime.Linker(guest.engine.engine)
         define_wasi(linker)
         define_outbound_http(linker)
@@ -177,7 +183,7 @@ class ModuleHandler:
                 self._running -= 1
 
     def _handle(self, request: CgiRequest, body: bytes, match: RouteMatch[Any]) -> HandlerResult:
-        if request.content_length != len(body):  # chunked: no Content-Length was given
+        if (request.content_length or 0) != len(body):  # chunked: no Content-Length was given
             request = replace(request, content_length=len(body))
         try:
             env = build_environ(
@@ -269,7 +275,8 @@ class ModuleHandler:
         limits = self.settings.limits
         instance: wasmtime.Instance | None = None
         try:
-            with outbound_session(self._policy):
+            session = outbound_session(self._policy) if self._outbound else contextlib.nullcontext()
+            with session:
                 instance = self._pre.instantiate(store)
                 if entrypoint != "_start" and "_initialize" in self._exports:
                     _call_export(store, instance, "_initialize")

@@ -1,0 +1,98 @@
+"""Output capture without wasm: a writer thread stands in for the guest's WASI stream, opening the
+capture's path as WASI does."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from wasmgate.engine import capture
+from wasmgate.engine.capture import ADOPT_AFTER, PIPE_BUFFER, OutputPump
+
+
+def _write(path: str, data: bytes, chunk: int = 65536) -> int:
+    """Write like a guest: open the path (blocking), write everything, close; bytes written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    done = 0
+    try:
+        while done < len(data):
+            done += os.write(fd, data[done : done + chunk])
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(fd)
+    return done
+
+
+def test_output_is_captured_and_the_pipe_reused_empty() -> None:
+    pump = OutputPump()
+    first = pump.open(1024)
+    _write(first.path, b"hello")
+    assert first.finish() == b"hello"
+    again = pump.open(1024)
+    assert again.path == first.path  # the same pipe, kept by this thread
+    assert again.finish() == b""  # and nothing of the first stream is left in it
+    other = pump.open(1024)
+    _write(other.path, b"second")
+    assert other.finish() == b"second"
+
+
+def test_a_guest_writing_more_than_the_pipe_holds_is_drained_by_the_pump() -> None:
+    pump = OutputPump()
+    cap = pump.open(4 * PIPE_BUFFER)
+    data = os.urandom(3 * PIPE_BUFFER)
+    writer = threading.Thread(target=_write, args=(cap.path, data))
+    writer.start()
+    writer.join(5)  # blocks on the full pipe until the pump adopts the capture
+    assert not writer.is_alive()
+    assert pump.adopted >= 1
+    assert cap.finish() == data
+
+
+def test_close_mode_overflow_fails_the_writer_and_drops_the_pipe() -> None:
+    pump = OutputPump()
+    cap = pump.open(1000, "close")
+    written = _write(cap.path, b"x" * (4 * PIPE_BUFFER))
+    assert written < 4 * PIPE_BUFFER  # EPIPE once the capture closed its read end
+    assert cap.finish() == b"x" * 1000
+    assert cap.overflowed
+    assert pump.open(1000).path != cap.path  # an overflowed pipe is never reused
+
+
+def test_discard_mode_keeps_the_start_and_counts_the_rest() -> None:
+    pump = OutputPump()
+    cap = pump.open(100, "discard")
+    total = 5 * PIPE_BUFFER
+    assert _write(cap.path, b"e" * total) == total  # never fails the writer
+    assert cap.finish() == b"e" * 100
+    assert cap.overflowed
+    assert cap.total == total
+
+
+def test_short_captures_never_wake_the_pump() -> None:
+    pump = OutputPump()
+    for _ in range(50):
+        cap = pump.open(1024)
+        _write(cap.path, b"quick")
+        assert cap.finish() == b"quick"
+    time.sleep(ADOPT_AFTER * 3)
+    assert pump.adopted == 0
+
+
+def test_without_a_fifo_directory_proc_paths_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capture, "_fifo_state", [None])
+    pump = OutputPump()
+    cap = pump.open(1024)
+    assert cap.path.startswith("/proc/self/fd/")
+    _write(cap.path, b"via procfs")
+    assert cap.finish() == b"via procfs"
+
+
+def test_fifos_live_in_a_private_directory() -> None:
+    cap = OutputPump().open(16)
+    directory = os.path.dirname(cap.path)
+    assert os.stat(directory).st_mode & 0o777 == 0o700
+    cap.finish()
