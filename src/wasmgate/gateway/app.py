@@ -204,9 +204,10 @@ class Gateway:
             return
         held = _Held(self._bodies)
         try:
-            body = await _read_body(
-                receive, request.content_length, settings.max_request_body, held
-            )
+            body = b""  # no Content-Length and not chunked: no body (RFC 9112 6.3)
+            if has_body:
+                limit = settings.max_request_body
+                body = await _read_body(receive, request.content_length, limit, held)
         except _BodyTooLarge:
             held.release()
             # Close: the rest of an over-limit body is not worth reading.
