@@ -32,9 +32,7 @@ import json
 import os
 import platform
 import resource
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +43,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import (
+    MARK,
+    add_wrk_options,
+    check_wrk_options,
+    emit_report,
+    exit_on_failure,
+    find_wrk,
+    free_port,
+    latency_cells,
+    measure_interleaved,
+    print_heading,
+    print_row,
+    process_cpu,
+    warn_if_busy,
+    write_wrk_script,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 WAGI_HELLO = REPO / "examples" / "wagi" / "hello.wasm"
@@ -53,8 +68,6 @@ GOAL_RATIO = 0.25  # wasmgate req/s / wasmtime serve req/s, at least
 GOAL_P99_MS = 20.0  # wasmgate p99 latency, below
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
-BUSY_WARNING = 0.25  # CPUs used by other processes during a run, above which the report warns
-MARK = "BENCH_GATEWAY_JSON "
 TOML_ENV = "BENCH_GATEWAY_MODULES_TOML"
 UVICORN_FLAGS = (
     "--http httptools --loop uvloop --lifespan on --no-access-log --no-server-header"
@@ -65,19 +78,6 @@ GRANIAN_FLAGS = (
     " --loop uvloop --backlog 2048 --log-level warning"
 )
 HYPERCORN_FLAGS = "-k uvloop -w 1 --backlog 2048 --log-level warning"
-
-# wrk calls done() once at the end: one JSON line with exact figures (microseconds).
-WRK_SCRIPT = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '%s{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"mean_us":%.1f,'
-    .. '"max_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
-    '__MARK__', summary.requests, summary.duration, latency:percentile(50),
-    latency:percentile(99), latency.mean, latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout))
-end
-"""
 
 
 # --- the bare ASGI app, and the gateway factory for granian (imported by the servers) -----------
@@ -126,12 +126,6 @@ class Target:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wasmtime_cli() -> Path | None:
@@ -340,19 +334,7 @@ def children_cpu_seconds() -> float:
 
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU time of every live process in a process group."""
-    ticks = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if int(fields[2]) == pgid:  # fields[0] is field 3 of stat(5), the state
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(p.own_s for p in process_cpu(pgid).values())
 
 
 # --- load generation ----------------------------------------------------------------------------
@@ -395,29 +377,6 @@ def run_wrk(
     if target.proc.poll() is not None:
         raise RuntimeError(f"{target.label} died under load:\n{log_tail(target)}")
     return result
-
-
-def measure(
-    targets: Sequence[Target], args: argparse.Namespace, wrk: str, script: Path
-) -> dict[str, list[dict[str, Any]]]:
-    """Warm every target up once, then rounds; each round starts one target further along."""
-    for t in targets:
-        if args.warmup > 0:
-            run_wrk(wrk, script, t, args, args.warmup)
-    runs: dict[str, list[dict[str, Any]]] = {t.key: [] for t in targets}
-    for r in range(args.rounds):
-        for i in range(len(targets)):
-            t = targets[(r + i) % len(targets)]
-            result = run_wrk(wrk, script, t, args, args.duration)
-            runs[t.key].append(result)
-            if not args.json:
-                rps = result["requests"] / (result["duration_us"] / 1e6)
-                print(
-                    f"  round {r + 1}: {t.label:<28} {rps:>9.0f} req/s"
-                    f"  p99 {result['p99_us'] / 1000:.2f} ms",
-                    file=sys.stderr,
-                )
-    return runs
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -502,21 +461,17 @@ def versions() -> dict[str, str]:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    load, stats = report["load"], report["targets"]
-    print(
-        f"Hello-world over HTTP/1.1 keep-alive: wrk -t{load['threads']} -c{load['connections']}"
-        f" -d{load['duration_s']}s, {load['rounds']} interleaved rounds per target;"
-        f" Python {report['python']}, {report['machine']}"
-    )
-    print()
+    print_heading(report, "Hello-world", per=" per target")
     print("| target | req/s | p50 | p99 | p99 by round | max | errors | server CPU/req |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for s in stats.values():
-        by_round = " / ".join(f"{r['p99_us'] / 1000:.1f}" for r in s["rounds"])
-        print(
-            f"| {s['label']} | {s['rps']:,.0f} | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms"
-            f" | {by_round} ms | {s['max_ms']:.1f} ms | {s['errors']}"
-            f" | {s['server_cpu_us_per_request']:.0f} µs |"
+    for s in report["targets"].values():
+        print_row(
+            [
+                *latency_cells(s, digits=0),
+                f"{s['max_ms']:.1f} ms",
+                s["errors"],
+                f"{s['server_cpu_us_per_request']:.0f} µs",
+            ]
         )
     print()
     print("| ratio (req/s) | value |")
@@ -533,20 +488,12 @@ def print_table(report: dict[str, Any]) -> None:
         )
     for key, why in report["skipped"].items():
         print(f"skipped {key}: {why}")
-    if report["other_cpus_max"] > BUSY_WARNING:
-        print(
-            f"warning: other processes used up to {report['other_cpus_max']:.2f} CPUs during a run;"
-            " the machine was not quiet and these figures are skewed"
-        )
+    warn_if_busy(report["other_cpus_max"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--duration", type=int, default=10, help="seconds per run (default: 10)")
-    ap.add_argument("--connections", type=int, default=32, help="wrk connections (default: 32)")
-    ap.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default: 2)")
-    ap.add_argument("--rounds", type=int, default=2, help="runs per target (default: 2)")
-    ap.add_argument("--warmup", type=int, default=1, help="warm-up seconds (default: 1)")
+    add_wrk_options(ap, duration=10, connections=32, wrk_threads=2, rounds=2)
     ap.add_argument(
         "--targets",
         default="wasmgate,wasmgate-1w,wasmtime,uvicorn,granian,hypercorn,wasmgate-granian",
@@ -554,13 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     args = ap.parse_args(argv)
-    if args.rounds < 1 or args.duration <= 0 or args.connections < 1 or args.wrk_threads < 1:
-        ap.error("--rounds, --duration, --connections and --wrk-threads must be positive")
-    if args.connections < args.wrk_threads:
-        ap.error("--connections must be at least --wrk-threads")
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        sys.exit("bench_gateway: wrk is not installed (Debian: apt-get install wrk)")
+    check_wrk_options(ap, args)
+    wrk = find_wrk("bench_gateway")
     for wasm in (WAGI_HELLO, HTTP_HELLO):
         if not wasm.exists():
             sys.exit(f"bench_gateway: {wasm.relative_to(REPO)} is missing (examples/wagi/build.py)")
@@ -568,26 +510,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = [k.strip() for k in args.targets.split(",") if k.strip()]
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_name:
         tmp = Path(tmp_name)
-        script = tmp / "report.lua"
-        script.write_text(WRK_SCRIPT.replace("__MARK__", MARK))
+        script = write_wrk_script(tmp)
         targets, skipped = make_targets(tmp, wanted)
         if not targets:
             sys.exit("bench_gateway: no target can run here")
-        try:
-            with running(targets, tmp):
-                runs = measure(targets, args, wrk, script)
-        except KeyboardInterrupt:
-            print("bench_gateway: interrupted; servers stopped", file=sys.stderr)
-            return 130
-        except RuntimeError as e:
-            print(f"bench_gateway: {e}", file=sys.stderr)
-            return 1
+        with exit_on_failure("bench_gateway"), running(targets, tmp):
+            runs = measure_interleaved(targets, args, wrk, script, run_wrk, digits=0)
 
-    report = summarise(targets, runs, skipped, args)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_table(report)
+    emit_report(summarise(targets, runs, skipped, args), args.json, print_table)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import statistics
@@ -33,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _common import build_guest, emit_report, wasmtime_cache_config
+
 REPO = Path(__file__).resolve().parent.parent
 GUEST = REPO / "tests" / "guests" / "hello.c"
 GOAL = 1.25  # wasmgate run (warm) / import wasmtime, ratio of medians
@@ -44,13 +45,6 @@ class Command:
     key: str
     label: str
     argv: list[str]
-
-
-def build_guest() -> Path:
-    sys.path.insert(0, str(REPO / "tools"))
-    from guestbuild import build
-
-    return build(GUEST)
 
 
 def wasmtime_cli() -> Path:
@@ -74,8 +68,7 @@ def wasmgate_cli() -> Path:
 
 def commands(guest: Path, tmp: Path) -> list[Command]:
     wasmtime = wasmtime_cli()
-    cache_config = tmp / "wasmtime-cache.toml"
-    cache_config.write_text(f"[cache]\ndirectory = {json.dumps(str(tmp / 'wasmtime-cache'))}\n")
+    cache_config = wasmtime_cache_config(tmp)
     wasmgate = str(wasmgate_cli())
     return [
         Command("wasmgate", "wasmgate run (warm cache)", [wasmgate, "run", str(guest)]),
@@ -198,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds < 2:
         ap.error("--rounds must be at least 2")
 
-    guest = build_guest()
+    guest = build_guest(GUEST)
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp_name:
         tmp = Path(tmp_name)
         env = dict(os.environ, WASMGATE_CACHE_DIR=str(tmp / "wasmgate-cache"))
@@ -210,11 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.exit("bench_run: wasmgate wrote no compiled artifact; the warm run would be cold")
         samples = measure(cmds, args.rounds, env)
 
-    report = summarise(cmds, samples)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_table(report)
+    emit_report(summarise(cmds, samples), args.json, print_table)
     return 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import random
 import signal
@@ -39,6 +38,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from _common import build_guest, emit_report, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 HOG = REPO / "tests" / "hostile" / "guests" / "hog.c"
@@ -89,10 +90,7 @@ def _wat_printer(output: bytes) -> str:
 
 
 def build_site(root: Path, hostile_cap: int) -> Path:
-    sys.path.insert(0, str(REPO / "tools"))
-    from guestbuild import build
-
-    hog = build(HOG)
+    hog = build_guest(HOG)
     (root / "hog.wasm").write_bytes(hog.read_bytes())
     entries = []
     for route, (_, extra) in GOOD.items():
@@ -106,12 +104,6 @@ def build_site(root: Path, hostile_cap: int) -> Path:
     toml = root / "modules.toml"
     toml.write_text("".join(f"[[module]]\n{e}\n" for e in entries))
     return toml
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tree_rss_kib(pid: int) -> int:
@@ -419,10 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.duration <= 24 * 3600:
         parser.error("--duration must be between 0 and 86400 seconds")
     report = soak(args)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_report(report)
+    emit_report(report, args.json, print_report)
     ok = report["good_errors"] == 0 and report["still_serving"]
     return 0 if ok else 1
 
