@@ -599,3 +599,63 @@ def test_workers_share_a_burst_of_keep_alive_connections(site: Path, tmp_path: P
         lines = [ln for ln in s.output().splitlines() if '"route":"/hello"' in ln]
         by_worker = {w: sum(f"[worker {w}]" in ln for ln in lines) for w in ("0", "1")}
         assert min(by_worker.values()) >= 3, by_worker
+
+
+# --- inline runs -------------------------------------------------------------------------------
+
+
+def _access(s: Server, route: str) -> list[str]:
+    return [ln for ln in s.output().splitlines() if f'"route":"{route}"' in ln]
+
+
+def test_quick_repeatable_routes_run_inline_and_others_on_threads(
+    site: Path, tmp_path: Path
+) -> None:
+    for name in ("hello", "static"):
+        shutil.copy(site / f"{name}.wasm", tmp_path / f"{name}.wasm")
+    shutil.copytree(site / "public", tmp_path / "public")
+    toml = tmp_path / "modules.toml"
+    toml.write_text(
+        '[[module]]\nroute = "/hello"\nmodule = "hello.wasm"\n\n'
+        '[[module]]\nroute = "/files/..."\nmodule = "static.wasm"\n'
+        'volumes = { "/static" = "public" }\n'
+    )
+    with running_server(toml) as s:
+        for _ in range(3):
+            assert httpx.get(s.base + "/hello").text == "Hello from WebAssembly!\n"
+            assert httpx.get(s.base + "/files/index.html").status_code == 200
+        _wait_for(lambda: len(_access(s, "/files/...")) == 3)
+        assert all('"inline":true' in ln for ln in _access(s, "/hello"))
+        # A volume makes a run visible outside the guest: never run twice, never inline.
+        assert all('"inline":false' in ln for ln in _access(s, "/files/..."))
+
+
+def test_a_guest_over_the_inline_budget_runs_again_in_full_on_a_thread(
+    site: Path, tmp_path: Path
+) -> None:
+    shutil.copy(site / "sleeper.wasm", tmp_path / "sleeper.wasm")
+    toml = tmp_path / "modules.toml"
+    toml.write_text('[[module]]\nroute = "/nap"\nmodule = "sleeper.wasm"\nargv = "sleeper 1"\n')
+    with running_server(toml) as s:
+        started = time.monotonic()
+        r = httpx.get(s.base + "/nap", timeout=30)
+        # The inline run's sleep was cut at the budget; the answer is the full run's.
+        assert r.status_code == 200
+        assert r.text == "awake\n"
+        assert time.monotonic() - started >= 1.0
+        _wait_for(lambda: "overran the inline budget" in s.output())
+        assert httpx.get(s.base + "/nap", timeout=30).text == "awake\n"
+        _wait_for(lambda: len(_access(s, "/nap")) == 2)
+        assert all('"inline":false' in ln for ln in _access(s, "/nap"))
+        assert '"cause":"over-budget"' not in s.output()
+
+
+def test_no_inline_keeps_every_guest_on_threads(site: Path, tmp_path: Path) -> None:
+    shutil.copy(site / "hello.wasm", tmp_path / "hello.wasm")
+    toml = tmp_path / "modules.toml"
+    toml.write_text('[[module]]\nroute = "/hello"\nmodule = "hello.wasm"\n')
+    with running_server(toml, "--no-inline") as s:
+        for _ in range(3):
+            assert httpx.get(s.base + "/hello").status_code == 200
+        _wait_for(lambda: len(_access(s, "/hello")) == 3)
+        assert all('"inline":false' in ln for ln in _access(s, "/hello"))

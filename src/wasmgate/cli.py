@@ -262,6 +262,11 @@ def inspect(
     type=SIZE,
     help="Request body bytes a worker holds at once; past it, 503 [256MiB].",
 )
+@click.option(
+    "--no-inline",
+    is_flag=True,
+    help="Always run guests on guest threads, never on the event loop (see README).",
+)
 @click.option("--metrics-listen", help="HOST:PORT for Prometheus metrics (off by default).")
 @click.option("--watch", is_flag=True, help="Reload when modules.toml or a module changes.")
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
@@ -306,6 +311,7 @@ def serve(
     threads: int | None,
     queue: int,
     max_body_buffer: int | None,
+    no_inline: bool,
     metrics_listen: str | None,
     watch: bool,
     no_access_log: bool,
@@ -344,6 +350,8 @@ def serve(
     extra: dict[str, Any] = {"threads": threads} if threads else {}
     if max_body_buffer:
         extra["max_body_buffer"] = max_body_buffer
+    if no_inline:
+        extra["inline_budget"] = None
     guard = {
         "header_timeout": header_timeout,
         "body_timeout": body_timeout,

@@ -113,6 +113,9 @@ class GatewayConfig:
     (received, or being received, for requests not finished yet): a request whose body would
     not fit gets 503 with ``Retry-After`` instead of being read. With ``threads + queue``
     bounding the requests admitted, it bounds the gateway's memory whatever the clients send.
+
+    ``inline_budget`` (seconds; None: off) lets a quick, repeatable route run its guests on the
+    event loop itself, skipping the hand-off to a guest thread; see ``gateway/app.py``.
     """
 
     modules_toml: Path
@@ -127,6 +130,7 @@ class GatewayConfig:
     threads: int = field(default_factory=_default_threads)
     queue: int = 64
     max_body_buffer: int = 256 * 1024 * 1024
+    inline_budget: float | None = 0.005
     metrics_listen: str | None = None
     watch: bool = False
     access_log: bool = True
@@ -162,5 +166,7 @@ class GatewayConfig:
             raise UsageError("queue must be zero or more")
         if self.max_body_buffer < 1:
             raise UsageError("max_body_buffer must be at least 1 byte")
+        if self.inline_budget is not None and not (0 < self.inline_budget <= 1):
+            raise UsageError("inline_budget must be a number of seconds in (0, 1], or None")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UsageError("--tls-cert and --tls-key go together")

@@ -40,6 +40,7 @@ from .outbound import IMPORT_MODULE, OutboundPolicy, define_outbound_http, outbo
 from .routes import RouteMatch, parse_routes_output
 
 __all__ = [
+    "OVER_BUDGET",
     "STDERR_KEEP",
     "HandlerResult",
     "ModuleHandler",
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 STDERR_KEEP = 16 * 1024
+OVER_BUDGET = "over-budget"  # the cause of a run stopped at the caller's budget (see handle)
 _STATUS = {
     "exit": 500,
     "trap": 500,
@@ -102,6 +104,7 @@ class HandlerResult:
     guest_seconds: float = 0.0
     stderr: bytes = b""
     stderr_total: int = 0
+    budget: float | None = None  # the budget the guest ran under (see ModuleHandler.handle)
 
 
 class ModuleHandler:
@@ -165,24 +168,44 @@ class ModuleHandler:
 
     # --- per request ---------------------------------------------------------------------
 
-    def handle(self, request: CgiRequest, body: bytes, match: RouteMatch[Any]) -> HandlerResult:
+    @property
+    def repeatable(self) -> bool:
+        """Whether running a request twice is invisible outside the guest: no volumes and no
+        outbound HTTP, so a run's only effects are its captured output (the guest may read
+        clocks and random numbers, which differ from run to run anyway)."""
+        return not self.spec.volumes and not self._outbound
+
+    def handle(
+        self,
+        request: CgiRequest,
+        body: bytes,
+        match: RouteMatch[Any],
+        budget: float | None = None,
+    ) -> HandlerResult:
         """Serve one request (blocking; run it on a worker thread). Beyond the route's
-        ``max_concurrency`` requests at once, answers 503 at once without running the guest."""
+        ``max_concurrency`` requests at once, answers 503 at once without running the guest.
+
+        With a ``budget`` (seconds) shorter than the route's timeout, a guest still running
+        when it runs out is stopped and the result's cause is ``OVER_BUDGET``: nothing was
+        answered, and the caller may run the request again with the full timeout (only for a
+        ``repeatable`` route)."""
         cap = self.settings.max_concurrency
         if cap is None:
-            return self._handle(request, body, match)
+            return self._handle(request, body, match, budget)
         with self._running_lock:
             if self._running >= cap:
                 reason = f"route busy: {cap} requests already running (max_concurrency)"
                 return HandlerResult(503, None, "route-busy", reason)
             self._running += 1
         try:
-            return self._handle(request, body, match)
+            return self._handle(request, body, match, budget)
         finally:
             with self._running_lock:
                 self._running -= 1
 
-    def _handle(self, request: CgiRequest, body: bytes, match: RouteMatch[Any]) -> HandlerResult:
+    def _handle(
+        self, request: CgiRequest, body: bytes, match: RouteMatch[Any], budget: float | None
+    ) -> HandlerResult:
         if (request.content_length or 0) != len(body):  # chunked: no Content-Length was given
             request = replace(request, content_length=len(body))
         try:
@@ -197,8 +220,7 @@ class ModuleHandler:
             return HandlerResult(e.http_status, None, "bad-request", str(e))
         argv = build_argv(request, match, self.spec.argv)
         entrypoint = match.route.entrypoint
-        result = self._run(entrypoint, env=env, argv=argv, stdin=body, parse=True)
-        return result
+        return self._run(entrypoint, env=env, argv=argv, stdin=body, parse=True, budget=budget)
 
     def _run(
         self,
@@ -208,14 +230,19 @@ class ModuleHandler:
         argv: list[str],
         stdin: bytes,
         parse: bool = False,
+        budget: float | None = None,
     ) -> HandlerResult:
         if self._pre is None:
             return HandlerResult(500, None, "link", f"cannot instantiate: {self.link_error}")
         if entrypoint not in self._exports:
             return HandlerResult(500, None, "link", f"no exported function {entrypoint!r}")
         limits = self.settings.limits
+        timeout = limits.timeout
+        budgeted = budget is not None and (timeout is None or budget < timeout)
+        if budgeted:
+            timeout = budget
         store = self.guest.engine.new_store(
-            timeout=limits.timeout, fuel=limits.fuel, max_memory=limits.max_memory
+            timeout=timeout, fuel=limits.fuel, max_memory=limits.max_memory
         )
         out = self._pump.open(self.settings.max_response_body + 1, "close")
         err = self._pump.open(STDERR_KEEP, "discard")
@@ -235,7 +262,7 @@ class ModuleHandler:
                 cfg.preopen_dir(str(volume.host), volume.guest, not volume.read_only)
             store.set_wasi(cfg)
             del cfg
-            outcome = self._call(store, entrypoint)
+            outcome = self._call(store, entrypoint, timeout)
         finally:
             if stdin_path is not None:
                 with contextlib.suppress(OSError):
@@ -245,7 +272,10 @@ class ModuleHandler:
         stdout = out.finish()
         stderr = err.finish()
         status, response, cause, reason = 200, None, "ok", ""
-        if out.overflowed:  # first: a guest whose writes failed past the cap may exit non-zero
+        if budgeted and outcome.status == "timeout":  # not the route's deadline: ours
+            status, cause = 504, OVER_BUDGET
+            reason = f"still running after its {budget}s budget"
+        elif out.overflowed:  # first: a guest whose writes failed past the cap may exit non-zero
             limit = self.settings.max_response_body
             status, cause = 502, "too-large"
             reason = f"response larger than max_response_body ({limit} bytes)"
@@ -268,9 +298,10 @@ class ModuleHandler:
             guest_seconds=elapsed,
             stderr=stderr,
             stderr_total=err.total,
+            budget=budget,
         )
 
-    def _call(self, store: wasmtime.Store, entrypoint: str) -> Outcome:
+    def _call(self, store: wasmtime.Store, entrypoint: str, timeout: float | None) -> Outcome:
         assert self._pre is not None
         limits = self.settings.limits
         instance: wasmtime.Instance | None = None
@@ -284,7 +315,7 @@ class ModuleHandler:
         except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
             return classify_failure(
                 e,
-                timeout=limits.timeout,
+                timeout=timeout,
                 fuel=limits.fuel,
                 max_memory=limits.max_memory,
                 memory_size=exported_memory_size(store, instance),
