@@ -75,3 +75,53 @@ def test_a_cancelled_awaiter_does_not_drop_the_job_and_shutdown_runs_the_queue()
 
 async def _submit(pool: GuestPool) -> None:
     await pool.submit(lambda: None)
+
+
+def test_a_flooded_key_does_not_hold_back_the_others() -> None:
+    pool = GuestPool(2)
+    finished: dict[str, float] = {}
+
+    def job(name: str, seconds: float) -> None:
+        time.sleep(seconds)
+        finished[name] = time.monotonic()
+
+    async def main() -> float:
+        started = time.monotonic()
+        slow = [pool.submit(job, f"slow{i}", 0.2, key="hostile") for i in range(10)]
+        await asyncio.sleep(0.05)  # the flood holds both threads and has 8 more queued
+        quick = [pool.submit(job, f"quick{i}", 0.0, key="good") for i in range(3)]
+        await asyncio.gather(*quick)
+        quick_done = time.monotonic() - started
+        await asyncio.gather(*slow)
+        return quick_done
+
+    quick_done = asyncio.run(main())
+    # The good key waited for one slow job at most (then kept a thread), not for the backlog.
+    assert quick_done < 0.6, quick_done
+    assert max(finished[f"slow{i}"] for i in range(10)) > max(
+        finished[f"quick{i}"] for i in range(3)
+    )
+    pool.shutdown()
+
+
+def test_a_key_alone_uses_every_thread() -> None:
+    pool = GuestPool(3)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def job() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+
+    async def main() -> None:
+        await asyncio.gather(*(pool.submit(job, key="only") for _ in range(6)))
+
+    asyncio.run(main())
+    assert peak == 3
+    pool.shutdown()

@@ -320,7 +320,7 @@ class Gateway:
         self._admitted += 1
         self._publish_gauges()
         state = [0.0, 0.0]  # [when _work started (0: queued), 1.0 once the client was answered]
-        future = self._pool.submit(self._work, handler, request, body, match, state)
+        future = self._pool.submit(self._work, handler, request, body, match, state, key=handler)
 
         def release(_: object) -> None:
             self._admitted -= 1
