@@ -130,7 +130,7 @@ class GatewayConfig:
     threads: int = field(default_factory=_default_threads)
     queue: int = 64
     max_body_buffer: int = 256 * 1024 * 1024
-    inline_budget: float | None = 0.005
+    inline_budget: float | None = 0.02
     metrics_listen: str | None = None
     watch: bool = False
     access_log: bool = True
