@@ -103,3 +103,28 @@ def test_a_flooded_key_does_not_hold_back_the_others() -> None:
         finished[f"quick{i}"] for i in range(3)
     )
     pool.shutdown()
+
+
+def test_a_capped_key_leaves_a_thread_free_for_the_others() -> None:
+    pool = GuestPool(2)
+    started: dict[str, float] = {}
+
+    def job(name: str, seconds: float) -> None:
+        started[name] = time.monotonic()
+        time.sleep(seconds)
+
+    async def main() -> float:
+        slow = [pool.submit(job, f"slow{i}", 0.3, key="slow", capped=True) for i in range(3)]
+        await asyncio.sleep(0.05)
+        asked = time.monotonic()
+        await pool.submit(job, "quick", 0.0, key="quick")
+        waited = started["quick"] - asked
+        await asyncio.gather(*slow)
+        return waited
+
+    waited = asyncio.run(main())
+    assert waited < 0.1, waited  # the free thread took it at once
+    # the capped key ran one job at a time although it was alone at first
+    starts = sorted(started[f"slow{i}"] for i in range(3))
+    assert starts[1] - starts[0] >= 0.25
+    pool.shutdown()

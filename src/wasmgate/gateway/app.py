@@ -29,6 +29,11 @@ Rules:
   hold up other connections). The event loop is held at most the budget (plus one epoch tick)
   once per route per cooldown;
   ``inline_budget = None`` (``--no-inline``) turns this off.
+- Guest threads are shared fairly between routes (``workers.GuestPool``): per-route queues taken
+  in turn, no route holding more than ``threads - 1`` while another waits, and, while other
+  routes are in use (a request in the last ``ACTIVE_WINDOW``), a route whose guests take
+  ``SLOW_ROUTE`` or more on average never takes the last free thread, so a quick request never
+  waits for a slow guest to end. A slow route alone still uses every thread.
 - ``/healthz`` answers 200 ``OK`` before any route, and cannot be overridden.
 - The state (route table) is replaced atomically on reload; a request keeps the state it started
   with, so a reload never drops or mixes requests. A broken new config keeps the old state.
@@ -75,6 +80,8 @@ INLINE_TYPICAL = 0.001  # mean CPU seconds of a route's inline runs above which 
 INLINE_COOLDOWN = 10.0  # seconds a route stays on threads after a guest overran the budget
 _EWMA = 0.1  # weight of the newest inline run in a route's mean CPU time
 _JUDGE_AFTER = 10  # inline runs of a route before its mean may send it to threads
+SLOW_ROUTE = 0.05  # mean guest seconds on threads from which a route never takes the last thread
+ACTIVE_WINDOW = 1.0  # ... while another route had a request this recently (seconds)
 GAUGE_PERIOD = 0.25  # seconds between updates of the in-flight and queued gauges
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
@@ -124,6 +131,12 @@ class Gateway:
             weakref.WeakKeyDictionary()
         )
         self._threads_until: weakref.WeakKeyDictionary[ModuleHandler, float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._thread_mean: weakref.WeakKeyDictionary[ModuleHandler, float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last_request: weakref.WeakKeyDictionary[ModuleHandler, float] = (
             weakref.WeakKeyDictionary()
         )
         self._load_lock = asyncio.Lock()
@@ -272,6 +285,11 @@ class Gateway:
             )
         self._finish(request, found, result.status, result.cause, started, len(body), sent, result)
 
+    def _others_active(self, handler: ModuleHandler) -> bool:
+        """Whether another route had a request in the last ``ACTIVE_WINDOW`` seconds."""
+        since = time.monotonic() - ACTIVE_WINDOW
+        return any(t > since for h, t in self._last_request.items() if h is not handler)
+
     async def _run(
         self,
         handler: ModuleHandler,
@@ -279,6 +297,7 @@ class Gateway:
         body: bytes,
         match: RouteMatch[ModuleHandler],
     ) -> HandlerResult:
+        self._last_request[handler] = time.monotonic()
         budget = self.config.inline_budget
         if budget is not None and self._may_inline(handler):
             self._admitted += 1
@@ -295,7 +314,11 @@ class Gateway:
                     self._log_stderr(handler, request, result)
                 return result
             self._to_threads(handler, "a guest overran the inline budget")
-        return await self._run_on_thread(handler, request, body, match)
+        result = await self._run_on_thread(handler, request, body, match)
+        if result.guest_seconds:
+            mean = self._thread_mean.get(handler, result.guest_seconds)
+            self._thread_mean[handler] = mean + _EWMA * (result.guest_seconds - mean)
+        return result
 
     def _may_inline(self, handler: ModuleHandler) -> bool:
         if not handler.repeatable:
@@ -329,7 +352,10 @@ class Gateway:
         self._admitted += 1
         self._publish_gauges()
         state = [0.0, 0.0]  # [when _work started (0: queued), 1.0 once the client was answered]
-        future = self._pool.submit(self._work, handler, request, body, match, state, key=handler)
+        capped = self._thread_mean.get(handler, 0.0) >= SLOW_ROUTE and self._others_active(handler)
+        future = self._pool.submit(
+            self._work, handler, request, body, match, state, key=handler, capped=capped
+        )
 
         def release(_: object) -> None:
             self._admitted -= 1

@@ -11,7 +11,10 @@ Rules:
   others wait behind its whole backlog.
 - While another key has jobs waiting, a key already holding ``share`` threads (``threads - 1``,
   at least 1) gets no more: one slow or hostile route can never hold every thread while other
-  routes wait. A key alone may use every thread (no thread idles while work waits).
+  routes wait. A key alone may use every thread (no thread idles while work waits), unless its
+  job is submitted ``capped``: then it never holds more than ``share``, and one thread stays
+  free for the next job of another key (the gateway caps routes whose guests run long, so a
+  quick route's request does not wait for a slow guest to end).
 - A job's result (or exception) is delivered to its asyncio future on the loop, with
   ``call_soon_threadsafe``.
 - A job is never dropped: a future cancelled by its awaiter still gets its job run to the end
@@ -32,7 +35,9 @@ __all__ = ["GuestPool"]
 
 T = TypeVar("T")
 
-_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+_Job = tuple[
+    asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...], bool
+]
 
 
 def _deliver(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -58,15 +63,17 @@ class GuestPool:
         self._threads: list[threading.Thread] = []
         self._closed = False
 
-    def submit(self, fn: Callable[..., T], *args: Any, key: Hashable = None) -> asyncio.Future[T]:
-        """Run ``fn(*args)`` on a pool thread, in ``key``'s turn; the returned future belongs to
-        the running loop."""
+    def submit(
+        self, fn: Callable[..., T], *args: Any, key: Hashable = None, capped: bool = False
+    ) -> asyncio.Future[T]:
+        """Run ``fn(*args)`` on a pool thread, in ``key``'s turn (held to ``share`` threads even
+        alone when ``capped``); the returned future belongs to the running loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._cond:
             if self._closed:
                 raise RuntimeError("the guest pool is shut down")
-            self._queues.setdefault(key, deque()).append((loop, future, fn, args))
+            self._queues.setdefault(key, deque()).append((loop, future, fn, args, capped))
             self._waiting += 1
             self._cond.notify()
             if len(self._threads) < self._size:
@@ -87,8 +94,9 @@ class GuestPool:
     def _take(self) -> tuple[Hashable, _Job] | None:
         """The next job in turn that may run now (called with the condition held)."""
         for key, jobs in self._queues.items():
-            if self._running.get(key, 0) >= self.share and self._waiting > len(jobs):
-                continue  # at its share while another key waits
+            at_share = self._running.get(key, 0) >= self.share
+            if at_share and (jobs[0][4] or self._waiting > len(jobs)):
+                continue  # at its share, and capped or another key waits
             job = jobs.popleft()
             del self._queues[key]
             if jobs:  # back of the turn order
@@ -105,7 +113,7 @@ class GuestPool:
                     if self._closed and not self._waiting:
                         return
                     self._cond.wait()
-            key, (loop, future, fn, args) = taken
+            key, (loop, future, fn, args, _) = taken
             try:
                 result, ok = fn(*args), True
             except BaseException as e:  # delivered to the awaiter, as run_in_executor does
