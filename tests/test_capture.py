@@ -4,6 +4,7 @@ capture's path as WASI does."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -96,3 +97,51 @@ def test_fifos_live_in_a_private_directory() -> None:
     directory = os.path.dirname(cap.path)
     assert os.stat(directory).st_mode & 0o777 == 0o700
     cap.finish()
+
+
+LOOP = '(module (func (export "_start") (loop (br 0))))'
+
+
+def test_a_forked_child_gets_its_own_pipes_and_ticker() -> None:
+    import wasmtime
+
+    from wasmgate.engine import EngineSettings, get_engine
+
+    pump = OutputPump()
+    first = pump.open(64)
+    _write(first.path, b"parent")
+    assert first.finish() == b"parent"  # kept for this thread's next capture
+    handle = get_engine(EngineSettings(pooling=True))
+    handle.new_store(timeout=1.0)  # the ticker runs in the parent
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        signal.alarm(10)  # a child whose guest is never stopped dies instead of hanging
+        ok = False
+        try:
+            cap = pump.open(64)
+            _write(cap.path, b"child")
+            fresh = cap.path != first.path and os.path.dirname(cap.path) != os.path.dirname(
+                first.path
+            )
+            store = handle.new_store(timeout=0.2)
+            instance = wasmtime.Instance(store, wasmtime.Module(handle.engine, LOOP), [])
+            try:
+                instance.exports(store)["_start"](store)  # type: ignore[operator]
+                stopped = False
+            except wasmtime.Trap:
+                stopped = True  # the child's own ticker reached the deadline
+            ok = fresh and cap.finish() == b"child" and stopped
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:  # never hang the suite
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the forked child did not finish")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    again = pump.open(64)  # the parent's FIFO survived the child's exit
+    assert again.path == first.path
+    _write(again.path, b"still here")
+    assert again.finish() == b"still here"

@@ -30,6 +30,8 @@ Rules:
   next one's output.
 - The pump is fair: it reads at most ``BURST`` chunks from one pipe per wake-up, so a guest
   flooding its output (gigabytes a second) cannot starve the other guests' pipes.
+- Fork-safe: a forked child (a pre-fork server such as gunicorn with ``--preload``) starts with
+  fresh pumps, pipes and FIFO directory, and never removes its parent's.
 - The pump thread never blocks on anything but ``select``; all pipe fds are non-blocking. Locks
   are taken in one order only: a capture's lock, then the pump's. A capture is in exactly one
   of: the pending list, the selector, neither (forgotten or closed); moves happen under the
@@ -50,6 +52,7 @@ import tempfile
 import termios
 import threading
 import time
+import weakref
 from typing import Literal
 
 __all__ = ["ADOPT_AFTER", "BURST", "Capture", "OutputPump", "default_pump"]
@@ -79,9 +82,10 @@ class _Pipe:
     can hold one, it is a named FIFO there: opening it costs about half of opening a
     ``/proc/self/fd`` link (a lookup through procfs), and WASI opens two per request."""
 
-    __slots__ = ("fifo", "path", "read_fd", "write_fd")
+    __slots__ = ("fifo", "path", "pid", "read_fd", "write_fd")
 
     def __init__(self) -> None:
+        self.pid = os.getpid()
         directory = _fifo_dir()
         if directory is not None:
             path = os.path.join(directory, str(next(_fifo_names)))
@@ -99,11 +103,12 @@ class _Pipe:
         self.path, self.fifo = f"/proc/self/fd/{self.write_fd}", False
 
     def close(self, read_fd: int | None, write_fd: int | None) -> None:
-        """Close the ends still open (given) and remove the FIFO."""
+        """Close the ends still open (given) and remove the FIFO (only in the process that made
+        it: a forked child must not take its parent's FIFOs away)."""
         for fd in (read_fd, write_fd):
             if fd is not None:
                 os.close(fd)
-        if self.fifo:
+        if self.fifo and self.pid == os.getpid():
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
 
@@ -128,9 +133,14 @@ def _fifo_dir() -> str | None:
                     except OSError:
                         directory = None
                     else:
-                        atexit.register(shutil.rmtree, directory, True)
+                        atexit.register(_remove_if_ours, directory, os.getpid())
                 _fifo_state.append(directory)
     return _fifo_state[0]
+
+
+def _remove_if_ours(directory: str, pid: int) -> None:
+    if os.getpid() == pid:  # a forked child inherits the exit hook, not the directory
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class _ThreadPipes:
@@ -270,6 +280,19 @@ class OutputPump:
         self._asleep = True  # the pump waits without a timeout: a new capture must wake it
         self.adopted = 0  # captures ever taken on by the pump thread (for tests and metrics)
         self._local = threading.local()
+        _pumps.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child gets no pump thread and must not share its parent's pipes: start
+        afresh (the inherited pipes are left alone; the parent still uses them)."""
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._thread = None
+        self._pending = {}
+        self._asleep = True
+        self._local = threading.local()
 
     def _thread_pipes(self) -> _ThreadPipes:
         pipes: _ThreadPipes | None = getattr(self._local, "pipes", None)
@@ -360,6 +383,18 @@ class OutputPump:
                         self._unregister(cap._read_fd)
                         cap._close_locked()
 
+
+_pumps: weakref.WeakSet[OutputPump] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    _fifo_state.clear()  # the child makes its own FIFO directory
+    for pump in list(_pumps):
+        pump._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _default: OutputPump | None = None
 _default_lock = threading.Lock()

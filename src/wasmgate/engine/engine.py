@@ -10,14 +10,17 @@ Rules:
   one: the real deadline, or ``NO_DEADLINE`` ticks (centuries).
 - The ticker is ONE daemon thread per engine, started lazily the first time a store asks for a
   real deadline, incrementing the epoch every ``EPOCH_TICK`` seconds. Never a timer per call.
+  A forked child starts its own ticker (threads do not survive a fork).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import platform
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import wasmtime
@@ -67,6 +70,12 @@ class _EpochTicker:
         self._engine = engine
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        _tickers.add(self)
+
+    def after_fork_in_child(self) -> None:
+        # The thread did not survive the fork: the next deadline starts a new one.
+        self._lock = threading.Lock()
+        self._thread = None
 
     def ensure_running(self) -> None:
         if self._thread is not None:
@@ -82,6 +91,18 @@ class _EpochTicker:
         while True:
             time.sleep(EPOCH_TICK)
             engine.increment_epoch()
+
+
+_tickers: weakref.WeakSet[_EpochTicker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for ticker in list(_tickers):
+        ticker.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class EngineHandle:

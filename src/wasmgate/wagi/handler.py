@@ -65,8 +65,13 @@ def _stage_dir() -> str:
     shm = Path("/dev/shm")
     base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     path = tempfile.mkdtemp(prefix="wasmgate-stdin-", dir=base)
-    atexit.register(shutil.rmtree, path, True)
+    atexit.register(_remove_if_ours, path, os.getpid())
     return path
+
+
+def _remove_if_ours(path: str, pid: int) -> None:
+    if os.getpid() == pid:  # a forked child inherits the exit hook, not the directory
+        shutil.rmtree(path, ignore_errors=True)
 
 
 _STAGE_DIR: str | None = None
