@@ -113,6 +113,8 @@ def test_a_forked_child_gets_its_own_pipes_and_ticker() -> None:
     assert first.finish() == b"parent"  # kept for this thread's next capture
     handle = get_engine(EngineSettings(pooling=True))
     handle.new_store(timeout=1.0)  # the ticker runs in the parent
+    # Compiled before the fork: wasmtime's own compile threads do not survive one.
+    module = wasmtime.Module(handle.engine, LOOP)
     pid = os.fork()
     if pid == 0:  # the child: report through the exit status only
         signal.alarm(10)  # a child whose guest is never stopped dies instead of hanging
@@ -124,7 +126,7 @@ def test_a_forked_child_gets_its_own_pipes_and_ticker() -> None:
                 first.path
             )
             store = handle.new_store(timeout=0.2)
-            instance = wasmtime.Instance(store, wasmtime.Module(handle.engine, LOOP), [])
+            instance = wasmtime.Instance(store, module, [])
             try:
                 instance.exports(store)["_start"](store)  # type: ignore[operator]
                 stopped = False

@@ -10,7 +10,10 @@ Rules:
   one: the real deadline, or ``NO_DEADLINE`` ticks (centuries).
 - The ticker is ONE daemon thread per engine, started lazily the first time a store asks for a
   real deadline, incrementing the epoch every ``EPOCH_TICK`` seconds. Never a timer per call.
-  A forked child starts its own ticker (threads do not survive a fork).
+  A forked child starts its own ticker (threads do not survive a fork). Compiling in a forked
+  child can hang once the parent has compiled (wasmtime's compile threads do not survive it
+  either): servers that fork should load guests after the fork, as ``wasmgate serve`` does by
+  spawning its workers.
 """
 
 from __future__ import annotations
