@@ -115,7 +115,7 @@ class GatewayConfig:
     bounding the requests admitted, it bounds the gateway's memory whatever the clients send.
 
     ``inline_budget`` (seconds; None: off) lets a quick, repeatable route run its guests on the
-    event loop itself, skipping the hand-off to a guest thread; see ``gateway/app.py``.
+    event loop itself, skipping the hand-off to a guest thread; see ``gateway/placement.py``.
     """
 
     modules_toml: Path

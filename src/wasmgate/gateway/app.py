@@ -2,8 +2,8 @@
 
 Rules:
 - This layer only moves bytes: CGI translation lives in ``wagi.cgi``, running guests in
-  ``wagi.handler``. Nothing here blocks the event loop; guests run on a fixed pool of
-  ``threads`` worker threads (wasm calls release the GIL).
+  ``wagi.handler``. Nothing here blocks the event loop longer than an inline run's budget;
+  other guests run on a fixed pool of ``threads`` worker threads (wasm calls release the GIL).
 - Admission is bounded: at most ``threads + queue`` requests are admitted at once; the next gets
   503 with ``Retry-After`` at once. A request stays admitted until its guest has really finished,
   so a guest stuck in a host call past its deadline (answered 504) still holds its slot: memory and
@@ -17,23 +17,10 @@ Rules:
   bodies held at once stay within ``max_body_buffer`` (a declared length is reserved before
   reading, a chunked body as it arrives); a body that does not fit gets 503. Both 503s carry
   ``Retry-After``, and ``Connection: close`` when a body is left unread.
-- Quick guests run inline. Handing a request to a guest thread and back costs more than a
-  quick guest itself (thread wake-ups and GIL hand-offs: measured side by side on a hello
-  guest, inline runs served 7% more requests a second with a p99 latency a third lower). So a
-  request for a *repeatable* route (no volumes, no outbound HTTP: running it twice is
-  invisible) first runs on the event loop with ``inline_budget`` as its deadline (20 ms; a
-  wall-clock deadline, so it also covers waits for a GIL held by other threads). A guest still
-  running then is stopped, its output discarded, and the request runs again on a guest thread
-  with the route's full timeout; the route then stays on threads for ``INLINE_COOLDOWN``, as it
-  does when its inline runs take ``INLINE_TYPICAL`` or more of CPU time on average (they would
-  hold up other connections). The event loop is held at most the budget (plus one epoch tick)
-  once per route per cooldown;
-  ``inline_budget = None`` (``--no-inline``) turns this off.
-- Guest threads are shared fairly between routes (``workers.GuestPool``): per-route queues taken
-  in turn, no route holding more than ``threads - 1`` while another waits, and, while other
-  routes are in use (a request in the last ``ACTIVE_WINDOW``), a route whose guests take
-  ``SLOW_ROUTE`` or more on average never takes the last free thread, so a quick request never
-  waits for a slow guest to end. A slow route alone still uses every thread.
+- Where a request's guest runs is ``placement.Placement``'s decision: inline on the event loop
+  under ``inline_budget`` for quick repeatable routes (re-run in full on a guest thread past
+  it), else on the guest threads, which ``workers.GuestPool`` shares fairly between routes.
+  ``inline_budget = None`` (``--no-inline``) keeps every guest on the threads.
 - ``/healthz`` answers 200 ``OK`` before any route, and cannot be overridden.
 - The state (route table) is replaced atomically on reload; a request keeps the state it started
   with, so a reload never drops or mixes requests. A broken new config keeps the old state.
@@ -49,7 +36,6 @@ import logging
 import re
 import threading
 import time
-import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +47,7 @@ from ..wagi.cgi import CgiRequest
 from ..wagi.handler import OVER_BUDGET, HandlerResult, ModuleHandler
 from ..wagi.routes import HealthCheck, RouteMatch
 from .metrics import GatewayMetrics, access_log
+from .placement import Placement
 from .state import GatewayState, load_state
 from .workers import GuestPool
 
@@ -76,12 +63,6 @@ Send = Any
 # Extra wall-clock time after a route's timeout before the gateway stops waiting for a guest that
 # is blocked in a host call (epoch interruption only reaches running wasm code).
 BLOCKED_GRACE = 1.0
-INLINE_TYPICAL = 0.001  # mean CPU seconds of a route's inline runs above which it uses threads
-INLINE_COOLDOWN = 10.0  # seconds a route stays on threads after a guest overran the budget
-_EWMA = 0.1  # weight of the newest inline run in a route's mean CPU time
-_JUDGE_AFTER = 10  # inline runs of a route before its mean may send it to threads
-SLOW_ROUTE = 0.05  # mean guest seconds on threads from which a route never takes the last thread
-ACTIVE_WINDOW = 1.0  # ... while another route had a request this recently (seconds)
 GAUGE_PERIOD = 0.25  # seconds between updates of the in-flight and queued gauges
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
@@ -126,19 +107,7 @@ class Gateway:
         self._admitted = 0
         self._bodies = _BodyBudget(config.max_body_buffer)
         self._gauge_timer: asyncio.TimerHandle | None = None
-        # Per route handler (dropped with it on reload): mean guest seconds, threads-only until.
-        self._guest_mean: weakref.WeakKeyDictionary[ModuleHandler, tuple[int, float]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._threads_until: weakref.WeakKeyDictionary[ModuleHandler, float] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._thread_mean: weakref.WeakKeyDictionary[ModuleHandler, float] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._last_request: weakref.WeakKeyDictionary[ModuleHandler, float] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._placement = Placement()
         self._load_lock = asyncio.Lock()
         self._log_files: dict[str, Path] = {}
         self._log_lock = threading.Lock()
@@ -285,11 +254,6 @@ class Gateway:
             )
         self._finish(request, found, result.status, result.cause, started, len(body), sent, result)
 
-    def _others_active(self, handler: ModuleHandler) -> bool:
-        """Whether another route had a request in the last ``ACTIVE_WINDOW`` seconds."""
-        since = time.monotonic() - ACTIVE_WINDOW
-        return any(t > since for h, t in self._last_request.items() if h is not handler)
-
     async def _run(
         self,
         handler: ModuleHandler,
@@ -297,9 +261,10 @@ class Gateway:
         body: bytes,
         match: RouteMatch[ModuleHandler],
     ) -> HandlerResult:
-        self._last_request[handler] = time.monotonic()
+        placement = self._placement
+        placement.seen(handler)
         budget = self.config.inline_budget
-        if budget is not None and self._may_inline(handler):
+        if budget is not None and placement.inline_ok(handler):
             self._admitted += 1
             self._publish_gauges()
             cpu = time.thread_time()
@@ -309,38 +274,14 @@ class Gateway:
                 self._admitted -= 1
             if result.cause != OVER_BUDGET:
                 # CPU time, not wall time: waiting for the GIL is not the guest's doing.
-                self._note_inline_time(handler, time.thread_time() - cpu)
+                placement.inline_ran(handler, time.thread_time() - cpu)
                 if result.stderr:
                     self._log_stderr(handler, request, result)
                 return result
-            self._to_threads(handler, "a guest overran the inline budget")
+            placement.overran(handler)
         result = await self._run_on_thread(handler, request, body, match)
-        if result.guest_seconds:
-            mean = self._thread_mean.get(handler, result.guest_seconds)
-            self._thread_mean[handler] = mean + _EWMA * (result.guest_seconds - mean)
+        placement.thread_ran(handler, result.guest_seconds)
         return result
-
-    def _may_inline(self, handler: ModuleHandler) -> bool:
-        if not handler.repeatable:
-            return False
-        until = self._threads_until.get(handler)
-        return until is None or time.monotonic() >= until
-
-    def _note_inline_time(self, handler: ModuleHandler, seconds: float) -> None:
-        # The mean starts at zero and is judged only after the first runs, whose one-off costs
-        # (first instantiation, cold caches) say nothing about the route.
-        runs, mean = self._guest_mean.get(handler, (0, 0.0))
-        mean += _EWMA * (seconds - mean)
-        self._guest_mean[handler] = (runs + 1, mean)
-        if runs >= _JUDGE_AFTER and mean >= INLINE_TYPICAL:  # too slow to hold the loop for
-            self._to_threads(
-                handler, f"its inline runs take {mean * 1000:.1f} ms of CPU on average"
-            )
-
-    def _to_threads(self, handler: ModuleHandler, why: str) -> None:
-        self._threads_until[handler] = time.monotonic() + INLINE_COOLDOWN
-        self._guest_mean.pop(handler, None)
-        log.info("%s: %s; running it on guest threads for %gs", handler.label, why, INLINE_COOLDOWN)
 
     async def _run_on_thread(
         self,
@@ -352,7 +293,7 @@ class Gateway:
         self._admitted += 1
         self._publish_gauges()
         state = [0.0, 0.0]  # [when _work started (0: queued), 1.0 once the client was answered]
-        capped = self._thread_mean.get(handler, 0.0) >= SLOW_ROUTE and self._others_active(handler)
+        capped = self._placement.capped(handler)
         future = self._pool.submit(
             self._work, handler, request, body, match, state, key=handler, capped=capped
         )
