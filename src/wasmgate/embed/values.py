@@ -56,6 +56,7 @@ from ..engine.inspect import TypeNames, type_name, wit_type
 from ..errors import UsageError, WasmgateError
 
 __all__ = [
+    "INT_RANGES",
     "ComponentError",
     "Converter",
     "Err",
@@ -566,7 +567,7 @@ class _Variant(Converter):
         return cm.Variant(name, None if conv is None else conv.lift(payload))
 
 
-_INTS = {
+INT_RANGES: dict[type, tuple[str, int, int]] = {  # WIT name, min, max
     cm.S8: ("s8", -(2**7), 2**7 - 1),
     cm.S16: ("s16", -(2**15), 2**15 - 1),
     cm.S32: ("s32", -(2**31), 2**31 - 1),
@@ -596,7 +597,7 @@ class TypeBuilder:
         return name, (name or wit_type(ty, self.names))
 
     def build(self, ty: Any, where: str) -> Converter:
-        simple = _INTS.get(type(ty))
+        simple = INT_RANGES.get(type(ty))
         if simple is not None:
             return _Int(*simple)
         if isinstance(ty, cm.Bool):

@@ -35,27 +35,17 @@ from __future__ import annotations
 import math
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from wasmtime import component as cm
 
 from ..errors import UsageError
-from .values import Err, Ok, Some
+from .values import INT_RANGES, Err, Ok, Some
 
 __all__ = ["WaveError", "format_value", "parse_args", "parse_call", "parse_value"]
 
 KEYWORDS = frozenset({"true", "false", "some", "none", "ok", "err", "inf", "nan"})
-_INT_RANGES: dict[type, tuple[str, int, int]] = {
-    cm.S8: ("s8", -(2**7), 2**7 - 1),
-    cm.S16: ("s16", -(2**15), 2**15 - 1),
-    cm.S32: ("s32", -(2**31), 2**31 - 1),
-    cm.S64: ("s64", -(2**63), 2**63 - 1),
-    cm.U8: ("u8", 0, 2**8 - 1),
-    cm.U16: ("u16", 0, 2**16 - 1),
-    cm.U32: ("u32", 0, 2**32 - 1),
-    cm.U64: ("u64", 0, 2**64 - 1),
-}
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?(?:0|[1-9][0-9]*))?")
 _LABEL = re.compile(r"%?(?:[a-z][a-z0-9]*|[A-Z][A-Z0-9]*)(?:-(?:[a-z][a-z0-9]*|[A-Z][A-Z0-9]*))*")
 _NAME = re.compile(r"[A-Za-z0-9_:/@.#%-]+")
@@ -131,7 +121,7 @@ class _Parser:
     def value(self, ty: Any) -> Any:
         self.ws()
         start = self.pos
-        ints = _INT_RANGES.get(type(ty))
+        ints = INT_RANGES.get(type(ty))
         if ints is not None:
             return self.integer(*ints)
         if isinstance(ty, cm.F32 | cm.F64):
@@ -244,15 +234,23 @@ class _Parser:
         self.pos += 1
         return "".join(out)
 
+    def items_until(self, close: str) -> Iterator[int]:
+        """Yield the index of each item of a comma-separated list that ends at ``close`` (which
+        is consumed; a trailing comma is allowed). The caller parses the item each time."""
+        index = 0
+        while not self.accept(close):
+            if index:
+                self.expect(",", f"',' or '{close}'")
+                if self.accept(close):
+                    return
+            yield index
+            index += 1
+
     def sequence(self, open_: str, close: str, type_at: Any, what: str) -> list[Any]:
         self.expect(open_, f"{what} ({open_}...{close})")
         items: list[Any] = []
-        while not self.accept(close):
-            if items:
-                self.expect(",", f"',' or '{close}'")
-                if self.accept(close):
-                    break
-            ty = type_at(len(items))
+        for index in self.items_until(close):
+            ty = type_at(index)
             if ty is None:
                 raise self.fail(f"'{close}' (too many values)")
             items.append(self.value(ty))
@@ -265,11 +263,7 @@ class _Parser:
         if self.accept(":"):
             self.expect("}", "'}' after '{:'")
         else:
-            while not self.accept("}"):
-                if out:
-                    self.expect(",", "',' or '}'")
-                    if self.accept("}"):
-                        break
+            for _ in self.items_until("}"):
                 at = self.pos
                 name, _ = self.label("a field name")
                 if name not in fields:
@@ -289,11 +283,7 @@ class _Parser:
         names = ty.names
         self.expect("{", "flags ({a, b})")
         out: set[str] = set()
-        while not self.accept("}"):
-            if out:
-                self.expect(",", "',' or '}'")
-                if self.accept("}"):
-                    break
+        for _ in self.items_until("}"):
             at = self.pos
             name, _ = self.label("a flag name")
             if name not in names:
@@ -422,7 +412,7 @@ def format_value(value: Any, ty: Any) -> str:
     """``value`` (as ``values`` returns it) of WIT type ``ty`` as WAVE text."""
     if isinstance(ty, cm.Bool):
         return "true" if value else "false"
-    if type(ty) in _INT_RANGES:
+    if type(ty) in INT_RANGES:
         return str(int(value))
     if isinstance(ty, cm.F32 | cm.F64):
         return _float(float(value), isinstance(ty, cm.F32))
