@@ -23,7 +23,7 @@ import click
 
 from .api import load
 from .capabilities import INHERIT, Capabilities, DirGrant, Stdio
-from .cli import _cache, _cache_options, sandbox_options
+from .cli import _cache, _cache_options, allow_precompiled_option, sandbox_options
 from .engine import EngineSettings, LoadedGuest, format_results, parse_invoke_args
 from .errors import UsageError, WasmgateError
 from .limits import Limits
@@ -36,9 +36,7 @@ __all__ = ["call"]
 @click.argument("function")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @sandbox_options
-@click.option(
-    "--allow-precompiled", is_flag=True, help="Allow a precompiled artifact (runs native code)."
-)
+@allow_precompiled_option
 @_cache_options
 def call(
     module: Path,

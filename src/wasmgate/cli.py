@@ -92,6 +92,11 @@ def _cache_options(f: Any) -> Any:
     return click.option("--no-cache", is_flag=True, help="Compile every time; read no cache.")(f)
 
 
+allow_precompiled_option = click.option(
+    "--allow-precompiled", is_flag=True, help="Allow a precompiled artifact (runs native code)."
+)
+
+
 def sandbox_options(f: Any) -> Any:
     """The grant and limit flags shared by every command that runs a guest (run, call)."""
     decorators = [
@@ -136,9 +141,7 @@ def cli() -> None:
 @sandbox_options
 @click.option("--invoke", metavar="NAME", help="Call this export with ARGS instead of _start.")
 @click.option("--argv0", help="The guest's argv[0] (default: the module's file name).")
-@click.option(
-    "--allow-precompiled", is_flag=True, help="Allow a precompiled artifact (runs native code)."
-)
+@allow_precompiled_option
 @_cache_options
 def run_cmd(
     module: Path,
