@@ -275,8 +275,9 @@ class Gateway:
             if result.cause != OVER_BUDGET:
                 # CPU time, not wall time: waiting for the GIL is not the guest's doing.
                 placement.inline_ran(handler, time.thread_time() - cpu)
-                if result.stderr:
-                    self._log_stderr(handler, request, result)
+                if result.stderr:  # file I/O: off the event loop, as for threaded runs
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(None, self._log_stderr, handler, request, result)
                 return result
             placement.overran(handler)
         result = await self._run_on_thread(handler, request, body, match)
