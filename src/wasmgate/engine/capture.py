@@ -55,7 +55,15 @@ import time
 import weakref
 from typing import Literal
 
-__all__ = ["ADOPT_AFTER", "BURST", "Capture", "OutputPump", "default_pump"]
+__all__ = [
+    "ADOPT_AFTER",
+    "BURST",
+    "PIPE_BUFFER",
+    "Capture",
+    "OutputPump",
+    "default_pump",
+    "private_dir",
+]
 
 _CHUNK = 65536
 BURST = 4  # chunks the pump reads from one pipe before it looks at the others
@@ -86,7 +94,7 @@ class _Pipe:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        directory = _fifo_dir()
+        directory = private_dir() if hasattr(os, "mkfifo") else None
         if directory is not None:
             path = os.path.join(directory, str(next(_fifo_names)))
             try:
@@ -114,26 +122,26 @@ class _Pipe:
 
 
 _fifo_names = itertools.count()
-_fifo_state: list[str | None] = []  # [the directory, or None if FIFOs cannot be made here]
+_fifo_state: list[str | None] = []  # [the private directory, or None if none can be made]
 _fifo_lock = threading.Lock()
 
 
-def _fifo_dir() -> str | None:
-    """This process's private directory for output FIFOs (in memory where possible), removed
-    at exit; None where none can be made."""
+def private_dir() -> str | None:
+    """This process's private temporary directory (mode 0700, in memory where ``/dev/shm`` is
+    writable), made on first use and removed at exit: the output FIFOs live there, and so do
+    other per-request files of the process. None where none can be made."""
     if not _fifo_state:
         with _fifo_lock:
             if not _fifo_state:
-                directory: str | None = None
-                if hasattr(os, "mkfifo"):
-                    shm = "/dev/shm"
-                    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-                    try:
-                        directory = tempfile.mkdtemp(prefix="wasmgate-out-", dir=base)
-                    except OSError:
-                        directory = None
-                    else:
-                        atexit.register(_remove_if_ours, directory, os.getpid())
+                shm = "/dev/shm"
+                base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+                directory: str | None
+                try:
+                    directory = tempfile.mkdtemp(prefix="wasmgate-", dir=base)
+                except OSError:
+                    directory = None
+                else:
+                    atexit.register(_remove_if_ours, directory, os.getpid())
                 _fifo_state.append(directory)
     return _fifo_state[0]
 

@@ -13,21 +13,18 @@ Rules:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
-import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import wasmtime
 
-from ..engine.capture import OutputPump
+from ..engine.capture import OutputPump, private_dir
 from ..engine.loader import LoadedGuest
 from ..engine.lowlevel import call_export, set_args_env, set_stdin_bytes
 from ..engine.outcome import Outcome, classify_failure, exported_memory_size, fold_error
@@ -61,28 +58,9 @@ _STATUS = {
 }
 
 
-def _stage_dir() -> str:
-    shm = Path("/dev/shm")
-    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    path = tempfile.mkdtemp(prefix="wasmgate-stdin-", dir=base)
-    atexit.register(_remove_if_ours, path, os.getpid())
-    return path
-
-
-def _remove_if_ours(path: str, pid: int) -> None:
-    if os.getpid() == pid:  # a forked child inherits the exit hook, not the directory
-        shutil.rmtree(path, ignore_errors=True)
-
-
-_STAGE_DIR: str | None = None
-
-
 def _stdin_path(body: bytes) -> str:
     """A private file holding ``body``; the caller unlinks it once WASI has opened it."""
-    global _STAGE_DIR
-    if _STAGE_DIR is None:
-        _STAGE_DIR = _stage_dir()
-    fd, path = tempfile.mkstemp(dir=_STAGE_DIR)
+    fd, path = tempfile.mkstemp(dir=private_dir())
     with os.fdopen(fd, "wb") as f:
         f.write(body)
     return path
