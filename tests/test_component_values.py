@@ -16,7 +16,7 @@ import pytest
 import wasmgate
 from conftest import GUESTS
 from wasmgate import ComponentError, ComponentInstance, Err, Ok, Some, Variant
-from wasmgate.engine.inspect import describe
+from wasmgate.engine.introspect import describe
 
 COMP = GUESTS / "comp_types.wat"
 

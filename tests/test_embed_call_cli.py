@@ -10,7 +10,7 @@ import pytest
 
 from conftest import GUESTS
 from wasmgate import cli
-from wasmgate.call_cli import call
+from wasmgate.cli.call import call
 
 COMP = GUESTS / "comp_types.wat"
 Run = Callable[..., tuple[int, str, str]]

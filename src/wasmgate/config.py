@@ -27,7 +27,7 @@ __all__ = [
     "RunConfig",
 ]
 
-# Connection-guard defaults (``wasmgate serve --header-timeout`` etc.; see ``gateway/guard.py``).
+# Connection-guard defaults (``wasmgate serve --header-timeout`` etc.; see ``gateway/protocol.py``).
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for the request line and headers
 DEFAULT_BODY_TIMEOUT = 20.0  # seconds of grace for the body before the minimum rate applies
 DEFAULT_BODY_MIN_RATE = 500.0  # bytes per second, for request bodies and for reading responses
@@ -101,7 +101,7 @@ class GatewayConfig:
     Every ``serve`` flag is a field here; ``wasmgate.gateway.create_app(GatewayConfig(...))``
     builds the same application the CLI serves.
 
-    The connection guard (``gateway/guard.py``; applied by ``wasmgate serve``, not by
+    The connection guard (``gateway/protocol.py``; applied by ``wasmgate serve``, not by
     ``create_app`` under another ASGI server) takes ``header_timeout`` (seconds for a request's
     line and headers), ``body_timeout`` (seconds before a request body must keep up
     ``body_min_rate``), ``body_min_rate`` (bytes per second, for bodies and for reading

@@ -32,15 +32,15 @@ from wasmtime import component as cm
 from ..capabilities import Capabilities
 from ..config import CacheConfig
 from ..engine import EngineSettings, LoadedGuest
-from ..engine.inspect import item_type, named_types
+from ..engine.introspect import item_type, named_types
 from ..engine.outcome import fold_error
+from ..engine.sandbox import set_wasi
 from ..errors import GuestTrap, LinkError, UsageError
 from ..limits import Limits
-from .guard import CallGuard
+from .call_limits import CallGuard
 from .hostfuncs import HostFunction, HostFunctions
 from .linking import check_component_imports
 from .owner import StoreOwner
-from .sandboxing import set_wasi as _set_wasi
 from .source import Source, resolve
 from .values import ComponentError, Mismatch, Signature, TypeBuilder, py_name
 
@@ -338,7 +338,7 @@ def instantiate_component(
     )
     linker = cm.Linker(engine)
     if wasi:
-        _set_wasi(store, capabilities or Capabilities())
+        set_wasi(store, capabilities or Capabilities())
         linker.add_wasip2()
     guard = CallGuard(store, limits)
     _define_imports(linker, provided, builder, guard)

@@ -25,8 +25,8 @@ from typing import Any, overload
 import wasmtime
 
 from ..errors import UsageError
+from .call_limits import CallGuard
 from .coretypes import CoreSignature, signature_of
-from .guard import CallGuard
 from .memory import GuestMemory
 
 __all__ = ["HostFunction", "HostFunctions", "define_core_function"]

@@ -37,16 +37,16 @@ import wasmtime
 from ..capabilities import Capabilities
 from ..config import CacheConfig
 from ..engine import EngineSettings, LoadedGuest
-from ..engine.inspect import core_type
+from ..engine.introspect import core_type
 from ..engine.outcome import fold_error
+from ..engine.sandbox import set_wasi
 from ..errors import LinkError, UsageError
 from ..limits import Limits
-from .guard import CallGuard
+from .call_limits import CallGuard
 from .hostfuncs import HostFunctions, define_core_function
 from .linking import check_core_imports
 from .memory import GuestMemory, GuestMemoryError
 from .owner import StoreOwner
-from .sandboxing import set_wasi as _set_wasi
 from .source import Source, resolve
 
 __all__ = ["ExportFunction", "Exports", "Instance", "instantiate"]
@@ -305,7 +305,7 @@ def instantiate(
         timeout=limits.timeout, fuel=limits.fuel, max_memory=limits.max_memory
     )
     if wasi:
-        _set_wasi(store, capabilities or Capabilities())
+        set_wasi(store, capabilities or Capabilities())
     guard = CallGuard(store, limits)
     linker = wasmtime.Linker(guest.engine.engine)
     if wasi:

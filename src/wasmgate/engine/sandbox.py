@@ -36,7 +36,7 @@ import wasmtime
 from ..capabilities import INHERIT, Capabilities, Stdio
 from ..errors import UsageError
 
-__all__ = ["StagedStdin", "define_wasi", "set_host_deadline", "wasi_config"]
+__all__ = ["StagedStdin", "define_wasi", "set_host_deadline", "set_wasi", "wasi_config"]
 
 
 class StagedStdin:
@@ -85,6 +85,18 @@ def wasi_config(
     elif isinstance(io.stderr, Path):
         cfg.stderr_file = str(io.stderr)
     return cfg, staged
+
+
+def set_wasi(store: wasmtime.Store, caps: Capabilities) -> None:
+    """Give ``store`` WASI granting exactly ``caps``. In-memory stdin is staged in a temporary
+    file only until the store has opened it (the binding opens it when the configuration is
+    set), then unlinked: a long-lived instance's stdin must not outlive it on disk."""
+    cfg, staged = wasi_config(caps)
+    try:
+        store.set_wasi(cfg)
+    finally:
+        if staged is not None:
+            staged.close()
 
 
 def _stdin_file(cfg: wasmtime.WasiConfig, path: Path) -> None:

@@ -46,10 +46,10 @@ from ..errors import WasmgateError
 from ..wagi.cgi import CgiRequest
 from ..wagi.handler import OVER_BUDGET, HandlerResult, ModuleHandler
 from ..wagi.routes import HealthCheck, RouteMatch
+from .guest_pool import GuestPool
 from .metrics import GatewayMetrics, access_log
 from .placement import Placement
 from .state import GatewayState, load_state
-from .workers import GuestPool
 
 __all__ = ["Gateway", "create_app"]
 

@@ -10,7 +10,7 @@ Rules:
 - Metrics are served on their own address (``--metrics-listen``), never on the public one.
 - Every serving process (the single one, or each ``--workers`` process, which is spawned with
   the whole ``GatewayConfig`` as an argument) builds its uvicorn config and its connection guard
-  (``guard.guarded_protocol``: ``--header-timeout`` and the rest) from that ``GatewayConfig``,
+  (``protocol.guarded_protocol``: ``--header-timeout`` and the rest) from that ``GatewayConfig``,
   so every worker gets the same settings.
 """
 
@@ -31,7 +31,7 @@ import uvicorn
 from ..config import GatewayConfig
 from ..errors import UsageError
 from .app import Gateway
-from .guard import guarded_protocol, limit_heap_retention
+from .protocol import guarded_protocol, limit_heap_retention
 
 __all__ = ["parse_listen", "serve"]
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from wasmgate.gateway.workers import GuestPool
+from wasmgate.gateway.guest_pool import GuestPool
 
 
 def test_results_and_exceptions_reach_the_awaiter() -> None:

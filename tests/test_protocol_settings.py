@@ -16,7 +16,7 @@ from wasmgate import cli
 from wasmgate.config import GatewayConfig
 from wasmgate.errors import UsageError
 from wasmgate.gateway import server
-from wasmgate.gateway.guard import GuardedHttpToolsProtocol, guarded_protocol
+from wasmgate.gateway.protocol import GuardedHttpToolsProtocol, guarded_protocol
 
 FIELDS = ("header_timeout", "body_timeout", "body_min_rate", "send_timeout")
 TOML = Path("modules.toml")

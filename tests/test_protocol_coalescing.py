@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from wasmgate.gateway.guard import CoalescingTransport
+from wasmgate.gateway.protocol import CoalescingTransport
 
 
 class _Recorder:

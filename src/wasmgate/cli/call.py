@@ -21,12 +21,12 @@ from pathlib import Path
 
 import click
 
-from .api import load
-from .capabilities import INHERIT, Capabilities, DirGrant, Stdio
-from .cli import _cache, _cache_options, allow_precompiled_option, sandbox_options
-from .engine import EngineSettings, LoadedGuest, format_results, parse_invoke_args
-from .errors import UsageError, WasmgateError
-from .limits import Limits
+from ..api import load
+from ..capabilities import INHERIT, Capabilities, DirGrant, Stdio
+from ..engine import EngineSettings, LoadedGuest, format_results, parse_invoke_args
+from ..errors import UsageError, WasmgateError
+from ..limits import Limits
+from .options import allow_precompiled_option, cache_config, cache_options, sandbox_options
 
 __all__ = ["call"]
 
@@ -37,7 +37,7 @@ __all__ = ["call"]
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @sandbox_options
 @allow_precompiled_option
-@_cache_options
+@cache_options
 def call(
     module: Path,
     function: str,
@@ -68,7 +68,7 @@ def call(
     guest = load(
         module,
         settings=EngineSettings(consume_fuel=fuel is not None),
-        cache=_cache(cache_dir, no_cache),
+        cache=cache_config(cache_dir, no_cache),
         allow_precompiled=allow_precompiled,
     )
     if guest.kind == "component":
@@ -80,9 +80,9 @@ def call(
 def _call_component(
     guest: LoadedGuest, caps: Capabilities, limits: Limits, function: str, args: Sequence[str]
 ) -> None:
-    from .embed.component import instantiate_component
-    from .embed.values import Err
-    from .embed.wave import WaveError, format_value, parse_args, parse_call, parse_value
+    from ..embed.component import instantiate_component
+    from ..embed.values import Err
+    from ..embed.wave import WaveError, format_value, parse_args, parse_call, parse_value
 
     call_syntax = "(" in function
     name, rest = parse_call(function) if call_syntax else (function, "")
@@ -111,8 +111,8 @@ def _call_component(
 def _call_module(
     guest: LoadedGuest, caps: Capabilities, limits: Limits, function: str, args: Sequence[str]
 ) -> None:
-    from .embed.instance import instantiate
-    from .embed.wave import parse_call
+    from ..embed.instance import instantiate
+    from ..embed.wave import parse_call
 
     if "(" in function:
         if args:

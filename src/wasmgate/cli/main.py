@@ -1,0 +1,69 @@
+"""The ``wasmgate`` command group and the one place errors become exit statuses (``main``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+from .. import __version__
+from ..engine import engine_version
+from ..errors import GuestExit, GuestTrap, WasmgateError
+from .call import call
+from .run import run_cmd
+from .serve import serve
+from .tools import compile, inspect
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    __version__,
+    "-V",
+    "--version",
+    message=f"wasmgate %(version)s (wasmtime {engine_version()})",
+)
+def cli() -> None:
+    """wasmgate: run, embed and serve sandboxed WebAssembly."""
+
+
+for _command in (run_cmd, call, serve, compile, inspect):
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; maps every error to its exit status."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.Abort:
+        click.echo("wasmgate: aborted", err=True)
+        return 130
+    except click.UsageError as e:  # bad flags and arguments: one line, exit status 2
+        click.echo(f"wasmgate: error: {_usage_message(e)}", err=True)
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except GuestExit as e:
+        return e.code
+    except GuestTrap as e:
+        click.echo(f"wasmgate: error: {e}", err=True)
+        if e.backtrace:
+            click.echo("wasm backtrace:\n" + e.backtrace, err=True)
+        return e.exit_code
+    except WasmgateError as e:
+        click.echo(f"wasmgate: error: {e}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _usage_message(e: click.UsageError) -> str:
+    missing = isinstance(e, click.MissingParameter)
+    if isinstance(e, click.BadParameter) and not missing and e.param is not None and e.param.opts:
+        return f"{max(e.param.opts, key=len)}: {e.message}"
+    return e.format_message()
