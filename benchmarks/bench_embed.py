@@ -37,6 +37,7 @@ from wasmtime import component as cm
 import wasmgate
 from wasmgate import Limits
 from wasmgate.engine import get_engine
+from wasmgate.engine.sandbox import new_store
 
 REPO = Path(__file__).resolve().parent.parent
 COMPONENT = REPO / "tests" / "guests" / "comp_types.wat"
@@ -67,7 +68,7 @@ def variants() -> list[Variant]:
 
     # core module: the binding alone
     module = wasmtime.Module(engine, ADD_WAT)
-    store = handle.new_store()
+    store = new_store(handle, Limits())
     raw_add = wasmtime.Linker(engine).instantiate(store, module).exports(store)["add"]
     assert isinstance(raw_add, wasmtime.Func)
     plain = wasmgate.instantiate(ADD_WAT).exports.add
@@ -76,7 +77,7 @@ def variants() -> list[Variant]:
 
     # component: the binding alone (WASI linked too, as wasmgate does)
     guest = wasmgate.load(COMPONENT)
-    cstore = handle.new_store()
+    cstore = new_store(handle, Limits())
     cstore.set_wasi(wasmtime.WasiConfig())
     linker = cm.Linker(engine)
     linker.add_wasip2()

@@ -87,7 +87,7 @@ def test_without_a_fifo_directory_proc_paths_are_used(monkeypatch: pytest.Monkey
     monkeypatch.setattr(capture, "_fifo_state", [None])
     pump = OutputPump()
     cap = pump.open(1024)
-    assert cap.path.startswith("/proc/self/fd/")
+    assert str(cap.path).startswith("/proc/self/fd/")
     _write(cap.path, b"via procfs")
     assert cap.finish() == b"via procfs"
 
@@ -106,13 +106,15 @@ def test_a_forked_child_gets_its_own_pipes_and_ticker() -> None:
     import wasmtime
 
     from wasmgate.engine import EngineSettings, get_engine
+    from wasmgate.engine.sandbox import new_store
+    from wasmgate.limits import Limits
 
     pump = OutputPump()
     first = pump.open(64)
     _write(first.path, b"parent")
     assert first.finish() == b"parent"  # kept for this thread's next capture
     handle = get_engine(EngineSettings(pooling=True))
-    handle.new_store(timeout=1.0)  # the ticker runs in the parent
+    new_store(handle, Limits(timeout=1.0))  # the ticker runs in the parent
     # Compiled before the fork: wasmtime's own compile threads do not survive one.
     module = wasmtime.Module(handle.engine, LOOP)
     pid = os.fork()
@@ -125,7 +127,7 @@ def test_a_forked_child_gets_its_own_pipes_and_ticker() -> None:
             fresh = cap.path != first.path and os.path.dirname(cap.path) != os.path.dirname(
                 first.path
             )
-            store = handle.new_store(timeout=0.2)
+            store = new_store(handle, Limits(timeout=0.2))
             instance = wasmtime.Instance(store, module, [])
             try:
                 instance.exports(store)["_start"](store)  # type: ignore[operator]

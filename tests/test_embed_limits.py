@@ -64,13 +64,19 @@ def test_memory_limit_refuses_growth(limits_wasm: Path) -> None:
     assert inst.memory.size == 4 * 65536
 
 
-def test_memory_limit_failure_is_reported_as_such(limits_wasm: Path) -> None:
+def test_failure_at_the_memory_cap_keeps_its_kind_and_gets_a_hint(limits_wasm: Path) -> None:
     inst = wasmgate.instantiate(limits_wasm, limits=Limits(max_memory=8 * 65536))
-    with pytest.raises(LimitExceeded) as err:
+    with pytest.raises(GuestTrap) as err:
         inst.exports.grow_or_trap(100)
-    assert err.value.kind == "memory"
-    assert "--max-memory limit of 512KiB was reached" in str(err.value)
-    assert err.value.exit_code == 137
+    assert err.value.kind == "wasm `unreachable` instruction executed"
+    assert err.value.exit_code == 134
+    assert err.value.hint == (
+        "its linear memory was 64KiB, near its limit of 512KiB (Limits.max_memory): "
+        "a refused memory.grow may be the cause"
+    )
+    inst.exports.grow(0)  # the instance is still usable, and a later trap is its own
+    with pytest.raises(GuestTrap):
+        inst.exports.grow_or_trap(100)
 
 
 def test_initial_memory_over_the_limit() -> None:

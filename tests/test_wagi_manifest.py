@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from wasmgate.capabilities import DirGrant
 from wasmgate.errors import ConfigError, UsageError
+from wasmgate.limits import Limits
 from wasmgate.wagi.manifest import (
     Manifest,
     ModuleSpec,
-    RouteLimits,
-    Volume,
     load_env_file,
     load_manifest,
     parse_env_assignment,
@@ -75,12 +75,12 @@ module = "hello.wat"
         module="lib/api.wasm",
         module_path=site / "lib" / "api.wasm",
         entrypoint="handle",
-        volumes=(Volume("/static", site / "static"), Volume("/abs", site / "static")),
+        volumes=(DirGrant(site / "static", "/static"), DirGrant(site / "static", "/abs")),
         environment={"GREETING": "hello", "EMPTY": ""},
         argv="${SCRIPT_NAME} --verbose ${ARGS}",
         allowed_hosts=("https://example.com",),
         http_max_concurrency=4,
-        limits=RouteLimits(
+        limits=Limits(
             timeout=90.0,
             max_memory=64 * 1024 * 1024,
             fuel=1_000_000,
@@ -100,7 +100,7 @@ module = "hello.wat"
     assert (root.allowed_hosts, root.http_max_concurrency, root.limits) == (
         None,
         None,
-        RouteLimits(),
+        Limits(),
     )
 
 
@@ -129,10 +129,10 @@ def test_volume_forms(site: Path) -> None:
     text = f'[[module]]\nroute = "/"\nmodule = "hello.wasm"\nvolumes = {{ {volumes} }}\n'
     spec = load(site, text).modules[0]
     assert spec.volumes == (
-        Volume("/data", site / "static"),
-        Volume("/ro", site / "assets", read_only=True),
-        Volume("/rw", site / "assets"),
-        Volume("/plain", site / "static"),
+        DirGrant(site / "static", "/data"),
+        DirGrant(site / "assets", "/ro", read_only=True),
+        DirGrant(site / "assets", "/rw"),
+        DirGrant(site / "static", "/plain"),
     )
     assert [v.read_only for v in spec.volumes] == [False, True, False, False]
 
@@ -144,7 +144,7 @@ def test_volume_table_in_a_subtable(site: Path) -> None:
         '[[module]]\nroute = "/"\nmodule = "hello.wasm"\n'
         '[module.volumes."/ro"]\npath = "static"\nread_only = true\n',
     ).modules[0]
-    assert spec.volumes == (Volume("/ro", site / "static", read_only=True),)
+    assert spec.volumes == (DirGrant(site / "static", "/ro", read_only=True),)
 
 
 def test_volume_table_unknown_keys_are_warnings(site: Path) -> None:
@@ -153,7 +153,7 @@ def test_volume_table_unknown_keys_are_warnings(site: Path) -> None:
         'volumes = { "/s" = { path = "static", readonly = true, mode = "ro" } }\n',
         base_dir=site,
     )
-    assert manifest.modules[0].volumes == (Volume("/s", site / "static"),)
+    assert manifest.modules[0].volumes == (DirGrant(site / "static", "/s"),)
     assert manifest.warnings == (
         'modules.toml: module #1 (route "/a"): volume "/s": unknown key "readonly" ignored '
         '(did you mean "read_only"?)',

@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from .config import RunConfig
+from .engine import LoadedGuest, Outcome, load, run_guest
 
-from .config import CacheConfig, RunConfig
-from .engine import EngineSettings, LoadedGuest, Outcome, get_engine, load_guest, run_guest
-
-__all__ = ["load", "run"]
+__all__ = ["load", "load_for", "run"]
 
 
-def load(
-    source: Path | str | bytes,
-    *,
-    settings: EngineSettings | None = None,
-    cache: CacheConfig = CacheConfig(),
-    allow_precompiled: bool = False,
-) -> LoadedGuest:
-    """Compile a guest (path, ``.wat`` text or bytes) through the shared engine and cache."""
-    engine = get_engine(settings)
-    if isinstance(source, str):
-        source = Path(source)
-    return load_guest(source, engine, cache=cache.open(engine), allow_precompiled=allow_precompiled)
-
-
-def run(config: RunConfig) -> Outcome:
-    """Do what ``wasmgate run`` does: load, sandbox, run; guest behaviour comes back as Outcome."""
-    guest = load(
+def load_for(config: RunConfig) -> LoadedGuest:
+    """The guest ``config`` names, compiled for its engine settings (through the cache)."""
+    return load(
         config.module,
         settings=config.engine_settings(),
         cache=config.cache,
         allow_precompiled=config.allow_precompiled,
     )
+
+
+def run(config: RunConfig, guest: LoadedGuest | None = None) -> Outcome:
+    """Do what ``wasmgate run`` does: load (unless ``guest`` is given), sandbox, run; guest
+    behaviour comes back as an ``Outcome``."""
+    if guest is None:
+        guest = load_for(config)
     return run_guest(
         guest, config.capabilities(), config.limits, invoke=config.invoke, invoke_args=config.args
     )

@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .capabilities import INHERIT, Capabilities, DirGrant, Stdio
-from .engine import ArtifactCache, EngineHandle, EngineSettings, default_cache_dir
-from .limits import Limits
+from .engine import CacheConfig, EngineSettings
+from .limits import CLI_NAMES, Limits
 
 __all__ = [
     "DEFAULT_BODY_MIN_RATE",
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_ROUTE_LIMITS",
     "DEFAULT_SEND_TIMEOUT",
     "CacheConfig",
     "GatewayConfig",
-    "RouteDefaults",
     "RunConfig",
 ]
 
@@ -32,20 +32,6 @@ DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for the request line and headers
 DEFAULT_BODY_TIMEOUT = 20.0  # seconds of grace for the body before the minimum rate applies
 DEFAULT_BODY_MIN_RATE = 500.0  # bytes per second, for request bodies and for reading responses
 DEFAULT_SEND_TIMEOUT = 30.0  # seconds over which a client must read its response at that rate
-
-
-@dataclass(frozen=True, slots=True)
-class CacheConfig:
-    """Where compiled artifacts are kept. ``directory=None`` means the default location
-    (``$WASMGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/wasmgate``, else ``~/.cache/wasmgate``)."""
-
-    enabled: bool = True
-    directory: Path | None = None
-
-    def open(self, engine: EngineHandle) -> ArtifactCache | None:
-        if not self.enabled:
-            return None
-        return ArtifactCache(self.directory or default_cache_dir(), engine.fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,19 +59,15 @@ class RunConfig:
         return EngineSettings(consume_fuel=self.limits.fuel is not None)
 
 
-@dataclass(frozen=True, slots=True)
-class RouteDefaults:
-    """Limits every route gets unless its ``modules.toml`` entry sets its own.
-
-    Sane for a public gateway: a guest gets 30 s, 256 MiB of linear memory, no fuel budget, 10 MiB
-    of request body and may answer with up to 16 MiB.
-    """
-
-    timeout: float = 30.0
-    max_memory: int = 256 * 1024 * 1024
-    fuel: int | None = None
-    max_request_body: int = 10 * 1024 * 1024
-    max_response_body: int = 16 * 1024 * 1024
+# What every route gets unless the server's flags or its modules.toml entry say otherwise; sane
+# for a public gateway: 30 s, 256 MiB of linear memory, no fuel budget, 10 MiB of request body,
+# and a response of up to 16 MiB.
+DEFAULT_ROUTE_LIMITS = Limits(
+    timeout=30.0,
+    max_memory=256 * 1024 * 1024,
+    max_request_body=10 * 1024 * 1024,
+    max_response_body=16 * 1024 * 1024,
+).named(CLI_NAMES)
 
 
 def _default_threads() -> int:
@@ -125,7 +107,7 @@ class GatewayConfig:
     log_dir: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    defaults: RouteDefaults = RouteDefaults()
+    defaults: Limits = DEFAULT_ROUTE_LIMITS
     workers: int = 1
     threads: int = field(default_factory=_default_threads)
     queue: int = 64
@@ -144,6 +126,8 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         from .errors import UsageError
 
+        # Limits left unset take the built-in defaults: a route is never unbounded by accident.
+        object.__setattr__(self, "defaults", DEFAULT_ROUTE_LIMITS.merged(self.defaults))
         for name, unit in (
             ("header_timeout", "seconds"),
             ("body_timeout", "seconds"),

@@ -7,14 +7,15 @@ Rules:
 - Durations are seconds: a plain number is seconds; units ``ms``, ``s``, ``m``, ``h``; compound
   forms such as ``1m30s`` are accepted. Zero and negative values are refused: a limit of zero is a
   mistake, not a request for no limit.
-- Every failure is a ``UsageError`` whose message quotes the input and shows a valid example.
+- Every failure is an ``InvalidSetting`` (a ``UsageError`` and a ``ValueError``) whose message
+  quotes the input and shows a valid example.
 """
 
 from __future__ import annotations
 
 import re
 
-from .errors import UsageError
+from .errors import InvalidSetting
 
 __all__ = ["format_duration", "format_size", "parse_duration", "parse_size"]
 
@@ -40,26 +41,26 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
 
 
 def parse_size(text: str | int) -> int:
-    """``"64MiB"`` -> 67108864. Raises ``UsageError`` for anything that is not a positive size."""
+    """``"64MiB"`` -> 67108864. Raises ``InvalidSetting`` for anything but a positive size."""
     if isinstance(text, bool):
-        raise UsageError(f"invalid size {text!r} (expected e.g. 64MiB)")
+        raise InvalidSetting(f"invalid size {text!r} (expected e.g. 64MiB)")
     if isinstance(text, int):
         value = text
     else:
         m = _SIZE_RE.match(text)
         unit = m.group(2).lower() if m else None
         if not m or unit not in _SIZE_UNITS:
-            raise UsageError(f"invalid size {text!r} (expected e.g. 64MiB, 512K or 1048576)")
+            raise InvalidSetting(f"invalid size {text!r} (expected e.g. 64MiB, 512K or 1048576)")
         value = int(float(m.group(1)) * _SIZE_UNITS[unit])
     if value <= 0:
-        raise UsageError(f"invalid size {text!r}: must be greater than zero")
+        raise InvalidSetting(f"invalid size {text!r}: must be greater than zero")
     return value
 
 
 def parse_duration(text: str | float | int) -> float:
     """``"1m30s"`` -> 90.0, ``"250ms"`` -> 0.25, ``"5"`` -> 5.0 (seconds)."""
     if isinstance(text, bool):
-        raise UsageError(f"invalid duration {text!r} (expected e.g. 30s)")
+        raise InvalidSetting(f"invalid duration {text!r} (expected e.g. 30s)")
     if isinstance(text, int | float):
         value = float(text)
     else:
@@ -77,9 +78,9 @@ def parse_duration(text: str | float | int) -> float:
             value += float(m.group(1)) * _DURATION_UNITS[unit]
             pos = m.end()
         if not ok:
-            raise UsageError(f"invalid duration {text!r} (expected e.g. 30s, 250ms or 1m30s)")
+            raise InvalidSetting(f"invalid duration {text!r} (expected e.g. 30s, 250ms or 1m30s)")
     if value <= 0 or value != value or value == float("inf"):
-        raise UsageError(f"invalid duration {text!r}: must be greater than zero")
+        raise InvalidSetting(f"invalid duration {text!r}: must be greater than zero")
     return value
 
 

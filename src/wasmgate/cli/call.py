@@ -25,8 +25,14 @@ from ..api import load
 from ..capabilities import INHERIT, Capabilities, DirGrant, Stdio
 from ..engine import EngineSettings, LoadedGuest, format_results, parse_invoke_args
 from ..errors import UsageError, WasmgateError
-from ..limits import Limits
-from .options import allow_precompiled_option, cache_config, cache_options, sandbox_options
+from ..limits import CLI_NAMES, Limits
+from .options import (
+    allow_precompiled_option,
+    cache_config,
+    cache_options,
+    sandbox_options,
+    watchdog,
+)
 
 __all__ = ["call"]
 
@@ -64,17 +70,18 @@ def call(
         dirs=dirs + dirs_ro,
         stdio=Stdio(INHERIT, INHERIT, INHERIT),
     )
-    limits = Limits(timeout=timeout, fuel=fuel, max_memory=max_memory)
+    limits = Limits(timeout=timeout, fuel=fuel, max_memory=max_memory).named(CLI_NAMES)
     guest = load(
         module,
         settings=EngineSettings(consume_fuel=fuel is not None),
         cache=cache_config(cache_dir, no_cache),
         allow_precompiled=allow_precompiled,
     )
-    if guest.kind == "component":
-        _call_component(guest, caps, limits, function, args)
-    else:
-        _call_module(guest, caps, limits, function, args)
+    with watchdog(timeout):  # from the guest's start: compiling is not its time
+        if guest.kind == "component":
+            _call_component(guest, caps, limits, function, args)
+        else:
+            _call_module(guest, caps, limits, function, args)
 
 
 def _call_component(

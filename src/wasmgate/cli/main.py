@@ -47,19 +47,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return e.exit_code
-    except GuestExit as e:
+    except GuestExit as e:  # the guest's own status; it said what it wanted to say
+        _hint(e)
         return e.code
     except GuestTrap as e:
         click.echo(f"wasmgate: error: {e}", err=True)
         if e.backtrace:
             click.echo("wasm backtrace:\n" + e.backtrace, err=True)
+        _hint(e)
         return e.exit_code
     except WasmgateError as e:
         click.echo(f"wasmgate: error: {e}", err=True)
+        _hint(e)
         return e.exit_code
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _hint(error: WasmgateError) -> None:
+    hint = getattr(error, "hint", "")
+    if hint:
+        click.echo(f"wasmgate: hint: {hint}", err=True)
 
 
 def _usage_message(e: click.UsageError) -> str:

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 import click
 
-from ..api import run
+from ..api import load_for, run
 from ..capabilities import DirGrant
 from ..config import RunConfig
 from ..engine import format_results
-from ..errors import LimitExceeded
-from ..limits import Limits
-from .options import allow_precompiled_option, cache_config, cache_options, sandbox_options
+from ..limits import CLI_NAMES, Limits
+from .options import (
+    allow_precompiled_option,
+    cache_config,
+    cache_options,
+    sandbox_options,
+    watchdog,
+)
 
 __all__ = ["run_cmd"]
-
-# Grace given to a guest blocked inside a host call (where epoch interruption cannot reach it)
-# after its --timeout, before the process exits anyway.
-BLOCKED_GRACE = 1.0
 
 
 @click.command(name="run", context_settings={"allow_interspersed_args": False})
@@ -55,29 +53,17 @@ def run_cmd(
         argv0=argv0,
         env=env,
         dirs=dirs + dirs_ro,
-        limits=Limits(timeout=timeout, fuel=fuel, max_memory=max_memory),
+        limits=Limits(timeout=timeout, fuel=fuel, max_memory=max_memory).named(CLI_NAMES),
         invoke=invoke,
         allow_precompiled=allow_precompiled,
         cache=cache_config(cache_dir, no_cache),
     )
-    if timeout is not None:
-        _start_watchdog(timeout + BLOCKED_GRACE)
-    outcome = run(config)
+    guest = load_for(config)
+    with watchdog(timeout):  # from the guest's start: compiling is not its time
+        outcome = run(config, guest)
     sys.stdout.flush()
     for line in format_results(outcome.results):
         click.echo(line)
     err = outcome.error()
     if err is not None:
         raise err
-
-
-def _start_watchdog(after: float) -> None:
-    """Exit 124 if the guest is still blocked in a host call (e.g. a long sleep) after ``after``."""
-
-    def fire() -> None:
-        time.sleep(after)
-        sys.stderr.write("wasmgate: error: guest timed out (blocked in a host call)\n")
-        sys.stderr.flush()
-        os._exit(LimitExceeded._EXIT["timeout"])
-
-    threading.Thread(target=fire, name="wasmgate-watchdog", daemon=True).start()

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from ..limits import CLI_NAMES, Limits
 from .options import cache_config, cache_options
 from .params import DURATION, ENV_ASSIGN, POSITIVE_INT, SIZE
 
@@ -106,7 +107,7 @@ def serve(
     no_cache: bool,
 ) -> None:
     """Serve WAGI modules over HTTP (a drop-in for WAGI's modules.toml)."""
-    from ..config import GatewayConfig, RouteDefaults
+    from ..config import GatewayConfig
     from ..gateway.server import parse_listen
     from ..gateway.server import serve as run_server
     from ..wagi.cgi import parse_host
@@ -122,14 +123,13 @@ def serve(
     for f in env_file:
         merged.update(load_env_file(f))
     merged.update(env)
-    base = RouteDefaults()
-    defaults = RouteDefaults(
-        timeout=timeout or base.timeout,
-        max_memory=max_memory or base.max_memory,
-        fuel=fuel or base.fuel,
-        max_request_body=max_request_body or base.max_request_body,
-        max_response_body=max_response_body or base.max_response_body,
-    )
+    defaults = Limits(
+        timeout=timeout,
+        max_memory=max_memory,
+        fuel=fuel,
+        max_request_body=max_request_body,
+        max_response_body=max_response_body,
+    ).named(CLI_NAMES)
     extra: dict[str, Any] = {"threads": threads} if threads else {}
     if max_body_buffer:
         extra["max_body_buffer"] = max_body_buffer

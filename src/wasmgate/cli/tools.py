@@ -9,8 +9,7 @@ import click
 
 from ..api import load
 from ..config import CacheConfig
-from ..engine import EngineSettings
-from ..engine.introspect import describe
+from ..engine import EngineSettings, describe
 from ..errors import WasmgateError
 from .options import allow_precompiled_option, cache_config, cache_options
 

@@ -1,16 +1,18 @@
 """Limits around each embedded call, and the mapping of guest failures to wasmgate errors.
 
 Rules:
-- One store per instance. ``max_memory`` is a store limit, so it bounds the instance for its whole
+- One store per instance, made by the engine entry (``Program.instantiate``) with the same
+  limits as every face. ``max_memory`` is a store limit, so it bounds the instance for its whole
   life (memory persists between calls). ``timeout`` and ``fuel`` are per call: before every call
-  the store gets a fresh epoch deadline (``timeout`` from now) and its fuel is reset to the full
-  ``fuel`` budget, so one slow call cannot starve the next and the budget is easy to reason about.
-  Instantiation (start function, ``_initialize``) runs under the same per-call allowance.
+  the store gets a fresh deadline (``engine.arm_call``: for its wasm, and for its host calls if it
+  imports WASI's ``poll_oneoff``) and its fuel is reset to the full ``fuel`` budget, so one slow
+  call cannot starve the next and the budget is easy to reason about.
 - Arming costs one or two FFI calls and only when the limit is set; unlimited instances pay
   nothing per call (their store was given a deadline of centuries when it was created).
-- A failure is classified by ``engine.outcome.classify_failure``, so the wording is the CLI's:
-  ``GuestTrap``, ``LimitExceeded`` (timeout, fuel, memory) or ``GuestExit``. ``proc_exit(0)`` ends
-  the call successfully with no result.
+- A failure is classified by ``engine.classify_failure``, so the wording, the exception and its
+  ``hint`` are the CLI's: ``GuestTrap``, ``LimitExceeded`` (timeout, fuel, memory) or
+  ``GuestExit``. ``proc_exit(0)`` ends the call successfully with no result. A call whose host
+  call was cut off at the deadline is a timeout, however the guest went on.
 - An exception raised by a Python host function during the call is the failure: it is kept in
   ``pending`` by the host-function wrapper and re-raised as the very same object, after the wasm
   stack has unwound. It wins over whatever trap or error wasmtime reports for it.
@@ -18,71 +20,65 @@ Rules:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import wasmtime
 
-from ..engine.engine import EPOCH_TICK
-from ..engine.outcome import classify_failure
+from ..engine import EngineHandle, arm_call, classify_failure, cut_off, timed_out
 from ..errors import WasmgateError
 from ..limits import Limits
 
-__all__ = ["CallGuard", "deadline_ticks"]
-
-
-def deadline_ticks(timeout: float) -> int:
-    """Epoch ticks for ``timeout`` seconds, with the same one tick of slack as ``new_store``."""
-    return max(1, math.ceil(timeout / EPOCH_TICK)) + 1
+__all__ = ["CallGuard"]
 
 
 class CallGuard:
     """State shared by every export of one store: its limits, and the pending host error."""
 
-    __slots__ = ("_fuel", "_memory_size", "_store", "_ticks", "limits", "pending")
+    __slots__ = ("_armed", "_engine", "_host_calls", "_memory_size", "_store", "limits", "pending")
 
-    def __init__(
-        self,
-        store: wasmtime.Store,
-        limits: Limits,
-        memory_size: Callable[[], int | None] = lambda: None,
-    ) -> None:
-        self._store = store
+    def __init__(self, engine: EngineHandle, limits: Limits, *, host_calls: bool) -> None:
+        self._engine = engine
+        self._store: wasmtime.Store | None = None
         self.limits = limits
-        self._ticks = deadline_ticks(limits.timeout) if limits.timeout is not None else 0
-        self._fuel = limits.fuel or 0
-        self._memory_size = memory_size
+        # Whether the guest can block in a host call that the deadline bounds (poll_oneoff).
+        self._host_calls = host_calls
+        self._armed = limits.timeout is not None or limits.fuel is not None or host_calls
+        self._memory_size: Callable[[], int | None] = lambda: None
         self.pending: BaseException | None = None
+
+    def attach(self, store: wasmtime.Store) -> None:
+        self._store = store
 
     def set_memory_probe(self, memory_size: Callable[[], int | None]) -> None:
         self._memory_size = memory_size
 
     def arm(self) -> None:
         """Give the next call its own deadline and fuel budget."""
-        if self._ticks:
-            self._store.set_epoch_deadline(self._ticks)
-        if self._fuel:
-            self._store.set_fuel(self._fuel)
+        if self._armed:
+            assert self._store is not None
+            arm_call(self._store, self._engine, self.limits, host_calls=self._host_calls)
 
     def fuel_consumed(self) -> int | None:
         """Fuel the last call burnt, or None without a fuel limit."""
-        if not self._fuel:
+        if self.limits.fuel is None or self._store is None:
             return None
-        return self._fuel - self._store.get_fuel()
+        return self.limits.fuel - self._store.get_fuel()
+
+    def finished(self) -> None:
+        """After a call returned normally: raise if its deadline cut a host call short."""
+        if self._host_calls and cut_off():
+            error = timed_out(self.limits).error()
+            assert error is not None
+            raise error
 
     def failure(self, err: wasmtime.WasmtimeError | wasmtime.Trap) -> BaseException | None:
         """The exception to raise for ``err`` (None: the guest exited with status 0)."""
         pending = self.take_pending()
         if pending is not None:
             return pending
-        limits = self.limits
-        outcome = classify_failure(
-            err,
-            timeout=limits.timeout,
-            fuel=limits.fuel,
-            max_memory=limits.max_memory,
-            memory_size=self._memory_size(),
-        )
+        outcome = classify_failure(err, self.limits, memory_size=self._memory_size())
+        if self._host_calls and outcome.status != "timeout" and cut_off():
+            outcome = timed_out(self.limits)
         if outcome.ok:
             return None
         error = outcome.error()

@@ -30,12 +30,8 @@ import wasmtime
 from wasmtime import component as cm
 
 from ..capabilities import Capabilities
-from ..config import CacheConfig
-from ..engine import EngineSettings, LoadedGuest
-from ..engine.introspect import item_type, named_types
-from ..engine.outcome import fold_error
-from ..engine.sandbox import set_wasi
-from ..errors import GuestTrap, LinkError, UsageError
+from ..engine import CacheConfig, EngineSettings, LoadedGuest, Program, item_type, named_types
+from ..errors import GuestTrap, LinkError, UsageError, WasmgateError
 from ..limits import Limits
 from .call_limits import CallGuard
 from .hostfuncs import HostFunction, HostFunctions
@@ -333,33 +329,21 @@ def instantiate_component(
     for tname, ty in builder.names:
         if isinstance(ty, cm.RecordType):
             builder.build(ty, tname)
-    store = guest.engine.new_store(
-        timeout=limits.timeout, fuel=limits.fuel, max_memory=limits.max_memory
+    # WASI preview2's host calls are wasmtime's own: the deadline cannot bound them in process.
+    guard = CallGuard(guest.engine, limits, host_calls=False)
+    program = Program(
+        guest, define=lambda linker: _define_imports(linker, provided, builder, guard)
     )
-    linker = cm.Linker(engine)
-    if wasi:
-        set_wasi(store, capabilities or Capabilities())
-        linker.add_wasip2()
-    guard = CallGuard(store, limits)
-    _define_imports(linker, provided, builder, guard)
-    failure: BaseException | None
     try:
-        raw = linker.instantiate(store, component)
-    except (wasmtime.WasmtimeError, wasmtime.Trap) as err:
-        if guard.pending is not None or isinstance(err, wasmtime.Trap) or _trapped(err):
-            failure = guard.failure(err)
-        elif "exceeds memory limits" in str(err) and limits.max_memory is not None:
-            guard.set_memory_probe(lambda: limits.max_memory)
-            failure = guard.failure(err)
-        else:
-            failure = LinkError(f"{guest.name}: cannot instantiate: {fold_error(err)}")
+        store, raw = program.instantiate(capabilities or Capabilities(), limits)
+    except WasmgateError:
+        pending = guard.take_pending()
+        if pending is not None:
+            raise pending from None
+        raise
     except BaseException:
         guard.pending = None
         raise
-    else:
-        return ComponentInstance(guest, store, raw, guard, builder)
-    raise failure or LinkError(f"{guest.name}: start function exited")
-
-
-def _trapped(err: wasmtime.WasmtimeError) -> bool:
-    return "wasm trap:" in str(err)
+    assert isinstance(raw, cm.Instance)
+    guard.attach(store)
+    return ComponentInstance(guest, store, raw, guard, builder)

@@ -2,7 +2,8 @@
 
 Rules:
 - ``instantiate`` loads through the shared engine and artifact cache, checks every import up front
-  (``linking``), and builds one store per instance with WASI granting exactly ``capabilities``.
+  (``linking``), and instantiates through the engine's one entry (``Program``): one store per
+  instance, WASI granting exactly ``capabilities``, the same limits and outcomes as every face.
   A reactor's ``_initialize`` runs once, at instantiation.
 - State lives as long as the ``Instance``: memory, globals and the guest's heap persist between
   calls. Limits: see ``guard`` (memory for the instance's life; timeout and fuel per call).
@@ -35,12 +36,8 @@ from typing import Any
 import wasmtime
 
 from ..capabilities import Capabilities
-from ..config import CacheConfig
-from ..engine import EngineSettings, LoadedGuest
-from ..engine.introspect import core_type
-from ..engine.outcome import fold_error
-from ..engine.sandbox import set_wasi
-from ..errors import LinkError, UsageError
+from ..engine import CacheConfig, EngineSettings, LoadedGuest, Program, core_type
+from ..errors import LinkError, UsageError, WasmgateError
 from ..limits import Limits
 from .call_limits import CallGuard
 from .hostfuncs import HostFunctions, define_core_function
@@ -102,6 +99,7 @@ class ExportFunction:
             guard.pending = None  # wasmtime re-raised the host function's own exception
             raise
         else:
+            guard.finished()
             return tuple(result) if type(result) is list else result
         if failure is None:
             return None
@@ -301,43 +299,29 @@ def instantiate(
         raise UsageError(f"{guest.name}: is a component; use wasmgate.instantiate_component")
     module = guest.core()
     needed = check_core_imports(guest.name, module, imports, wasi=wasi)
-    store = guest.engine.new_store(
-        timeout=limits.timeout, fuel=limits.fuel, max_memory=limits.max_memory
+    host_calls = wasi and any(
+        i.module == "wasi_snapshot_preview1" and i.name == "poll_oneoff" for i in module.imports
     )
-    if wasi:
-        set_wasi(store, capabilities or Capabilities())
-    guard = CallGuard(store, limits)
-    linker = wasmtime.Linker(guest.engine.engine)
-    if wasi:
-        linker.define_wasi()
-    for hf, sig in needed:
-        define_core_function(linker, hf, sig, guard)
-    failure: BaseException | None
+    guard = CallGuard(guest.engine, limits, host_calls=host_calls)
+
+    def define(linker: wasmtime.Linker) -> None:
+        for hf, sig in needed:
+            define_core_function(linker, hf, sig, guard)
+
+    program = Program(guest, define=define)
     try:
-        raw = linker.instantiate(store, module)
-    except (wasmtime.WasmtimeError, wasmtime.Trap) as err:
-        failure = _instantiate_failure(guest, err, guard, limits)
+        store, raw = program.instantiate(capabilities or Capabilities(), limits)
+    except WasmgateError:
+        pending = guard.take_pending()
+        if pending is not None:
+            raise pending from None
+        raise
     except BaseException:
         guard.pending = None
         raise
-    else:
-        inst = Instance(guest, store, raw, guard)
-        if "_initialize" in inst.export_names():
-            inst.func("_initialize")()
-        return inst
-    assert failure is not None
-    raise failure
-
-
-def _instantiate_failure(
-    guest: LoadedGuest,
-    err: wasmtime.WasmtimeError | wasmtime.Trap,
-    guard: CallGuard,
-    limits: Limits,
-) -> BaseException | None:
-    if guard.pending is not None or isinstance(err, wasmtime.Trap):
-        return guard.failure(err) or LinkError(f"{guest.name}: start function exited")
-    if "exceeds memory limits" in str(err) and limits.max_memory is not None:
-        guard.set_memory_probe(lambda: limits.max_memory)
-        return guard.failure(err)
-    return LinkError(f"{guest.name}: cannot instantiate: {fold_error(err)}")
+    assert isinstance(raw, wasmtime.Instance)
+    guard.attach(store)
+    inst = Instance(guest, store, raw, guard)
+    if "_initialize" in inst.export_names():
+        inst.func("_initialize")()
+    return inst

@@ -22,7 +22,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component as cm
 
-from ..engine.introspect import TypeNames, core_type, item_type
+from ..engine import TypeNames, core_type, item_type
 from ..errors import LinkError
 from .coretypes import CoreSignature
 from .hostfuncs import HostFunction, HostFunctions

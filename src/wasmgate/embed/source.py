@@ -1,7 +1,7 @@
 """Turning what a caller hands to ``instantiate`` into a compiled guest on the right engine.
 
 Rules:
-- A ``LoadedGuest`` is used as it is; paths, bytes and WAT go through ``wasmgate.load`` (the shared
+- A ``LoadedGuest`` is used as it is; paths, bytes and WAT go through ``engine.load`` (the shared
   engine and artifact cache, exactly as ``wasmgate run``). A ``str`` that starts with ``(`` is WAT
   text, any other ``str`` a path.
 - Fuel metering is an engine setting: a fuel limit picks the fuel-metering engine, and a guest
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..api import load
-from ..config import CacheConfig
-from ..engine import EngineSettings, LoadedGuest
+from ..engine import CacheConfig, EngineSettings, LoadedGuest, load
 from ..errors import UsageError
 from ..limits import Limits
 

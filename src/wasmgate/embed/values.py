@@ -52,7 +52,7 @@ from typing import Any
 
 from wasmtime import component as cm
 
-from ..engine.introspect import TypeNames, type_name, wit_type
+from ..engine import TypeNames, type_name, wit_type
 from ..errors import UsageError, WasmgateError
 
 __all__ = [

@@ -1,24 +1,62 @@
-"""The engine layer: runs wasm and knows nothing of HTTP."""
+"""The engine layer: runs wasm and knows nothing of HTTP. Other layers import from here.
 
-from .cache import ArtifactCache, default_cache_dir
+- ``load_guest`` / ``LoadedGuest``: compile (through the artifact cache) and hold a guest.
+- ``Program``: the one entry every face runs guests through (``program.py``).
+- ``Outcome``: what a run did; ``classify_failure`` turns a wasm error into one.
+- ``describe``, ``core_type``, ``wit_type`` ...: a guest's imports and exports as text.
+- ``OutputPump``: captures a guest's stdout/stderr through pipes (``capture.py``).
+"""
+
+from .cache import ArtifactCache, CacheConfig, default_cache_dir
+from .capture import OutputPump, default_pump, private_dir
+from .deadline import cut_off
 from .engine import EngineHandle, EngineSettings, engine_version, get_engine
-from .loader import LoadedGuest, detect_kind, load_guest
-from .outcome import Outcome, fold_error
+from .introspect import (
+    TypeNames,
+    core_type,
+    describe,
+    item_type,
+    named_types,
+    type_name,
+    wit_type,
+)
+from .loader import LoadedGuest, detect_kind, load, load_guest
+from .outcome import Outcome, classify_failure, exported_memory_size, fold_error, timed_out
+from .program import Program
 from .runner import format_results, parse_invoke_args, run_guest
+from .sandbox import arm_call
 
 __all__ = [
     "ArtifactCache",
+    "CacheConfig",
     "EngineHandle",
     "EngineSettings",
     "LoadedGuest",
     "Outcome",
+    "OutputPump",
+    "Program",
+    "TypeNames",
+    "arm_call",
+    "classify_failure",
+    "core_type",
+    "cut_off",
     "default_cache_dir",
+    "default_pump",
+    "describe",
     "detect_kind",
     "engine_version",
+    "exported_memory_size",
     "fold_error",
     "format_results",
     "get_engine",
+    "item_type",
+    "load",
     "load_guest",
+    "named_types",
     "parse_invoke_args",
+    "private_dir",
     "run_guest",
+    "timed_out",
+    "type_name",
+    "wit_type",
 ]

@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ArtifactCache", "CacheStats", "default_cache_dir"]
+__all__ = ["ArtifactCache", "CacheConfig", "CacheStats", "default_cache_dir"]
 
 MAGIC = b"WGATE\x00C1"
 _HEADER = len(MAGIC) + 32 + 32
@@ -35,6 +35,21 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "wasmgate"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """Where compiled artifacts are kept. ``directory=None`` means the default location
+    (``$WASMGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/wasmgate``, else ``~/.cache/wasmgate``)."""
+
+    enabled: bool = True
+    directory: Path | None = None
+
+    def open(self, fingerprint: str) -> ArtifactCache | None:
+        """The cache for an engine with this ``fingerprint``, or None when disabled."""
+        if not self.enabled:
+            return None
+        return ArtifactCache(self.directory or default_cache_dir(), fingerprint)
 
 
 @dataclass(slots=True)

@@ -53,6 +53,7 @@ import termios
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import Literal
 
 __all__ = [
@@ -90,7 +91,7 @@ class _Pipe:
     can hold one, it is a named FIFO there: opening it costs about half of opening a
     ``/proc/self/fd`` link (a lookup through procfs), and WASI opens two per request."""
 
-    __slots__ = ("fifo", "path", "pid", "read_fd", "write_fd")
+    __slots__ = ("fifo", "path", "pid", "read_fd", "target", "write_fd")
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -106,9 +107,11 @@ class _Pipe:
                     os.unlink(path)
             else:
                 self.path, self.fifo = path, True
+                self.target = Path(path)
                 return
         self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.path, self.fifo = f"/proc/self/fd/{self.write_fd}", False
+        self.target = Path(self.path)  # made once: the pipe is reused by many runs
 
     def close(self, read_fd: int | None, write_fd: int | None) -> None:
         """Close the ends still open (given) and remove the FIFO (only in the process that made
@@ -203,7 +206,7 @@ class Capture:
         self.mode = mode
         self.overflowed = False
         self.total = 0
-        self.path = pipe.path
+        self.path = pipe.target  # what WASI opens as the guest's stream
 
     def finish(self) -> bytes:
         """Everything captured (at most ``limit`` bytes). Call it once the guest's call has

@@ -6,10 +6,11 @@ Rules:
   engine is expensive. In practice a process holds one or two (with and without fuel metering,
   because fuel metering costs every guest ~1.4x whether or not it has a budget).
 - Every engine has epoch interruption enabled, so any store can be given a wall-clock deadline.
-  A store on such an engine traps at once unless it has a deadline, so ``new_store`` always sets
-  one: the real deadline, or ``NO_DEADLINE`` ticks (centuries).
+  A store on such an engine traps at once unless it has a deadline, so ``sandbox.new_store`` (the
+  one place stores are made) always sets one: the real deadline, or ``NO_DEADLINE`` ticks.
 - The ticker is ONE daemon thread per engine, started lazily the first time a store asks for a
-  real deadline, incrementing the epoch every ``EPOCH_TICK`` seconds. Never a timer per call.
+  real deadline, advancing the epoch by one for every ``EPOCH_TICK`` seconds of wall clock
+  (catching up after a late wake-up). Never a timer per call.
   A forked child starts its own ticker (threads do not survive a fork). Compiling in a forked
   child can hang once the parent has compiled (wasmtime's compile threads do not survive it
   either): servers that fork should load guests after the fork, as ``wasmgate serve`` does by
@@ -18,7 +19,6 @@ Rules:
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import threading
@@ -30,11 +30,11 @@ import wasmtime
 
 from .._metadata import distribution_version
 from .lowlevel import enable_pooling, hold_gil_in_quick_calls
-from .sandbox import set_host_deadline
 
 __all__ = [
     "EPOCH_TICK",
     "NO_DEADLINE",
+    "UNLIMITED_FUEL",
     "EngineHandle",
     "EngineSettings",
     "engine_version",
@@ -90,10 +90,17 @@ class _EpochTicker:
                 self._thread = t
 
     def _run(self) -> None:
+        # The epoch follows the clock, not the number of wake-ups: on a busy machine a sleep of
+        # one tick can last many, and a deadline counted in wake-ups would stretch with them.
         engine = self._engine
+        started = time.monotonic()
+        ticks = 0
         while True:
             time.sleep(EPOCH_TICK)
-            engine.increment_epoch()
+            due = int((time.monotonic() - started) / EPOCH_TICK)
+            while ticks < due:
+                engine.increment_epoch()
+                ticks += 1
 
 
 _tickers: weakref.WeakSet[_EpochTicker] = weakref.WeakSet()
@@ -126,27 +133,9 @@ class EngineHandle:
         self.fingerprint = settings.fingerprint()
         self._ticker = _EpochTicker(self.engine)
 
-    def new_store(
-        self,
-        *,
-        timeout: float | None = None,
-        fuel: int | None = None,
-        max_memory: int | None = None,
-    ) -> wasmtime.Store:
-        store = wasmtime.Store(self.engine)
-        set_host_deadline(timeout)  # host calls (poll_oneoff) end by the deadline too
-        if timeout is None:
-            store.set_epoch_deadline(NO_DEADLINE)
-        else:
-            self._ticker.ensure_running()
-            # +1: the current tick may be about to end, so one tick of slack keeps the guest's
-            # full allowance; the deadline is then reached at most one tick late.
-            store.set_epoch_deadline(max(1, math.ceil(timeout / EPOCH_TICK)) + 1)
-        if self.settings.consume_fuel:
-            store.set_fuel(fuel if fuel is not None else UNLIMITED_FUEL)
-        if max_memory is not None:
-            store.set_limits(memory_size=max_memory)
-        return store
+    def ensure_ticker(self) -> None:
+        """Start the epoch ticker if no store has needed a deadline yet."""
+        self._ticker.ensure_running()
 
 
 _engines: dict[EngineSettings, EngineHandle] = {}

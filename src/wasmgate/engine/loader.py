@@ -24,11 +24,11 @@ import wasmtime
 from wasmtime import component as cm
 
 from ..errors import ArtifactError, LoadError
-from .cache import ArtifactCache
-from .engine import EngineHandle
+from .cache import ArtifactCache, CacheConfig
+from .engine import EngineHandle, EngineSettings, get_engine
 from .outcome import fold_error
 
-__all__ = ["Kind", "LoadedGuest", "detect_kind", "load_guest", "read_guest_bytes"]
+__all__ = ["Kind", "LoadedGuest", "detect_kind", "load", "load_guest", "read_guest_bytes"]
 
 Kind = Literal["module", "component"]
 
@@ -173,3 +173,22 @@ def _load_precompiled(
             loaded.name, loaded.kind, sha, loaded.module, loaded.component, engine, precompiled=True
         )
     raise ArtifactError(f"{name}: precompiled artifact not usable by this engine: {errors[0]}")
+
+
+def load(
+    source: Path | str | bytes,
+    *,
+    settings: EngineSettings | None = None,
+    cache: CacheConfig = CacheConfig(),
+    allow_precompiled: bool = False,
+) -> LoadedGuest:
+    """Compile a guest (path, ``.wat`` text or bytes) through the shared engine and cache."""
+    engine = get_engine(settings)
+    if isinstance(source, str):
+        source = Path(source)
+    return load_guest(
+        source,
+        engine,
+        cache=cache.open(engine.fingerprint),
+        allow_precompiled=allow_precompiled,
+    )

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
-from typing import Any
+from typing import Any, cast
 
 import wasmtime
 
@@ -26,8 +26,10 @@ __all__ = [
     "QUICK_CALLS",
     "PoolingLimits",
     "call_export",
+    "caller_store_id",
     "enable_pooling",
     "hold_gil_in_quick_calls",
+    "interrupt_caller",
     "set_args_env",
     "set_stdin_bytes",
 ]
@@ -251,3 +253,28 @@ def hold_gil_in_quick_calls() -> list[str]:
         setattr(_bindings, private, held)
         _held.append(name)
     return list(_held)
+
+
+def caller_store_id(caller: wasmtime.Caller) -> int | None:
+    """An identity for the store a host function was called from, stable for the store's life
+    (its context pointer), or None where the binding does not expose it (then callers cache
+    nothing per store)."""
+    context = getattr(caller, "_context", None)
+    if context is None:
+        return None
+    try:
+        return ctypes.cast(context(), ctypes.c_void_p).value or None
+    except Exception:  # pragma: no cover - binding layout changed
+        return None
+
+
+def interrupt_caller(caller: wasmtime.Caller) -> bool:
+    """Set the calling store's epoch deadline to "now", so its guest stops at its next epoch
+    check. False where the binding cannot (the store's own deadline still applies)."""
+    if getattr(caller, "_context", None) is None:
+        return False
+    try:
+        wasmtime.Store.set_epoch_deadline(cast(Any, caller), 0)
+    except Exception:  # pragma: no cover - binding layout changed
+        return False
+    return True

@@ -1,14 +1,18 @@
 """What happened when a guest ran, as a value: the engine never raises across layers for guest
-behaviour. Each boundary maps an ``Outcome`` once: the CLI to an exit status, the gateway to an
-HTTP status (both through ``Outcome.error()`` and the error classes' ``exit_code``/``http_status``).
+behaviour. Each boundary maps an ``Outcome`` once, through one table each in ``errors``:
+``Outcome.exit_status`` (``EXIT_STATUS``), ``Outcome.http_status`` (``HTTP_STATUS``) and
+``Outcome.error()`` (the exception).
 
 Rules:
 - ``proc_exit(0)`` is success, exactly like returning from ``_start``.
-- An epoch interrupt is a timeout and running out of fuel is a fuel limit. The engine does not
-  report a refused ``memory.grow`` (the guest just sees -1 and fails its own way), so a failure
-  (trap or non-zero exit) while linear memory is within max(1/8 of the cap, 1 MiB) of
-  ``max_memory`` is reported as the memory limit: allocators grow in large steps, so the last
-  refused step is usually that far from the cap.
+- An epoch interrupt is a timeout and running out of fuel is a fuel limit: the engine reports
+  both. The memory limit is reported only where the engine reports it: an instance whose initial
+  memory exceeds ``max_memory``.
+- A guest's own exit status and trap kind are facts, never replaced by a guess. The engine does
+  not report a refused ``memory.grow`` (the guest sees -1 and goes on its own way), so when a
+  guest fails while its linear memory is within max(1/8 of the cap, 1 MiB) of ``max_memory``
+  (allocators grow in large steps, so the last refused step is usually that far from the cap),
+  the outcome keeps its status and gets one ``hint`` line naming the setting the user used.
 - Every other trap keeps wasmtime's own wording for its kind and a short wasm backtrace (at most
   ``MAX_FRAMES`` frames: a stack overflow has thousands).
 """
@@ -16,12 +20,13 @@ Rules:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import wasmtime
 
-from ..errors import GuestExit, GuestTrap, LimitExceeded, WasmgateError
+from ..errors import EXIT_STATUS, HTTP_STATUS, GuestExit, GuestTrap, LimitExceeded, WasmgateError
+from ..limits import Limits
 from ..units import format_duration, format_size
 
 __all__ = [
@@ -32,6 +37,8 @@ __all__ = [
     "exported_memory_size",
     "fold_error",
     "format_backtrace",
+    "memory_hint",
+    "timed_out",
 ]
 
 Status = Literal["ok", "exit", "trap", "timeout", "fuel", "memory", "error"]
@@ -50,23 +57,42 @@ class Outcome:
     fuel_consumed: int | None = None
     elapsed: float = 0.0
     memory_size: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    hint: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def exit_status(self) -> int:
+        """The exit status of ``wasmgate run`` for this outcome."""
+        if self.status == "ok":
+            return 0
+        if self.status == "exit":
+            return self.exit_code
+        return EXIT_STATUS[self.status]
+
+    @property
+    def http_status(self) -> int:
+        """The HTTP status a route answers with for this outcome (200: the guest's response)."""
+        return 200 if self.status == "ok" else HTTP_STATUS[self.status]
+
     def error(self) -> WasmgateError | None:
-        """The error this outcome stands for, or None on success."""
+        """The exception this outcome stands for (with its ``hint``), or None on success."""
+        error: WasmgateError
         if self.status == "ok":
             return None
         if self.status == "exit":
-            return GuestExit(self.exit_code)
-        if self.status == "trap":
-            return GuestTrap(self.trap_kind or "unknown", self.backtrace)
-        if self.status in ("timeout", "fuel", "memory"):
-            return LimitExceeded(self.status, self.message)
-        return WasmgateError(self.message)
+            error = GuestExit(self.exit_code)
+        elif self.status == "trap":
+            error = GuestTrap(self.trap_kind or "unknown", self.backtrace)
+        elif self.status in ("timeout", "fuel", "memory"):
+            error = LimitExceeded(self.status, self.message)
+        else:
+            error = WasmgateError(self.message)
+        if self.hint:
+            error.hint = self.hint  # type: ignore[attr-defined]
+        return error
 
 
 def fold_error(err: BaseException) -> str:
@@ -135,15 +161,34 @@ def exported_memory_size(store: wasmtime.Store, instance: wasmtime.Instance | No
     return mem.data_len(store) if isinstance(mem, wasmtime.Memory) else None
 
 
+def memory_hint(limits: Limits, memory_size: int | None) -> str:
+    """One line saying the guest was at its memory cap when it failed, or "" if it was not."""
+    cap = limits.max_memory
+    if cap is None or memory_size is None or memory_size + max(cap // 8, 2**20) <= cap:
+        return ""
+    return (
+        f"its linear memory was {format_size(memory_size)}, near its limit of "
+        f"{format_size(cap)} ({limits.name_of('max_memory')}): a refused memory.grow may be "
+        "the cause"
+    )
+
+
+def timed_out(limits: Limits, timeout: float | None = None) -> Outcome:
+    """The outcome of a run stopped at its deadline (``timeout``: a caller's shorter budget)."""
+    seconds = timeout if timeout is not None else limits.timeout
+    limit = format_duration(seconds) if seconds else "the deadline"
+    return Outcome("timeout", message=f"guest timed out after {limit} (wall clock)")
+
+
 def classify_failure(
     err: wasmtime.WasmtimeError | wasmtime.Trap,
+    limits: Limits,
     *,
-    timeout: float | None,
-    fuel: int | None,
-    max_memory: int | None,
     memory_size: int | None,
+    timeout: float | None = None,
 ) -> Outcome:
-    """Turn an error raised by a wasm call into an Outcome (``ExitTrap(0)`` included).
+    """Turn an error raised by a wasm call into an Outcome (``ExitTrap(0)`` included);
+    ``timeout`` is a caller's shorter budget, if it ran under one.
 
     Drops ``err``'s Python traceback: wasmtime-py raises traps from inside a generator that keeps
     the exception in a local, so exception, traceback and frames form a reference cycle that
@@ -151,17 +196,16 @@ def classify_failure(
     cyclic garbage collector happens to run. Output capture waits for those pipes to close.
     """
     err.__traceback__ = None
-    memory_capped = (
-        max_memory is not None
-        and memory_size is not None
-        and memory_size + max(max_memory // 8, 2**20) > max_memory
-    )
     if isinstance(err, wasmtime.ExitTrap):
         if err.code == 0:
             return Outcome("ok", memory_size=memory_size)
-        if memory_capped:
-            return _memory(max_memory, memory_size, f"exit status {err.code}")
-        return Outcome("exit", exit_code=err.code, message=f"guest exited with status {err.code}")
+        return Outcome(
+            "exit",
+            exit_code=err.code,
+            message=f"guest exited with status {err.code}",
+            memory_size=memory_size,
+            hint=memory_hint(limits, memory_size),
+        )
     if isinstance(err, wasmtime.Trap):
         code = err.trap_code
         kind = _trap_kind(err.message, code)
@@ -175,22 +219,28 @@ def classify_failure(
             code, kind, backtrace = _TEXT_CODES.get(text_kind), text_kind, _text_backtrace(err)
     if kind is not None:
         if code == wasmtime.TrapCode.INTERRUPT:
-            limit = format_duration(timeout) if timeout else "the deadline"
-            return Outcome("timeout", message=f"guest timed out after {limit} (wall clock)")
+            return timed_out(limits, timeout)
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
-            return Outcome("fuel", message=f"guest ran out of fuel ({fuel} units)")
-        if memory_capped:
-            return _memory(max_memory, memory_size, kind)
+            return Outcome("fuel", message=f"guest ran out of fuel ({limits.fuel} units)")
         return Outcome(
             "trap",
             message=f"guest trapped: {kind}",
             trap_kind=kind,
             backtrace=backtrace,
             memory_size=memory_size,
+            hint=memory_hint(limits, memory_size),
         )
     text = str(err)
-    if "exceeds memory limits" in text and max_memory is not None:
-        return _memory(max_memory, memory_size, "its initial memory is larger")
+    if "exceeds memory limits" in text and limits.max_memory is not None:
+        cap = limits.max_memory
+        return Outcome(
+            "memory",
+            message=(
+                f"guest needs more memory than the {limits.name_of('max_memory')} limit of "
+                f"{format_size(cap)} (its initial memory is larger)"
+            ),
+            memory_size=cap,
+        )
     if "invalid exit status" in text:
         return Outcome(
             "error",
@@ -198,15 +248,3 @@ def classify_failure(
             message="guest called proc_exit with an invalid status (valid: 0-125)",
         )
     return Outcome("error", exit_code=1, message=fold_error(err))
-
-
-def _memory(max_memory: int | None, memory_size: int | None, cause: str) -> Outcome:
-    assert max_memory is not None
-    return Outcome(
-        "memory",
-        message=(
-            f"guest ran out of memory: the --max-memory limit of {format_size(max_memory)} "
-            f"was reached ({cause})"
-        ),
-        memory_size=memory_size,
-    )

@@ -1,271 +1,172 @@
-"""Capabilities -> a WASI configuration. The only place that grants a guest anything.
+"""The sandbox: the only module that builds a guest's store and its WASI configuration, so the
+only place that grants a guest anything or applies its limits.
 
 Rules:
 - Start from an empty ``WasiConfig`` (wasmtime's default grants nothing: no env, no preopens,
   stdio closed) and add exactly what ``Capabilities`` lists. Nothing is inherited implicitly.
-- In-memory stdin is staged through an unlinked-on-close temporary file, which the returned
-  ``StdioFiles`` owns; callers close it when the run ends.
-- Host calls cannot outlive the guest's deadline. Epoch interruption only stops running wasm
-  code; a guest blocked in ``poll_oneoff`` (``sleep``, ``nanosleep``, a timed ``poll``) is in the
-  host, where nothing can interrupt it, so it could hold its thread for as long as it asked
-  (``sleep(1 << 62)``: forever, and a server could not even shut down). ``define_wasi`` therefore
-  defines WASI with a ``poll_oneoff`` that shortens every clock subscription to end at the
-  deadline of the calling thread's current store (``set_host_deadline``, which
-  ``EngineHandle.new_store`` calls), then runs WASI's own ``poll_oneoff``. If it was shortened
-  and the deadline has passed when it returns, the store's epoch deadline is moved to "now", so
-  the guest stops at its next epoch check (a function entry or loop: the same places the
-  deadline stops running wasm) with the outcome "timeout". The guest's subscriptions are restored
-  afterwards; a poll that ends before the deadline behaves exactly as WASI's.
+- Every store gets every limit at once (``new_store``): an epoch deadline (the real one, or
+  ``NO_DEADLINE`` ticks: an engine with epoch interruption traps a store without one), fuel on a
+  fuel-metering engine, the memory cap, and the deadline of its host calls on this thread
+  (``deadline.set_host_deadline``). ``arm_call`` gives a long-lived store (the embedding API) the
+  same allowance afresh before each call.
+- WASI preview1 is always linked with the bounded host calls (``deadline.define_wasi``);
+  components get WASI preview2.
+- In-memory stdin goes to WASI straight from memory where the binding allows it; otherwise it is
+  staged in a file in the process's private directory, unlinked as soon as the store has opened
+  it (when the configuration is set), so it never outlives the run on disk.
+- argv and the environment go to WASI in two calls where the binding allows it
+  (``lowlevel.set_args_env``): a served request sets some thirty variables.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import math
 import os
-import struct
 import tempfile
-import threading
-import time
-from functools import partial
-from pathlib import Path
-from typing import Any, cast
+from collections.abc import Mapping
 
 import wasmtime
+from wasmtime import component as cm
 
-from ..capabilities import INHERIT, Capabilities, Stdio
+from ..capabilities import INHERIT, Capabilities
 from ..errors import UsageError
+from ..limits import Limits
+from .capture import private_dir
+from .deadline import define_wasi, set_host_deadline
+from .engine import EPOCH_TICK, NO_DEADLINE, UNLIMITED_FUEL, EngineHandle
+from .lowlevel import set_args_env, set_stdin_bytes
 
-__all__ = ["StagedStdin", "define_wasi", "set_host_deadline", "set_wasi", "wasi_config"]
+__all__ = [
+    "arm_call",
+    "component_linker",
+    "core_linker",
+    "deadline_ticks",
+    "new_store",
+    "open_store",
+]
 
 
-class StagedStdin:
-    """A temporary file holding stdin bytes for the duration of one run."""
+def deadline_ticks(timeout: float) -> int:
+    """Epoch ticks for ``timeout`` seconds. +1: the current tick may be about to end, so one tick
+    of slack keeps the guest's full allowance; the deadline is then reached at most one tick
+    late."""
+    return max(1, math.ceil(timeout / EPOCH_TICK)) + 1
 
-    def __init__(self, data: bytes) -> None:
-        fd, path = tempfile.mkstemp(prefix="wasmgate-stdin-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        self.path = path
 
-    def close(self) -> None:
+def new_store(
+    engine: EngineHandle, limits: Limits, *, timeout: float | None = None
+) -> wasmtime.Store:
+    """A fresh store with ``limits`` applied (``timeout``, if given, replaces the limit's own:
+    a caller's shorter budget)."""
+    if timeout is None:
+        timeout = limits.timeout
+    store = wasmtime.Store(engine.engine)
+    set_host_deadline(timeout)
+    if timeout is None:
+        store.set_epoch_deadline(NO_DEADLINE)
+    else:
+        engine.ensure_ticker()
+        store.set_epoch_deadline(deadline_ticks(timeout))
+    if engine.settings.consume_fuel:
+        store.set_fuel(limits.fuel if limits.fuel is not None else UNLIMITED_FUEL)
+    if limits.max_memory is not None:
+        store.set_limits(memory_size=limits.max_memory)
+    return store
+
+
+def arm_call(
+    store: wasmtime.Store, engine: EngineHandle, limits: Limits, *, host_calls: bool = True
+) -> None:
+    """Before each call into a long-lived store: a fresh deadline (for the wasm and, with
+    ``host_calls``, for its host calls on this thread) and a full fuel budget."""
+    timeout = limits.timeout
+    if host_calls:
+        set_host_deadline(timeout)
+    if timeout is not None:
+        engine.ensure_ticker()
+        store.set_epoch_deadline(deadline_ticks(timeout))
+    if limits.fuel is not None:
+        store.set_fuel(limits.fuel)
+
+
+def open_store(
+    engine: EngineHandle,
+    caps: Capabilities,
+    limits: Limits,
+    *,
+    timeout: float | None = None,
+) -> wasmtime.Store:
+    """``new_store`` with WASI granting exactly ``caps``."""
+    store = new_store(engine, limits, timeout=timeout)
+    staged = _set_wasi(store, caps)
+    if staged is not None:
         with contextlib.suppress(OSError):
-            os.unlink(self.path)
+            os.unlink(staged)
+    return store
 
 
-def wasi_config(
-    caps: Capabilities, stdio: Stdio | None = None
-) -> tuple[wasmtime.WasiConfig, StagedStdin | None]:
-    """The WASI configuration granting exactly ``caps`` (stdio from ``stdio`` if given)."""
+def _set_wasi(store: wasmtime.Store, caps: Capabilities) -> str | None:
+    """Configure WASI on ``store``; returns the path of a staged stdin file to remove, if any."""
     cfg = wasmtime.WasiConfig()
-    if caps.args:
+    env = caps.env if isinstance(caps.env, Mapping) else dict(caps.env)
+    if not set_args_env(cfg, caps.args, env):
         cfg.argv = list(caps.args)
-    if caps.env:
-        cfg.env = [list(pair) for pair in caps.env]
+        cfg.env = list(env.items())
     for grant in caps.dirs:
         try:
             cfg.preopen_dir(str(grant.host), grant.guest, not grant.read_only)
         except wasmtime.WasmtimeError:
             raise UsageError(f"cannot preopen directory {grant.host}") from None
-    io = stdio if stdio is not None else caps.stdio
+    io = caps.stdio
     staged = None
-    if io.stdin == INHERIT:
+    stdin = io.stdin
+    if stdin == INHERIT:
         cfg.inherit_stdin()
-    elif isinstance(io.stdin, bytes):
-        staged = StagedStdin(io.stdin)
-        cfg.stdin_file = staged.path
-    elif isinstance(io.stdin, Path):
-        _stdin_file(cfg, io.stdin)
+    elif isinstance(stdin, bytes):
+        if not set_stdin_bytes(cfg, stdin):
+            staged = _stage(stdin)
+            cfg.stdin_file = staged
+    elif stdin is not None:
+        try:
+            cfg.stdin_file = stdin
+        except wasmtime.WasmtimeError:
+            raise UsageError(f"cannot open stdin file {stdin}") from None
     if io.stdout == INHERIT:
         cfg.inherit_stdout()
-    elif isinstance(io.stdout, Path):
-        cfg.stdout_file = str(io.stdout)
+    elif io.stdout is not None:
+        cfg.stdout_file = io.stdout
     if io.stderr == INHERIT:
         cfg.inherit_stderr()
-    elif isinstance(io.stderr, Path):
-        cfg.stderr_file = str(io.stderr)
-    return cfg, staged
-
-
-def set_wasi(store: wasmtime.Store, caps: Capabilities) -> None:
-    """Give ``store`` WASI granting exactly ``caps``. In-memory stdin is staged in a temporary
-    file only until the store has opened it (the binding opens it when the configuration is
-    set), then unlinked: a long-lived instance's stdin must not outlive it on disk."""
-    cfg, staged = wasi_config(caps)
+    elif io.stderr is not None:
+        cfg.stderr_file = io.stderr
     try:
         store.set_wasi(cfg)
-    finally:
+    except BaseException:
         if staged is not None:
-            staged.close()
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
+        raise
+    return staged
 
 
-def _stdin_file(cfg: wasmtime.WasiConfig, path: Path) -> None:
-    try:
-        cfg.stdin_file = path
-    except wasmtime.WasmtimeError:
-        raise UsageError(f"cannot open stdin file {path}") from None
+def _stage(data: bytes) -> str:
+    """A private file holding ``data``; the caller unlinks it once WASI has opened it."""
+    fd, path = tempfile.mkstemp(prefix="wasmgate-stdin-", dir=private_dir())
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
 
 
-# --- host calls bounded by the guest's deadline ------------------------------------------------
-
-_WASI = "wasi_snapshot_preview1"
-# The real WASI functions look the caller's "memory" export up, so they cannot be called from
-# Python directly: this shim (one instance per store, created on the first poll) exports the
-# guest's memory and calls them from wasm.
-_SHIM_WAT = """(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
-  (import "guest" "memory" (memory 0))
-  (export "memory" (memory 0))
-  (func (export "poll") (param i32 i32 i32 i32) (result i32)
-    (call $poll (local.get 0) (local.get 1) (local.get 2) (local.get 3)))
-  (func (export "clock") (param i32 i64 i32) (result i32)
-    (call $clock (local.get 0) (local.get 1) (local.get 2))))"""
-_SUBSCRIPTION = 48  # sizeof(__wasi_subscription_t)
-_EVENTTYPE_CLOCK = 0
-_SUBCLOCKFLAGS_ABSTIME = 1
-_ERRNO_INVAL = 28
-_ERRNO_NOTSUP = 58
-_MAX_SUBSCRIPTIONS = 65536
+def core_linker(engine: EngineHandle) -> wasmtime.Linker:
+    """A linker for core modules with WASI preview1 (host calls bounded by the deadline)."""
+    linker = wasmtime.Linker(engine.engine)
+    define_wasi(linker)
+    return linker
 
 
-class _Shim:
-    __slots__ = ("clock", "context", "memory", "poll")
-
-    def __init__(self, context: int, instance: wasmtime.Instance, caller: wasmtime.Caller) -> None:
-        exports = instance.exports(caller)
-        self.context = context
-        self.poll = cast(wasmtime.Func, exports["poll"])
-        self.clock = cast(wasmtime.Func, exports["clock"])
-        self.memory = cast(wasmtime.Memory, exports["memory"])
-
-
-class _HostState(threading.local):
-    deadline: float | None = None
-    shim: _Shim | None = None
-
-
-_host = _HostState()
-_shim_modules: dict[int, wasmtime.Module] = {}
-_shim_lock = threading.Lock()
-
-
-def set_host_deadline(timeout: float | None) -> None:
-    """The guest about to run on this thread must leave every host call within ``timeout``
-    seconds from now (``None``: no deadline). Called for each new store."""
-    _host.deadline = None if timeout is None else time.monotonic() + timeout
-    _host.shim = None
-
-
-def define_wasi(linker: wasmtime.Linker) -> None:
-    """``linker.define_wasi()``, with ``poll_oneoff`` bounded by the guest's deadline."""
-    linker.define_wasi()
-    engine = linker.engine
-    wasi = wasmtime.Linker(engine)
-    wasi.define_wasi()
-    with _shim_lock:
-        module = _shim_modules.get(id(engine))
-        if module is None:
-            module = _shim_modules[id(engine)] = wasmtime.Module(engine, _SHIM_WAT)
-    i32 = wasmtime.ValType.i32()
-    # A new FuncType each time: wasmtime panics if one is used with two engines.
-    poll_type = wasmtime.FuncType([i32, i32, i32, i32], [i32])
-    linker.allow_shadowing = True
-    try:
-        poll = partial(_bounded_poll_oneoff, wasi, module)
-        linker.define_func(_WASI, "poll_oneoff", poll_type, poll, access_caller=True)
-    finally:
-        linker.allow_shadowing = False
-
-
-def _shim(caller: wasmtime.Caller, wasi: wasmtime.Linker, module: wasmtime.Module) -> _Shim | None:
-    context = ctypes.cast(caller._context(), ctypes.c_void_p).value or 0
-    shim = _host.shim
-    if shim is not None and shim.context == context:
-        return shim
-    memory = caller.get("memory")
-    if not isinstance(memory, wasmtime.Memory):
-        return None
-    imports = [wasi.get(caller, _WASI, "poll_oneoff"), wasi.get(caller, _WASI, "clock_time_get")]
-    instance = wasmtime.Instance(caller, module, [*imports, memory])
-    shim = _host.shim = _Shim(context, instance, caller)
-    return shim
-
-
-def _bounded_poll_oneoff(
-    wasi: wasmtime.Linker,
-    module: wasmtime.Module,
-    caller: wasmtime.Caller,
-    in_ptr: int,
-    out_ptr: int,
-    nsubs: int,
-    nevents_ptr: int,
-) -> int:
-    # Never raise: wasmtime-py hands a host function's exception to whichever thread next
-    # leaves wasm. Anything unexpected is an errno; a passed deadline still stops the guest at
-    # its next epoch check.
-    try:
-        shim = _shim(caller, wasi, module)
-        if shim is None:
-            return _ERRNO_NOTSUP
-        deadline = _host.deadline
-        if deadline is None:
-            return int(shim.poll(caller, in_ptr, out_ptr, nsubs, nevents_ptr))
-        if nsubs > _MAX_SUBSCRIPTIONS:
-            return _ERRNO_INVAL
-        saved = _shorten_clocks(shim, caller, in_ptr, out_ptr, nsubs, deadline)
-        try:
-            result = int(shim.poll(caller, in_ptr, out_ptr, nsubs, nevents_ptr))
-        finally:
-            for offset, original in saved:
-                shim.memory.write(caller, original, in_ptr + offset)
-        if saved and time.monotonic() >= deadline:
-            # Interrupt at the guest's next epoch check, as the deadline would have in wasm.
-            wasmtime.Store.set_epoch_deadline(cast(Any, caller), 0)
-        return result
-    except Exception:
-        return _ERRNO_INVAL
-
-
-def _shorten_clocks(
-    shim: _Shim, caller: wasmtime.Caller, in_ptr: int, out_ptr: int, nsubs: int, deadline: float
-) -> list[tuple[int, bytes]]:
-    """Rewrite clock subscriptions ending after ``deadline`` into relative ones ending at it;
-    return the original bytes of each rewritten subscription (offset, bytes)."""
-    size = nsubs * _SUBSCRIPTION
-    memory = shim.memory
-    if nsubs <= 0 or in_ptr < 0 or in_ptr + size > memory.data_len(caller):
-        return []  # WASI reports the bad arguments itself
-    raw = bytes(memory.read(caller, in_ptr, in_ptr + size))
-    left = max(0, int((deadline - time.monotonic()) * 1e9))
-    saved: list[tuple[int, bytes]] = []
-    for offset in range(0, size, _SUBSCRIPTION):
-        if raw[offset + 8] != _EVENTTYPE_CLOCK:
-            continue
-        (clock_id,) = struct.unpack_from("<I", raw, offset + 16)
-        (timeout,) = struct.unpack_from("<Q", raw, offset + 24)
-        (flags,) = struct.unpack_from("<H", raw, offset + 40)
-        if flags & _SUBCLOCKFLAGS_ABSTIME:
-            now = _clock_now(shim, caller, clock_id, out_ptr)
-            wait = left + 1 if now is None else max(0, timeout - now)
-        else:
-            wait = timeout
-        if wait <= left:
-            continue
-        saved.append((offset, raw[offset : offset + _SUBSCRIPTION]))
-        memory.write(caller, struct.pack("<Q", left), in_ptr + offset + 24)
-        memory.write(
-            caller, struct.pack("<H", flags & ~_SUBCLOCKFLAGS_ABSTIME), in_ptr + offset + 40
-        )
-    return saved
-
-
-def _clock_now(shim: _Shim, caller: wasmtime.Caller, clock_id: int, scratch: int) -> int | None:
-    """The guest's clock ``clock_id`` now, read into 8 bytes at ``scratch`` (the events buffer,
-    which poll_oneoff overwrites anyway); None if it cannot be read."""
-    if scratch % 8 or scratch < 0 or scratch + 8 > shim.memory.data_len(caller):
-        return None
-    if int(shim.clock(caller, clock_id, 1, scratch)) != 0:
-        return None
-    value: int = struct.unpack("<Q", bytes(shim.memory.read(caller, scratch, scratch + 8)))[0]
-    return value
+def component_linker(engine: EngineHandle) -> cm.Linker:
+    """A linker for components with WASI preview2."""
+    linker = cm.Linker(engine.engine)
+    linker.add_wasip2()
+    return linker

@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import GatewayConfig
-from ..engine.capture import OutputPump, default_pump
-from ..errors import WasmgateError
+from ..engine import OutputPump, default_pump
+from ..errors import HTTP_STATUS, WasmgateError
 from ..wagi.cgi import CgiRequest
 from ..wagi.handler import OVER_BUDGET, HandlerResult, ModuleHandler
 from ..wagi.routes import HealthCheck, RouteMatch
@@ -200,7 +200,6 @@ class Gateway:
             self._finish(request, None, 404, "no-route", started, 0, 10, None)
             return
         handler = found.route.handler
-        settings = handler.settings
         has_body = bool(request.content_length) or (
             request.content_length is None and _chunked(request)
         )
@@ -212,7 +211,7 @@ class Gateway:
         try:
             body = b""  # no Content-Length and not chunked: no body (RFC 9112 6.3)
             if has_body:
-                limit = settings.max_request_body
+                limit = handler.limits.max_request_body or 0
                 body = await _read_body(receive, request.content_length, limit, held)
         except _BodyTooLarge:
             held.release()
@@ -303,7 +302,7 @@ class Gateway:
             self._admitted -= 1
 
         future.add_done_callback(release)
-        timeout = handler.settings.limits.timeout
+        timeout = handler.limits.timeout
         if timeout is None:
             return await asyncio.shield(future)
         # The route's timeout bounds the wait in the queue, then the guest from its own start.
@@ -314,7 +313,7 @@ class Gateway:
         started = state[0]
         if not started:
             reason = "queued past the route's deadline; the guest was not run"
-            return HandlerResult(504, None, "timeout", reason)
+            return HandlerResult(HTTP_STATUS["timeout"], None, "timeout", reason)
         left = started + limit - time.monotonic()
         if left > 0:
             with contextlib.suppress(TimeoutError):

@@ -14,10 +14,9 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import GatewayConfig
-from ..engine import EngineSettings, LoadedGuest, get_engine, load_guest
-from ..engine.capture import OutputPump
+from ..engine import EngineSettings, LoadedGuest, OutputPump, get_engine, load_guest
 from ..errors import ConfigError, LoadError
-from ..wagi.handler import ModuleHandler, route_settings
+from ..wagi.handler import ModuleHandler
 from ..wagi.manifest import load_manifest
 from ..wagi.routes import Route, RouteTable, expand_dynamic_routes
 
@@ -40,17 +39,18 @@ def load_state(config: GatewayConfig, pump: OutputPump) -> GatewayState:
     guests: dict[tuple[Path, EngineSettings], LoadedGuest] = {}
     routes: list[Route[ModuleHandler]] = []
     for spec in manifest.modules:
-        settings = route_settings(spec, config.defaults)
-        engine_settings = EngineSettings(
-            consume_fuel=settings.limits.fuel is not None, pooling=True
-        )
+        limits = config.defaults.merged(spec.limits)  # the one merge rule (see limits.py)
+        engine_settings = EngineSettings(consume_fuel=limits.fuel is not None, pooling=True)
         key = (spec.module_path, engine_settings)
         guest = guests.get(key)
         if guest is None:
             engine = get_engine(engine_settings)
             try:
                 guest = load_guest(
-                    spec.module_path, engine, cache=config.cache.open(engine), name=spec.module
+                    spec.module_path,
+                    engine,
+                    cache=config.cache.open(engine.fingerprint),
+                    name=spec.module,
                 )
             except LoadError as e:
                 raise ConfigError(f"{spec.label}: {e}") from None
@@ -58,7 +58,7 @@ def load_state(config: GatewayConfig, pump: OutputPump) -> GatewayState:
         handler = ModuleHandler(
             spec,
             guest,
-            settings,
+            limits,
             global_env=global_env,
             default_host=config.hostname,
             server_software=SERVER_SOFTWARE,

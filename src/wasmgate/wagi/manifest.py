@@ -55,7 +55,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ..capabilities import DirGrant
 from ..errors import ConfigError, UsageError
+from ..limits import LIMIT_FIELDS, Limits
 from ..units import parse_duration, parse_size
 from .cgi import CGI_VARIABLES
 from .routes import DEFAULT_ENTRYPOINT, HEALTH_PATH, RoutePattern
@@ -63,8 +65,6 @@ from .routes import DEFAULT_ENTRYPOINT, HEALTH_PATH, RoutePattern
 __all__ = [
     "Manifest",
     "ModuleSpec",
-    "RouteLimits",
-    "Volume",
     "load_env_file",
     "load_manifest",
     "parse_env_assignment",
@@ -96,28 +96,6 @@ _EMPTY_ENV: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
-class RouteLimits:
-    """Per-route limits from ``modules.toml``; ``None`` means "use the server default"."""
-
-    timeout: float | None = None
-    max_memory: int | None = None
-    fuel: int | None = None
-    max_request_body: int | None = None
-    max_response_body: int | None = None
-    max_concurrency: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Volume:
-    """A host directory the guest sees at ``guest``; ``read_only`` forbids creating, writing,
-    renaming and deleting through it (the guest may still read and list)."""
-
-    guest: str
-    host: Path
-    read_only: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class ModuleSpec:
     """One ``[[module]]`` entry, checked and with its paths resolved."""
 
@@ -126,12 +104,12 @@ class ModuleSpec:
     module: str  # as written, for messages
     module_path: Path
     entrypoint: str = DEFAULT_ENTRYPOINT
-    volumes: tuple[Volume, ...] = ()
+    volumes: tuple[DirGrant, ...] = ()  # read_only forbids create, write, rename and delete
     environment: Mapping[str, str] = field(default_factory=lambda: _EMPTY_ENV)
     argv: str | None = None
     allowed_hosts: tuple[str, ...] | None = None
     http_max_concurrency: int | None = None
-    limits: RouteLimits = field(default_factory=RouteLimits)
+    limits: Limits = Limits()  # the entry's own; a limit it does not set is None (the default's)
 
     @property
     def label(self) -> str:
@@ -322,7 +300,7 @@ def _volume_source(
     return host, read_only
 
 
-def _volumes(entry: _Entry, base_dir: Path, warnings: list[str]) -> tuple[Volume, ...]:
+def _volumes(entry: _Entry, base_dir: Path, warnings: list[str]) -> tuple[DirGrant, ...]:
     table = entry.table.get("volumes")
     if table is None:
         return ()
@@ -330,7 +308,7 @@ def _volumes(entry: _Entry, base_dir: Path, warnings: list[str]) -> tuple[Volume
         raise entry.error(
             f'volumes must be a table such as {{"/data" = "data"}}, not {_toml_type(table)}'
         )
-    volumes: list[Volume] = []
+    volumes: list[DirGrant] = []
     for guest, value in table.items():
         if not guest or "\x00" in guest:
             raise entry.error(f"volume guest path {_quote(guest)} is invalid")
@@ -340,7 +318,7 @@ def _volumes(entry: _Entry, base_dir: Path, warnings: list[str]) -> tuple[Volume
         path = base_dir / host
         if not path.is_dir():
             raise entry.error(f"volume {_quote(guest)}: host directory not found: {_shown(host)}")
-        volumes.append(Volume(guest, path, read_only))
+        volumes.append(DirGrant(path, guest, read_only))
     return tuple(volumes)
 
 
@@ -408,15 +386,21 @@ def _module_spec(
         argv=_argv_template(entry),
         allowed_hosts=entry.string_list("allowed_hosts"),
         http_max_concurrency=entry.positive_int("http_max_concurrency"),
-        limits=RouteLimits(
-            timeout=entry.duration("timeout"),
-            max_memory=entry.size("max_memory"),
-            fuel=entry.positive_int("fuel"),
-            max_request_body=entry.size("max_request_body"),
-            max_response_body=entry.size("max_response_body"),
-            max_concurrency=entry.positive_int("max_concurrency"),
-        ),
+        limits=_limits(entry, route.text),
     )
+
+
+def _limits(entry: _Entry, route: str) -> Limits:
+    limits = Limits(
+        timeout=entry.duration("timeout"),
+        max_memory=entry.size("max_memory"),
+        fuel=entry.positive_int("fuel"),
+        max_request_body=entry.size("max_request_body"),
+        max_response_body=entry.size("max_response_body"),
+        max_concurrency=entry.positive_int("max_concurrency"),
+    )
+    where = f"of route {_quote(route)} in modules.toml"
+    return limits.named({name: f"{name} {where}" for name in LIMIT_FIELDS})
 
 
 def _reachability_warnings(source: str, modules: tuple[ModuleSpec, ...]) -> list[str]:

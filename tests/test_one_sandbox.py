@@ -1,0 +1,220 @@
+"""One sandbox: every face (run, call, the embedding API for modules and components, a served
+route) reports each limit the same way, and within the same time.
+
+The guests (tests/guests/faces_core.wat, faces_component.wat) spin, sleep 10 s in one host
+call, or grow their memory until refused and then either exit with (pages grown / 64) or divide
+by zero. Under a 64 MiB cap a guest starting with one page grows 1023 pages: it exits with 15.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import wasmgate
+from wasmgate.api import run as api_run
+from wasmgate.capabilities import Stdio
+from wasmgate.config import GatewayConfig, RunConfig
+from wasmgate.errors import EXIT_STATUS, GuestExit, GuestTrap, LimitExceeded
+from wasmgate.gateway import create_app
+from wasmgate.limits import CLI_NAMES, Limits
+
+GUESTS = Path(__file__).resolve().parent / "guests"
+TIMEOUT = 1.0
+SLACK = 0.5  # every timeout ends within TIMEOUT + SLACK
+MEMORY = "64MiB"
+FUEL = 1_000_000
+
+# behaviour -> (limits, the outcome every face reports: "timeout"/"fuel"/"exit 15"/"trap ...")
+CASES: dict[str, tuple[dict[str, Any], str]] = {
+    "spin": ({"timeout": TIMEOUT}, "timeout"),
+    "sleep": ({"timeout": TIMEOUT}, "timeout"),
+    "spin-fuel": ({"fuel": FUEL}, "fuel"),
+    "grow_exit": ({"max_memory": MEMORY}, "exit 15"),
+    "grow_divzero": ({"max_memory": MEMORY}, "trap integer divide by zero"),
+}
+
+
+def _export(case: str) -> str:
+    return "spin" if case == "spin-fuel" else case
+
+
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``commands("sleep")``: faces_core.wat with ``_start`` running that behaviour."""
+    folder = tmp_path_factory.mktemp("faces")
+    source = (GUESTS / "faces_core.wat").read_text()
+
+    def get(case: str) -> Path:
+        path = folder / f"{case}.wat"
+        if not path.exists():
+            start = f'(export "_start" (func ${_export(case)}))'
+            path.write_text(source.replace(";; START", start))
+        return path
+
+    return get
+
+
+def _timed(fn: Callable[[], str]) -> tuple[str, float]:
+    started = time.monotonic()
+    result = fn()
+    return result, time.monotonic() - started
+
+
+def _check(case: str, result: str, elapsed: float, startup: float = 0.0) -> None:
+    """``startup``: what a subprocess face spends before its guest starts (Python, imports)."""
+    assert result == CASES[case][1]
+    if result == "timeout":
+        assert elapsed < TIMEOUT + SLACK + startup, f"{case}: {elapsed:.2f}s"
+
+
+def _of_error(err: BaseException) -> str:
+    if isinstance(err, LimitExceeded):
+        return err.kind
+    if isinstance(err, GuestExit):
+        return f"exit {err.code}"
+    if isinstance(err, GuestTrap):
+        return f"trap {err.kind}"
+    raise AssertionError(f"unexpected {err!r}")
+
+
+def _of_status(code: int, stderr: str = "") -> str:
+    by_status = {v: k for k, v in EXIT_STATUS.items()}
+    kind = by_status.get(code)
+    if kind == "trap":
+        return "trap " + stderr.split("guest trapped: ", 1)[1].splitlines()[0]
+    return kind if kind in ("timeout", "fuel", "memory") else f"exit {code}"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_run_in_process(case: str, commands: Callable[[str], Path]) -> None:
+    limits = Limits(**CASES[case][0])
+    config = RunConfig(module=commands(case), limits=limits, stdio=Stdio())
+    outcome, elapsed = _timed(lambda: _outcome_text(api_run(config)))
+    _check(case, outcome, elapsed)
+
+
+def _outcome_text(outcome: wasmgate.Outcome) -> str:
+    if outcome.status == "exit":
+        return f"exit {outcome.exit_code}"
+    if outcome.status == "trap":
+        return f"trap {outcome.trap_kind}"
+    return outcome.status
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_embed_core(case: str, commands: Callable[[str], Path]) -> None:
+    limits = Limits(**CASES[case][0])
+    inst = wasmgate.instantiate(commands(case), limits=limits)
+
+    def call() -> str:
+        with pytest.raises(wasmgate.WasmgateError) as err:
+            inst.call(_export(case))
+        return _of_error(err.value)
+
+    result, elapsed = _timed(call)
+    _check(case, result, elapsed)
+
+
+@pytest.mark.parametrize("case", ["spin", "spin-fuel", "grow_divzero"])
+def test_embed_component(case: str) -> None:
+    limits = Limits(**CASES[case][0])
+    inst = wasmgate.instantiate_component(GUESTS / "faces_component.wat", limits=limits)
+
+    def call() -> str:
+        with pytest.raises(wasmgate.WasmgateError) as err:
+            inst.exports[_export(case).replace("_", "-")]()
+        return _of_error(err.value)
+
+    result, elapsed = _timed(call)
+    _check(case, result, elapsed)
+
+
+def test_embed_component_keeps_the_guests_own_answer_at_the_memory_cap() -> None:
+    inst = wasmgate.instantiate_component(
+        GUESTS / "faces_component.wat", limits=Limits(max_memory=MEMORY)
+    )
+    assert inst.exports.grow_pages() == 15
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_run_cli(case: str, commands: Callable[[str], Path], wasmgate: Any) -> None:
+    flags = [f"{CLI_NAMES[k]}={v}" for k, v in CASES[case][0].items()]
+    started = time.monotonic()
+    r = wasmgate("run", *flags, commands(case))
+    _check(case, _of_status(r.returncode, r.stderr), time.monotonic() - started, _startup())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_call_cli(case: str, commands: Callable[[str], Path], wasmgate: Any) -> None:
+    flags = [f"{CLI_NAMES[k]}={v}" for k, v in CASES[case][0].items()]
+    started = time.monotonic()
+    r = wasmgate("call", *flags, commands(case), _export(case))
+    _check(case, _of_status(r.returncode, r.stderr), time.monotonic() - started, _startup())
+
+
+_STARTUP: list[float] = []
+
+
+def _startup() -> float:
+    """Allowance for a subprocess face: twice what a `wasmgate` that runs nothing takes (the
+    machine may be busy), at least a second. Still far below a 10 s sleep."""
+    if not _STARTUP:
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "wasmgate", "--version"], capture_output=True)
+        _STARTUP.append(max(1.0, 2 * (time.monotonic() - started)))
+    return _STARTUP[0]
+
+
+@pytest.fixture(scope="module")
+def served(commands: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("served")
+    entries = []
+    for case, (limits, _) in CASES.items():
+        lines = [f'[[module]]\nroute = "/{case}"\nmodule = "{commands(case)}"']
+        for key, value in limits.items():
+            lines.append(f"{key} = {value!r}".replace("'", '"'))
+        entries.append("\n".join(lines))
+    toml = folder / "modules.toml"
+    toml.write_text("\n\n".join(entries) + "\n")
+    return toml
+
+
+@pytest.fixture(scope="module")
+def app(served: Path) -> Iterator[Any]:
+    application = create_app(GatewayConfig(modules_toml=served, threads=2))
+    yield application
+    application.close()
+
+
+SERVED_REASON = {
+    "timeout": "guest timed out after 1s",
+    "fuel": "guest ran out of fuel",
+    "exit 15": "guest exited with status 15",
+    "trap integer divide by zero": "guest trapped: integer divide by zero",
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", list(CASES))
+async def test_serve(case: str, app: Any, caplog: pytest.LogCaptureFixture) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        started = time.monotonic()
+        r = await client.get(f"/{case}")
+        elapsed = time.monotonic() - started
+    expected = CASES[case][1]
+    assert r.status_code == (504 if expected == "timeout" else 500)
+    logged = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert SERVED_REASON[expected] in logged, logged
+    if expected == "timeout":
+        assert elapsed < TIMEOUT + SLACK
+    if case.startswith("grow"):  # the guest's own failure, and a hint naming the setting
+        assert f'(max_memory of route "/{case}" in modules.toml)' in logged
