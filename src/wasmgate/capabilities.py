@@ -33,6 +33,7 @@ __all__ = [
     "env_from_host",
     "parse_dir_grant",
     "parse_env_grant",
+    "request_capabilities",
 ]
 
 Inherit = Literal["inherit"]
@@ -73,7 +74,9 @@ class Capabilities:
     def __post_init__(self) -> None:
         # Checked over joined strings first (a served request passes ~30 variables each time);
         # the loop that names the culprit runs only when something is wrong.
-        env = self.env if isinstance(self.env, Mapping) else dict(self.env)
+        env = self.env
+        if type(env) is not dict:  # (a served request's is a dict: skip the ABC check)
+            env = env if isinstance(env, Mapping) else dict(env)
         names = "".join(env)
         if "=" in names or "\0" in names or not all(env) or "\0" in "".join(env.values()):
             for key, value in env.items():
@@ -81,6 +84,21 @@ class Capabilities:
                     raise UsageError(f"invalid environment variable {key!r}")
         if "\0" in "".join(self.args):
             raise UsageError("arguments cannot contain NUL characters")
+
+
+def request_capabilities(
+    args: Sequence[str], env: dict[str, str], dirs: tuple[DirGrant, ...], stdio: Stdio
+) -> Capabilities:
+    """``Capabilities`` for values the caller built itself from checked parts (the gateway's CGI
+    environment, once per request), without checking them again; WASI still refuses a NUL in
+    any argv or environment string."""
+    caps = object.__new__(Capabilities)
+    put = object.__setattr__
+    put(caps, "args", args)
+    put(caps, "env", env)
+    put(caps, "dirs", dirs)
+    put(caps, "stdio", stdio)
+    return caps
 
 
 def parse_env_grant(text: str) -> tuple[str, str]:

@@ -93,7 +93,8 @@ class Program:
         """Run ``entry`` once in a fresh store; ``timeout`` (seconds) replaces the limit's own
         (a caller's shorter budget). With ``results``, the entry's results are returned in the
         outcome. Components run ``wasi:cli/run`` (``entry`` is not used)."""
-        self.check_linked()
+        if self.link_error is not None:
+            self.check_linked()
         store = open_store(self.guest.engine, caps, limits, timeout=timeout)
         if self._component_linker is not None:
             return self._run_component(store, limits, timeout)
@@ -124,11 +125,9 @@ class Program:
             values = tuple(value)
         else:
             values = (value,)
+        fuel = None if limits.fuel is None else _fuel_consumed(store, limits)
         return Outcome(
-            "ok",
-            results=values,
-            elapsed=time.perf_counter() - started,
-            fuel_consumed=_fuel_consumed(store, limits),
+            "ok", results=values, elapsed=time.perf_counter() - started, fuel_consumed=fuel
         )
 
     def _run_component(

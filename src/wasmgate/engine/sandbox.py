@@ -109,7 +109,9 @@ def open_store(
 def _set_wasi(store: wasmtime.Store, caps: Capabilities) -> str | None:
     """Configure WASI on ``store``; returns the path of a staged stdin file to remove, if any."""
     cfg = wasmtime.WasiConfig()
-    env = caps.env if isinstance(caps.env, Mapping) else dict(caps.env)
+    env = caps.env
+    if type(env) is not dict:
+        env = env if isinstance(env, Mapping) else dict(env)
     if not set_args_env(cfg, caps.args, env):
         cfg.argv = list(caps.args)
         cfg.env = list(env.items())
@@ -121,25 +123,29 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities) -> str | None:
     io = caps.stdio
     staged = None
     stdin = io.stdin
-    if stdin == INHERIT:
-        cfg.inherit_stdin()
-    elif isinstance(stdin, bytes):
+    if isinstance(stdin, bytes):
         if not set_stdin_bytes(cfg, stdin):
             staged = _stage(stdin)
             cfg.stdin_file = staged
+    elif stdin == INHERIT:
+        cfg.inherit_stdin()
     elif stdin is not None:
         try:
             cfg.stdin_file = stdin
         except wasmtime.WasmtimeError:
             raise UsageError(f"cannot open stdin file {stdin}") from None
-    if io.stdout == INHERIT:
-        cfg.inherit_stdout()
-    elif io.stdout is not None:
-        cfg.stdout_file = io.stdout
-    if io.stderr == INHERIT:
-        cfg.inherit_stderr()
-    elif io.stderr is not None:
-        cfg.stderr_file = io.stderr
+    # A str is INHERIT (the only string a stream takes); anything else is a path.
+    out, err = io.stdout, io.stderr
+    if out is not None:
+        if isinstance(out, str):
+            cfg.inherit_stdout()
+        else:
+            cfg.stdout_file = out
+    if err is not None:
+        if isinstance(err, str):
+            cfg.inherit_stderr()
+        else:
+            cfg.stderr_file = err
     try:
         store.set_wasi(cfg)
     except BaseException:
