@@ -67,7 +67,7 @@ def test_i32_accepts_unsigned_spelling_and_returns_signed(plugin: Instance) -> N
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((1,), "takes 2 argument(s) (func(i32, i32) -> i32), but 1 were given"),
+        ((1,), "takes 2 argument(s) (func(i32, i32) -> i32), but 1 was given"),
         (("1", 2), "argument 0: expected i32, got str"),
         ((1, 2**32), "argument 1: expected i32, got 4294967296 (out of range)"),
         ((1, -(2**31) - 1), "out of range"),

@@ -386,7 +386,7 @@ def test_invoke(wasmgate: Run, tmp_path: Path, args: tuple[str, ...], out: str) 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("add", "1"), "takes 2 argument(s) (i32, i32), but 1 were given"),
+        (("add", "1"), "takes 2 argument(s) (i32, i32), but 1 was given"),
         (("add", "1", "x"), "'x' is not a valid i32"),
         (("add", "1", "99999999999"), "is not a valid i32"),
         (("sub", "1", "2"), "no exported function 'sub'"),

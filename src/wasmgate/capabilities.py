@@ -105,7 +105,7 @@ def parse_env_grant(text: str) -> tuple[str, str]:
     """``K=V`` grants ``K`` with value ``V``; a bare ``NAME`` copies that one host variable."""
     key, sep, value = text.partition("=")
     if not key or "\0" in text:
-        raise UsageError(f"invalid --env {text!r} (expected KEY=VALUE or NAME)")
+        raise UsageError(f"invalid value {text!r} (expected KEY=VALUE or NAME)")
     if sep:
         return key, value
     return env_from_host(key)
@@ -114,7 +114,7 @@ def parse_env_grant(text: str) -> tuple[str, str]:
 def env_from_host(name: str) -> tuple[str, str]:
     value = os.environ.get(name)
     if value is None:
-        raise UsageError(f"--env {name}: {name} is not set in the host environment")
+        raise UsageError(f"{name} is not set in the host environment")
     return name, value
 
 

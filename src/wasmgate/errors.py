@@ -48,6 +48,7 @@ __all__ = [
     "SettingTypeError",
     "UsageError",
     "WasmgateError",
+    "given",
 ]
 
 
@@ -62,6 +63,11 @@ HTTP_STATUS: dict[str, int] = {
     "memory": 500,
     "timeout": 504,
 }
+
+
+def given(count: int) -> str:
+    """``"1 was given"``, ``"3 were given"``: for argument-count messages."""
+    return f"{count} was given" if count == 1 else f"{count} were given"
 
 
 class WasmgateError(Exception):

@@ -11,10 +11,20 @@ from ..capabilities import parse_dir_grant, parse_env_grant
 from ..errors import UsageError
 from ..units import parse_duration, parse_size
 
-__all__ = ["DIR", "DIR_RO", "DURATION", "ENV", "ENV_ASSIGN", "POSITIVE_INT", "SIZE"]
+__all__ = [
+    "DIR",
+    "DIR_RO",
+    "DURATION",
+    "ENV",
+    "ENV_ASSIGN",
+    "POSITIVE_INT",
+    "SIZE",
+    "ParsedType",
+    "positive_int",
+]
 
 
-class _Parsed(click.ParamType):  # type: ignore[type-arg]
+class ParsedType(click.ParamType):  # type: ignore[type-arg]
     """A click type that runs one of our parsers and turns its UsageError into a clean failure."""
 
     def __init__(self, name: str, parser: Any) -> None:
@@ -30,14 +40,14 @@ class _Parsed(click.ParamType):  # type: ignore[type-arg]
             self.fail(str(e), param, ctx)
 
 
-SIZE = _Parsed("size", parse_size)
-DURATION = _Parsed("duration", parse_duration)
-ENV = _Parsed("KEY=VALUE|NAME", parse_env_grant)
-DIR = _Parsed("HOST[::GUEST]", parse_dir_grant)
-DIR_RO = _Parsed("HOST[::GUEST]", lambda v: parse_dir_grant(v, read_only=True))
+SIZE = ParsedType("size", parse_size)
+DURATION = ParsedType("duration", parse_duration)
+ENV = ParsedType("KEY=VALUE|NAME", parse_env_grant)
+DIR = ParsedType("HOST[::GUEST]", parse_dir_grant)
+DIR_RO = ParsedType("HOST[::GUEST]", lambda v: parse_dir_grant(v, read_only=True))
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
     try:
         n = int(value, 0)
     except ValueError:
@@ -47,7 +57,7 @@ def _positive_int(value: str) -> int:
     return n
 
 
-POSITIVE_INT = _Parsed("integer", _positive_int)
+POSITIVE_INT = ParsedType("integer", positive_int)
 
 
 def _env_assignment(text: str) -> tuple[str, str]:
@@ -56,4 +66,4 @@ def _env_assignment(text: str) -> tuple[str, str]:
     return parse_env_assignment(text)
 
 
-ENV_ASSIGN = _Parsed("KEY=VALUE", _env_assignment)
+ENV_ASSIGN = ParsedType("KEY=VALUE", _env_assignment)

@@ -37,7 +37,7 @@ import wasmtime
 
 from ..capabilities import Capabilities
 from ..engine import CacheConfig, EngineSettings, LoadedGuest, Program, core_type
-from ..errors import LinkError, UsageError, WasmgateError
+from ..errors import LinkError, UsageError, WasmgateError, given
 from ..limits import Limits
 from .call_limits import CallGuard
 from .hostfuncs import HostFunctions, define_core_function
@@ -81,9 +81,10 @@ class ExportFunction:
 
     def __call__(self, *args: Any) -> Any:
         if len(args) != self._nparams:
+            self._no_strings(args)
             raise TypeError(
                 f"{self.name}() takes {self._nparams} argument(s) ({core_type(self.type)}), "
-                f"but {len(args)} were given"
+                f"but {given(len(args))}"
             )
         for value, (lo, hi) in zip(args, self._specs, strict=True):
             if type(value) is not int or not lo <= value <= hi:
@@ -105,8 +106,17 @@ class ExportFunction:
             return None
         raise failure
 
+    def _no_strings(self, args: tuple[Any, ...]) -> None:
+        if any(isinstance(a, str | bytes | bytearray | memoryview) for a in args):
+            raise TypeError(
+                f"{self.name}() takes numbers ({core_type(self.type)}); pass strings and bytes "
+                f"with call_str({self.name!r}, ...) or call_bytes({self.name!r}, ...), which "
+                "copy them into guest memory as (ptr, len)"
+            )
+
     def _convert(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         """Arguments checked one by one (the slow path: floats, int subclasses, errors)."""
+        self._no_strings(args)
         out = []
         for i, (value, (lo, hi)) in enumerate(zip(args, self._specs, strict=True)):
             kind = str(self.type.params[i])

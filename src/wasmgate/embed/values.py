@@ -53,7 +53,7 @@ from typing import Any
 from wasmtime import component as cm
 
 from ..engine import TypeNames, type_name, wit_type
-from ..errors import UsageError, WasmgateError
+from ..errors import UsageError, WasmgateError, given
 
 __all__ = [
     "INT_RANGES",
@@ -680,7 +680,7 @@ class Signature:
         if len(args) > len(names):
             raise TypeError(
                 f"{self.label}: takes {len(names)} argument(s) ({', '.join(names)}), "
-                f"but {len(args)} were given"
+                f"but {given(len(args))}"
             )
         values = list(args)
         for wit_name, pyname, _ in self.params[len(args) :]:

@@ -43,7 +43,15 @@ from wasmtime import component as cm
 from ..errors import UsageError
 from .values import INT_RANGES, Err, Ok, Some
 
-__all__ = ["WaveError", "format_value", "parse_args", "parse_call", "parse_value"]
+__all__ = [
+    "WaveError",
+    "format_string",
+    "format_value",
+    "parse_args",
+    "parse_call",
+    "parse_string",
+    "parse_value",
+]
 
 KEYWORDS = frozenset({"true", "false", "some", "none", "ok", "err", "inf", "nan"})
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?(?:0|[1-9][0-9]*))?")
@@ -341,6 +349,19 @@ def parse_value(text: str, ty: Any) -> Any:
     value = p.value(ty)
     p.end()
     return value
+
+
+def parse_string(text: str) -> str:
+    """A WAVE string literal (``"hi\\n"``) as its text; raises ``WaveError``."""
+    p = _Parser(text)
+    value = p.string()
+    p.end()
+    return value
+
+
+def format_string(text: str) -> str:
+    """``text`` as a WAVE string literal."""
+    return _quote(text, '"')
 
 
 def parse_call(text: str) -> tuple[str, str]:

@@ -108,7 +108,10 @@ def load_guest(
     else:
         data = bytes(source)
         name = name or "<bytes>"
-    kind = detect_kind(data)
+    try:
+        kind = detect_kind(data)
+    except LoadError as e:
+        raise LoadError(f"{name}: {e}") from None
     if kind == "wat":
         try:
             data = bytes(wasmtime.wat2wasm(data.decode("utf-8")))

@@ -16,7 +16,7 @@ from typing import Any
 import wasmtime
 
 from ..capabilities import Capabilities
-from ..errors import LinkError, UsageError
+from ..errors import LinkError, UsageError, given
 from ..limits import Limits
 from .loader import LoadedGuest
 from .outcome import Outcome
@@ -67,9 +67,7 @@ def parse_invoke_args(name: str, ty: wasmtime.FuncType, raw: Sequence[str]) -> l
     params = ty.params
     if len(raw) != len(params):
         sig = ", ".join(str(p) for p in params) or "no parameters"
-        raise UsageError(
-            f"{name} takes {len(params)} argument(s) ({sig}), but {len(raw)} were given"
-        )
+        raise UsageError(f"{name} takes {len(params)} argument(s) ({sig}), but {given(len(raw))}")
     values: list[Any] = []
     for i, (text, param) in enumerate(zip(raw, params, strict=True)):
         kind = str(param)
