@@ -116,12 +116,16 @@ class ExportFunction:
 
     def _convert(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         """Arguments checked one by one (the slow path: floats, int subclasses, errors)."""
-        self._no_strings(args)
         out = []
         for i, (value, (lo, hi)) in enumerate(zip(args, self._specs, strict=True)):
             kind = str(self.type.params[i])
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"{self.name}: argument {i}: expected {kind}, got {_got(value)}")
+                hint = ""
+                if isinstance(value, str | bytes | bytearray | memoryview):
+                    hint = f" (pass strings and bytes with call_str({self.name!r}, ...))"
+                raise TypeError(
+                    f"{self.name}: argument {i}: expected {kind}, got {_got(value)}{hint}"
+                )
             if kind in ("f32", "f64"):
                 out.append(float(value))
             elif isinstance(value, float) or not lo <= value <= hi:
