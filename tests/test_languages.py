@@ -22,10 +22,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from guestbuild import build as build_guest
 
 from conftest import ROOT
 from gateway_support import free_port
-from guestbuild import build as build_guest
 
 sys.path.insert(0, str(ROOT / "examples" / "languages"))
 
@@ -153,7 +153,7 @@ def test_handler_get_without_anything(served: Gallery, key: str) -> None:
 def test_handler_large_body(served: Gallery, key: str) -> None:
     """300 KB in and about as much out: every guest loops on reads and writes."""
     served.require(key)
-    body = "".join(f"{i:06d} \"x\"\n" for i in range(30_000))
+    body = "".join(f'{i:06d} "x"\n' for i in range(30_000))
     reply = call(served, key, "PUT", "big=1", content=body.encode())
     assert reply == expected(key, "PUT", "big=1", "", body)
 
