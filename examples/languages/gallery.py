@@ -80,10 +80,11 @@ class Language:
     key: str  # folder name and route: /lang/<key>
     title: str
     toolchain: str  # what builds it, for people
-    sources: tuple[str, ...]  # inputs, relative to the folder (all part of the cache key)
+    sources: tuple[str, ...]  # inputs relative to the folder, the handler's first (all are hashed)
     outputs: tuple[str, ...]  # "handler" and maybe "plugin": <folder>/<name>.wasm
     identify: Callable[[], str] = field(repr=False)  # the toolchain's identity, or ToolchainMissing
-    compile: Callable[[Path, Path], None] = field(repr=False)  # (folder, output dir)
+    # compile(folder, output dir, outputs to build): writes <output dir>/<name>.wasm for each
+    compile: Callable[[Path, Path, tuple[str, ...]], None] = field(repr=False)
     commands: str = ""  # the build commands, as written in README (part of the cache key)
 
     @property
@@ -132,20 +133,20 @@ ZIG = (sys.executable, "-m", "ziglang")
 C_FLAGS = ("-target", "wasm32-wasi", "-O2", "-s")
 
 
-def _compile_c(folder: Path, out: Path) -> None:
-    _run([*ZIG, "cc", *C_FLAGS, "-o", out / "handler.wasm", "handler.c"], cwd=folder)
-    _run(
-        [*ZIG, "cc", *C_FLAGS, "-mexec-model=reactor", "-o", out / "plugin.wasm", "plugin.c"],
-        cwd=folder,
-    )
+def _compile_c(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
+    if "handler" in outputs:
+        _run([*ZIG, "cc", *C_FLAGS, "-o", out / "handler.wasm", "handler.c"], cwd=folder)
+    if "plugin" in outputs:
+        reactor = (*C_FLAGS, "-mexec-model=reactor")
+        _run([*ZIG, "cc", *reactor, "-o", out / "plugin.wasm", "plugin.c"], cwd=folder)
 
 
-def _compile_cpp(folder: Path, out: Path) -> None:
+def _compile_cpp(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
     flags = (*C_FLAGS, "-fno-exceptions")
     _run([*ZIG, "c++", *flags, "-o", out / "handler.wasm", "handler.cpp"], cwd=folder)
 
 
-def _compile_zig(folder: Path, out: Path) -> None:
+def _compile_zig(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
     # cwd is the output directory, so zig's local cache (.zig-cache) stays out of the repository.
     _run(
         [
@@ -175,7 +176,7 @@ def _rust_id() -> str:
     return f"{rustc}; {cargo}"
 
 
-def _compile_rust(folder: Path, out: Path) -> None:
+def _compile_rust(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
     target = out / "target"
     env = {
         "RUSTC": RUSTC,
@@ -183,14 +184,16 @@ def _compile_rust(folder: Path, out: Path) -> None:
         # Debian's cargo and rustc first: rustup's (if any) cannot use Debian's wasm32-wasi std.
         "PATH": f"{Path(RUSTC).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    only = {"handler": ("--bin", "handler"), "plugin": ("--lib",)}
+    which = [] if len(outputs) > 1 else list(only[outputs[0]])
     _run(
-        [CARGO, "build", "--release", "--offline", "--locked", "--target", "wasm32-wasi"],
+        [CARGO, "build", "--release", "--offline", "--locked", "--target", "wasm32-wasi", *which],
         cwd=folder,
         env=env,
     )
     built = target / "wasm32-wasi" / "release"
-    os.replace(built / "handler.wasm", out / "handler.wasm")
-    os.replace(built / "plugin.wasm", out / "plugin.wasm")
+    for name in outputs:
+        os.replace(built / f"{name}.wasm", out / f"{name}.wasm")
     shutil.rmtree(target)
 
 
@@ -218,7 +221,7 @@ def _go_id() -> str:
     return _go_binary()[1]
 
 
-def _compile_go(folder: Path, out: Path) -> None:
+def _compile_go(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
     go, _ = _go_binary()
     env = {"GOOS": "wasip1", "GOARCH": "wasm", "GOTOOLCHAIN": "local", "GOPROXY": "off"}
     _run(
@@ -260,20 +263,20 @@ def _npm_install() -> Path:
     return dest
 
 
-def _compile_as(folder: Path, out: Path) -> None:
+def _compile_as(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
     npm = _npm_install()
     asc = npm / "node_modules" / ".bin" / "asc"
     # Relative to the npm folder, the cwd: asc resolves the config's "lib" and the handler's
     # imports of the shim from there.
     shim = Path("node_modules", "@assemblyscript", "wasi-shim", "asconfig.json")
     optimise = ("-O3", "--noAssert")
-    _run(
-        [asc, folder / "handler.ts", "--config", shim, *optimise, "-o", out / "handler.wasm"],
-        cwd=npm,
-    )
-    # The plugin: no WASI, and --use abort= drops the abort import (a failed check traps).
-    bare = ("--use", "abort=")
-    _run([asc, folder / "plugin.ts", *bare, *optimise, "-o", out / "plugin.wasm"], cwd=npm)
+    if "handler" in outputs:
+        handler = (folder / "handler.ts", "--config", shim, *optimise)
+        _run([asc, *handler, "-o", out / "handler.wasm"], cwd=npm)
+    if "plugin" in outputs:
+        # No WASI, and --use abort= drops the abort import (a failed check traps).
+        plugin = (folder / "plugin.ts", "--use", "abort=", *optimise)
+        _run([asc, *plugin, "-o", out / "plugin.wasm"], cwd=npm)
 
 
 # --- WAT: wasmtime.wat2wasm ----------------------------------------------------------------------
@@ -283,7 +286,7 @@ def _wat_id() -> str:
     return "wasmtime-" + importlib.metadata.version("wasmtime")
 
 
-def _compile_wat(folder: Path, out: Path) -> None:
+def _compile_wat(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
     import wasmtime
 
     try:
@@ -320,7 +323,7 @@ LANGUAGES: dict[str, Language] = {
             "rust",
             "Rust",
             "Debian rustc/cargo 1.63 + libstd-rust-dev-wasm32",
-            ("Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs"),
+            ("src/main.rs", "src/lib.rs", "Cargo.toml", "Cargo.lock"),
             ("handler", "plugin"),
             _rust_id,
             _compile_rust,
@@ -330,7 +333,7 @@ LANGUAGES: dict[str, Language] = {
             "go",
             "Go",
             "Debian bookworm-backports golang-1.23-go",
-            ("go.mod", "main.go"),
+            ("main.go", "go.mod"),
             ("handler",),
             _go_id,
             _compile_go,
@@ -407,7 +410,7 @@ def build(key: str, *, use_cache: bool = True) -> Built:
             out = Path(tmp) / "out"
             out.mkdir()
             started = time.perf_counter()
-            lang.compile(lang.folder, out)
+            lang.compile(lang.folder, out, lang.outputs)
             seconds = time.perf_counter() - started
             for name in lang.outputs:
                 if not (out / f"{name}.wasm").is_file():
