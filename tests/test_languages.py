@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -255,3 +256,9 @@ def test_demo_manifest_names_what_was_skipped(tmp_path: Path) -> None:
     page = (tmp_path / "lang-index" / "index.html").read_text()
     assert "Not built on this machine" in page
     assert "no Go 1.21 or later" in page
+    # The demo's index page (a copy of examples/wagi/public) links to the gallery.
+    assert 'href="lang/"' in (tmp_path / "public" / "index.html").read_text()
+    assert 'href="lang/"' not in (ROOT / "examples" / "wagi" / "public" / "index.html").read_text()
+    manifest = tomllib.loads(text)
+    catch_all = [m for m in manifest["module"] if m["route"] == "/..."]
+    assert catch_all[0]["volumes"] == {"/static": str(tmp_path / "public")}

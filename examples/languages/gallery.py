@@ -564,24 +564,51 @@ def write_manifest(path: Path, keys: Iterable[str]) -> Path:
     return _write_manifest(path, entries, "Some of examples/languages/modules.toml.")
 
 
+DEMO_ROW = (
+    '  <tr><td><a href="lang/">/lang/</a></td><td>examples/languages/</td>'
+    "<td>the same JSON handler in C, C++, Rust, Go, Zig, AssemblyScript and WAT</td></tr>\n"
+)
+
+
 def write_demo(directory: Path, built: Iterable[str], skipped: dict[str, str]) -> Path:
-    """Write DIR/modules.toml (built languages, their index page, then the WAGI examples)."""
+    """Write DIR/modules.toml: the built languages' handlers, their index page at /lang/, then
+    every route of examples/wagi/modules.toml, whose static files are served from a copy of
+    examples/wagi/public with a row linking to /lang/ added to its index page."""
     built = list(built)
+    directory = directory.resolve()  # the manifest's paths must not depend on the server's cwd
     directory.mkdir(parents=True, exist_ok=True)
-    public = directory / "lang-index"
-    public.mkdir(exist_ok=True)
-    (public / "index.html").write_text(index_page(built, skipped))
+    lang_index = directory / "lang-index"
+    lang_index.mkdir(exist_ok=True)
+    (lang_index / "index.html").write_text(index_page(built, skipped))
     wagi_dir = REPO / "examples" / "wagi"
+    public = directory / "public"
+    shutil.rmtree(public, ignore_errors=True)
+    shutil.copytree(wagi_dir / "public", public)
+    page = (public / "index.html").read_text()
+    if "</table>" in page:
+        page = page.replace("</table>", DEMO_ROW + "</table>", 1)
+    else:
+        page = page.replace("</body>", f"<table>\n{DEMO_ROW}</table>\n</body>", 1)
+    (public / "index.html").write_text(page)
+
     entries = [_absolute(e, HERE) for e in language_entries(built)]
     entries.append(
         {
             "route": "/lang/...",
             "module": str(wagi_dir / "static.wasm"),
-            "volumes": {"/static": {"path": str(public), "read_only": True}},
+            "volumes": {"/static": {"path": str(lang_index), "read_only": True}},
         }
     )
     wagi = tomllib.loads((wagi_dir / "modules.toml").read_text())
-    entries += [_absolute(e, wagi_dir) for e in wagi["module"]]
+    for entry in wagi["module"]:
+        entry = _absolute(entry, wagi_dir)
+        volumes = entry.get("volumes")
+        if isinstance(volumes, dict):
+            entry["volumes"] = {
+                guest: str(public) if host == str(wagi_dir / "public") else host
+                for guest, host in volumes.items()
+            }
+        entries.append(entry)
     header = (
         "Written by examples/languages/build.py --demo: the language handlers that were built,\n"
         "their index page, then examples/wagi/modules.toml. Do not edit; it is rewritten."
