@@ -7,7 +7,8 @@ Per language, in one run:
 - ``build``: wall time to rebuild the handler after an edit (a copy of its folder with one comment
   line added at the top, so no compiler output cache can answer), with the toolchains' library
   caches warm as they are after a first build (zig's wasi-libc and libc++, Go's standard
-  library); median of ``--build-rounds``;
+  library in a build cache private to the run, warmed by an unmeasured first round); median of
+  ``--build-rounds``;
 - ``cold compile``: ``wasmgate.load`` of the module with the artifact cache off (Cranelift
   compiling it to native code, as ``wasmgate serve`` does once per module at start-up without a
   cache); median of ``--compile-rounds``;
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -71,9 +73,11 @@ def rebuild_seconds(lang: gallery.Language, tmp: Path, nonce: int) -> float:
     shutil.copytree(lang.folder, folder, ignore=shutil.ignore_patterns("*.wasm"))
     source = folder / lang.sources[0]
     mark = COMMENT.get(source.suffix, "//")
-    # At the top, so that every line moves and the object code (line tables) differs: a comment at
-    # the end leaves Go's compiled package identical, and its link is then a cache hit.
-    source.write_text(f"{mark} benchmark edit {nonce} {time.time_ns()}\n" + source.read_text())
+    # nonce + 1 lines at the top, so that each round's line numbers, and with them the object code
+    # (line tables), differ from every other round's: Go caches links by the objects' content, so
+    # an edit that leaves the object unchanged (a comment at the end) would relink from its cache.
+    edit = "".join(f"{mark} benchmark edit {nonce} {time.time_ns()}\n" for _ in range(nonce + 1))
+    source.write_text(edit + source.read_text())
     out = tmp / f"{lang.key}-out-{nonce}"
     out.mkdir()
     started = time.perf_counter()
@@ -189,8 +193,13 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="wasmgate-bench-languages-"))
     try:
+        # Go's build cache is private to this run (fresh, so no earlier run's links can answer),
+        # and warmed with its standard library by an unmeasured first round, as for every language.
+        os.environ["GOCACHE"] = str(tmp / "gocache")
+        for key in keys:
+            rebuild_seconds(gallery.LANGUAGES[key], tmp, 0)
         build_s: dict[str, list[float]] = {k: [] for k in keys}
-        for n in range(args.build_rounds):
+        for n in range(1, args.build_rounds + 1):
             for key in keys:
                 build_s[key].append(rebuild_seconds(gallery.LANGUAGES[key], tmp, n))
         compile_s: dict[str, list[float]] = {k: [] for k in keys}
@@ -198,7 +207,7 @@ def main() -> int:
             for key in keys:
                 compile_s[key].append(compile_seconds(built[key].paths["handler"]))
 
-        toml = gallery.write_manifest(tmp / "modules.toml", keys)
+        toml = gallery.write_manifest(tmp / "modules.toml", keys, index=False)
         state = load_state(GatewayConfig(modules_toml=toml), default_pump())
         cases = {k: request_case(state, k) for k in keys}
         for fn in cases.values():  # warm up

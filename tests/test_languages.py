@@ -73,7 +73,7 @@ def served(
     tmp = tmp_path_factory.mktemp("languages")
     build_guest(ROOT / "examples" / "wagi" / "static.c", out=ROOT / "examples" / "wagi")
     if built.missing:
-        toml = gallery.write_manifest(tmp / "modules.toml", built.built)
+        toml = gallery.write_manifest(tmp / "modules.toml", built.built, built.missing)
     else:
         toml = ROOT / "examples" / "languages" / "modules.toml"
     port = free_port()
@@ -262,3 +262,15 @@ def test_demo_manifest_names_what_was_skipped(tmp_path: Path) -> None:
     manifest = tomllib.loads(text)
     catch_all = [m for m in manifest["module"] if m["route"] == "/..."]
     assert catch_all[0]["volumes"] == {"/static": str(tmp_path / "public")}
+
+
+def test_subset_manifest_is_valid(tmp_path: Path) -> None:
+    """What the tests and the benchmark serve when some languages are not built."""
+    from wasmgate.wagi.manifest import load_manifest
+
+    build_guest(ROOT / "examples" / "wagi" / "static.c", out=ROOT / "examples" / "wagi")
+    gallery.build("wat")
+    toml = gallery.write_manifest(tmp_path / "modules.toml", ["wat"], {"go": "no Go here"})
+    manifest = load_manifest(toml)
+    assert [m.route.text for m in manifest.modules] == ["/lang/wat", "/lang/..."]
+    assert "no Go here" in (tmp_path / "lang-index" / "index.html").read_text()

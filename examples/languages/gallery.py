@@ -224,6 +224,8 @@ def _go_id() -> str:
 def _compile_go(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
     go, _ = _go_binary()
     env = {"GOOS": "wasip1", "GOARCH": "wasm", "GOTOOLCHAIN": "local", "GOPROXY": "off"}
+    if not os.environ.get("GOCACHE") and not os.environ.get("HOME"):
+        env["GOCACHE"] = str(guestbuild.cache_dir() / "go-build")  # go needs one somewhere
     _run(
         [go, "build", "-trimpath", "-ldflags=-s -w", "-o", out / "handler.wasm", "."],
         cwd=folder,
@@ -558,9 +560,29 @@ def _write_manifest(path: Path, entries: Iterable[dict[str, object]], header: st
     return path
 
 
-def write_manifest(path: Path, keys: Iterable[str]) -> Path:
-    """A modules.toml at ``path`` serving only these languages' handlers (absolute paths)."""
+def _index_entry(directory: Path, built: list[str], skipped: dict[str, str]) -> dict[str, object]:
+    """Write DIR/lang-index/index.html; the entry serving it at /lang/ (with the WAGI examples'
+    static.wasm, which must be built)."""
+    lang_index = directory / "lang-index"
+    lang_index.mkdir(parents=True, exist_ok=True)
+    (lang_index / "index.html").write_text(index_page(built, skipped))
+    return {
+        "route": "/lang/...",
+        "module": str(REPO / "examples" / "wagi" / "static.wasm"),
+        "volumes": {"/static": {"path": str(lang_index), "read_only": True}},
+    }
+
+
+def write_manifest(
+    path: Path, keys: Iterable[str], skipped: dict[str, str] | None = None, *, index: bool = True
+) -> Path:
+    """A modules.toml at ``path`` serving only these languages' handlers (absolute paths) and,
+    with ``index``, their index page at /lang/ naming what was ``skipped``."""
+    keys = list(keys)
+    path = path.resolve()
     entries = [_absolute(e, HERE) for e in language_entries(keys)]
+    if index:
+        entries.append(_index_entry(path.parent, keys, skipped or {}))
     return _write_manifest(path, entries, "Some of examples/languages/modules.toml.")
 
 
@@ -577,9 +599,6 @@ def write_demo(directory: Path, built: Iterable[str], skipped: dict[str, str]) -
     built = list(built)
     directory = directory.resolve()  # the manifest's paths must not depend on the server's cwd
     directory.mkdir(parents=True, exist_ok=True)
-    lang_index = directory / "lang-index"
-    lang_index.mkdir(exist_ok=True)
-    (lang_index / "index.html").write_text(index_page(built, skipped))
     wagi_dir = REPO / "examples" / "wagi"
     public = directory / "public"
     shutil.rmtree(public, ignore_errors=True)
@@ -592,13 +611,7 @@ def write_demo(directory: Path, built: Iterable[str], skipped: dict[str, str]) -
     (public / "index.html").write_text(page)
 
     entries = [_absolute(e, HERE) for e in language_entries(built)]
-    entries.append(
-        {
-            "route": "/lang/...",
-            "module": str(wagi_dir / "static.wasm"),
-            "volumes": {"/static": {"path": str(lang_index), "read_only": True}},
-        }
-    )
+    entries.append(_index_entry(directory, built, skipped))
     wagi = tomllib.loads((wagi_dir / "modules.toml").read_text())
     for entry in wagi["module"]:
         entry = _absolute(entry, wagi_dir)
