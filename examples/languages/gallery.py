@@ -25,9 +25,9 @@ the Debian ones):
 
 The cache (``$WASMGATE_GUEST_CACHE`` or ``<repo>/.cache/guests``, shared with
 ``tools/guestbuild.py``) is keyed on the sha256 of the toolchain's identity (its version output),
-the build commands and every input file of the language's folder, so an edit, a flag or a new
-compiler version rebuilds and nothing else does. Results are written under a temporary name and
-renamed into place, so an interrupted build leaves nothing behind.
+the build commands (the compile function's code) and every input file of the language's folder,
+so an edit, a flag or a new compiler version rebuilds and nothing else does. Results are written
+under a temporary name and renamed into place, so an interrupted build leaves nothing behind.
 
 A language whose toolchain is absent is skipped with the reason (``--strict``, or ``CI=true`` in
 the environment, turns that into a failure). ``--demo DIR`` writes ``DIR/modules.toml``: the
@@ -42,6 +42,7 @@ import argparse
 import hashlib
 import html
 import importlib.metadata
+import inspect
 import json
 import os
 import re
@@ -85,7 +86,7 @@ class Language:
     identify: Callable[[], str] = field(repr=False)  # the toolchain's identity, or ToolchainMissing
     # compile(folder, output dir, outputs to build): writes <output dir>/<name>.wasm for each
     compile: Callable[[Path, Path, tuple[str, ...]], None] = field(repr=False)
-    commands: str = ""  # the build commands, as written in README (part of the cache key)
+    commands: str = ""  # the build commands in short, for people (also part of the cache key)
 
     @property
     def folder(self) -> Path:
@@ -384,10 +385,13 @@ class Built:
 
 
 def cache_key(lang: Language, toolchain: str, folder: Path | None = None) -> str:
-    """sha256 of the language, its toolchain's identity, its commands and every source byte."""
+    """sha256 of the language, its toolchain's identity, its build commands (the compile
+    function's own code and the shared C flags, so a changed flag rebuilds) and every source
+    byte."""
     folder = folder or lang.folder
     h = hashlib.sha256()
-    for part in (lang.key, toolchain, lang.commands):
+    commands = (lang.commands, inspect.getsource(lang.compile), repr(C_FLAGS))
+    for part in (lang.key, toolchain, *commands):
         h.update(part.encode() + b"\0")
     for name in lang.sources:
         h.update(name.encode() + b"\0" + (folder / name).read_bytes() + b"\0")
