@@ -30,7 +30,11 @@ int main(void) {
     char *body = malloc(cap);
     for (size_t got; body && (got = fread(body + len, 1, cap - len, stdin)) > 0;) {
         len += got;
-        if (len == cap) body = realloc(body, cap *= 2);
+        if (len == cap) {
+            char *bigger = realloc(body, cap *= 2);
+            if (!bigger) free(body);
+            body = bigger;
+        }
     }
     if (!body) {
         fputs("Status: 500 Internal Server Error\n\n", stdout);
