@@ -7,7 +7,8 @@
 #
 # C, C++ and Zig come from PyPI `ziglang` (tools/setup.sh installs it), WAT from `wasmtime`, and
 # AssemblyScript from npm: examples/languages/build.py runs `npm ci` on first use. This script
-# only checks that node and npm are there (and installs Debian's if they are not).
+# only checks that node and npm are there, and installs Debian's if they are not (bookworm's
+# Node 18 is older than the Node 20 that assemblyscript 0.28 declares and was checked with).
 #
 # `apt-get update` runs at most once, and only when something has to be installed.
 set -euo pipefail
