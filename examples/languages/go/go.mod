@@ -1,0 +1,3 @@
+module example.com/wasmgate/handler
+
+go 1.23
