@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import load, run
-    from .capabilities import INHERIT, Capabilities, DirGrant, Stdio
+    from .capabilities import CAPTURE, INHERIT, Capabilities, Captured, DirGrant, Stdio
     from .config import CacheConfig, RunConfig
     from .embed import (
         ComponentError,
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "load": "api",
     "run": "api",
+    "CAPTURE": "capabilities",
+    "Captured": "capabilities",
     "INHERIT": "capabilities",
     "Capabilities": "capabilities",
     "DirGrant": "capabilities",
@@ -124,11 +126,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CAPTURE",
     "INHERIT",
     "ArtifactError",
     "CacheConfig",
     "CacheError",
     "Capabilities",
+    "Captured",
     "CgiError",
     "ComponentError",
     "ComponentInstance",

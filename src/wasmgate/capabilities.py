@@ -9,7 +9,10 @@ Rules:
   resolves every path, ``..`` and symlinks included, inside the preopen). ``read_only`` grants
   cannot create, write, rename or delete anything.
 - Stdio is given per stream: ``INHERIT`` (the host process's own stream), ``None`` (closed/empty),
-  a ``Path`` (a host file), or, for stdin only, ``bytes``.
+  a ``Path`` (a host file), a file-like object (anything with ``write`` for output, with ``read``
+  for stdin), ``CAPTURE`` for output (kept in memory: ``Stdio.stdout.getvalue()``, or the
+  instance's ``stdout``), or, for stdin only, ``bytes``. Anything else is a ``TypeError`` when
+  the ``Stdio`` is made, never output silently lost.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal, Protocol
 
-from .errors import UsageError
+from .errors import SettingTypeError, UsageError
 
 __all__ = [
+    "CAPTURE",
     "INHERIT",
     "Capabilities",
+    "Captured",
     "DirGrant",
     "Inherit",
     "StdinSpec",
@@ -38,8 +43,42 @@ __all__ = [
 
 Inherit = Literal["inherit"]
 INHERIT: Final[Inherit] = "inherit"
-StdinSpec = Inherit | bytes | Path | None
-StdoutSpec = Inherit | Path | None
+Capture = Literal["capture"]
+CAPTURE: Final[Capture] = "capture"
+
+
+class Readable(Protocol):
+    def read(self) -> bytes | str: ...
+
+
+class Writable(Protocol):
+    def write(self, data: Any, /) -> Any: ...
+
+
+class Captured:
+    """A guest's output stream kept in memory (what ``CAPTURE`` becomes)."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._chunks.append(data)
+        return len(data)
+
+    def getvalue(self) -> bytes:
+        """Everything written so far."""
+        if len(self._chunks) > 1:
+            self._chunks[:] = [b"".join(self._chunks)]
+        return self._chunks[0] if self._chunks else b""
+
+    def __repr__(self) -> str:
+        return f"<Captured {len(self.getvalue())} bytes>"
+
+
+StdinSpec = Inherit | bytes | Path | Readable | None
+StdoutSpec = Inherit | Capture | Path | Writable | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +99,33 @@ class Stdio:
     stdin: StdinSpec = None
     stdout: StdoutSpec = None
     stderr: StdoutSpec = None
+
+    def __post_init__(self) -> None:
+        stdin = self.stdin
+        if not (
+            stdin is None
+            or stdin == INHERIT
+            or isinstance(stdin, bytes | Path)
+            or callable(getattr(stdin, "read", None))
+        ):
+            raise SettingTypeError(
+                "stdin must be INHERIT, None, bytes, a Path or a file-like object with read(), "
+                f"got {type(stdin).__name__}"
+            )
+        for name in ("stdout", "stderr"):
+            stream = getattr(self, name)
+            if stream == CAPTURE:
+                object.__setattr__(self, name, Captured())
+            elif not (
+                stream is None
+                or stream == INHERIT
+                or isinstance(stream, Path)
+                or callable(getattr(stream, "write", None))
+            ):
+                raise SettingTypeError(
+                    f"{name} must be INHERIT, CAPTURE, None, a Path or a file-like object with "
+                    f"write(), got {type(stream).__name__}"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +153,22 @@ class Capabilities:
 
 
 def request_capabilities(
-    args: Sequence[str], env: dict[str, str], dirs: tuple[DirGrant, ...], stdio: Stdio
+    args: Sequence[str],
+    env: dict[str, str],
+    dirs: tuple[DirGrant, ...],
+    stdin: bytes,
+    stdout: Path,
+    stderr: Path,
 ) -> Capabilities:
     """``Capabilities`` for values the caller built itself from checked parts (the gateway's CGI
-    environment, once per request), without checking them again; WASI still refuses a NUL in
-    any argv or environment string."""
-    caps = object.__new__(Capabilities)
+    environment and capture pipes, once per request), without checking them again; WASI still
+    refuses a NUL in any argv or environment string."""
     put = object.__setattr__
+    stdio = object.__new__(Stdio)
+    put(stdio, "stdin", stdin)
+    put(stdio, "stdout", stdout)
+    put(stdio, "stderr", stderr)
+    caps = object.__new__(Capabilities)
     put(caps, "args", args)
     put(caps, "env", env)
     put(caps, "dirs", dirs)

@@ -346,4 +346,6 @@ def instantiate_component(
         raise
     assert isinstance(raw, cm.Instance)
     guard.attach(store)
-    return ComponentInstance(guest, store, raw, guard, builder)
+    inst = ComponentInstance(guest, store, raw, guard, builder)
+    inst.capabilities = capabilities or Capabilities()
+    return inst

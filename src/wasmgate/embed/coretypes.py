@@ -65,11 +65,25 @@ def valtype(name: str) -> wasmtime.ValType:
     return _VALTYPES[name]()
 
 
+TEXT_KINDS = ("str", "bytes")
+
+
 @dataclass(frozen=True, slots=True)
 class CoreSignature:
+    """A host function's wasm signature. ``kinds`` says what each Python parameter is (a core
+    type, or ``str``/``bytes``: two wasm ``i32`` parameters, pointer and length, read from the
+    caller's memory); ``result_kind`` is ``str``/``bytes`` when the function returns text or
+    bytes (one wasm ``i64``, ``ptr << 32 | len``, allocated through the guest's allocator)."""
+
     params: tuple[str, ...]
     results: tuple[str, ...]
     inject: Inject = None
+    kinds: tuple[str, ...] = ()
+    result_kind: str | None = None
+
+    @property
+    def moves_text(self) -> bool:
+        return self.result_kind is not None or any(k in TEXT_KINDS for k in self.kinds)
 
     def func_type(self) -> wasmtime.FuncType:
         return wasmtime.FuncType(
@@ -95,10 +109,20 @@ def _core_name(hint: Any, where: str) -> str:
         return "i32"
     if hint is float:
         return "f64"
+    if hint is str or hint is bytes:
+        return hint.__name__
     raise UsageError(
         f"{where}: type {getattr(hint, '__name__', hint)!r} is not a core wasm type "
-        "(use int, float, bool, wasmgate.i32/i64/f32/f64)"
+        "(use int, float, bool, str, bytes, wasmgate.i32/i64/f32/f64)"
     )
+
+
+def _expand(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """Wasm parameters for Python parameter kinds: text and bytes are (ptr, len)."""
+    out: list[str] = []
+    for kind in kinds:
+        out.extend(("i32", "i32") if kind in TEXT_KINDS else (kind,))
+    return tuple(out)
 
 
 def _inject_kind(hint: Any) -> Inject:
@@ -146,6 +170,8 @@ def signature_of(
             positional = positional[1:]
     if params is not None:
         param_names = tuple(_core_name(p, f"{label}: parameter {i}") for i, p in enumerate(params))
+        if any(k in TEXT_KINDS for k in param_names):
+            raise UsageError(f"{label}: params= takes core types; annotate str/bytes instead")
     elif all(p.name not in hints for p in positional) and "return" not in hints:
         if declared is None:
             raise UsageError(f"{label}: has no type hints; annotate it or pass params=/results=")
@@ -163,7 +189,12 @@ def signature_of(
         result_names = tuple(_core_name(r, f"{label}: result {i}") for i, r in enumerate(results))
     else:
         result_names = _result_names(hints.get("return", None), label)
-    return CoreSignature(param_names, result_names, inject)
+    result_kind = None
+    if any(r in TEXT_KINDS for r in result_names):
+        if len(result_names) != 1:
+            raise UsageError(f"{label}: str or bytes must be the only result")
+        result_kind, result_names = result_names[0], ("i64",)
+    return CoreSignature(_expand(param_names), result_names, inject, param_names, result_kind)
 
 
 def _result_names(hint: Any, label: str) -> tuple[str, ...]:

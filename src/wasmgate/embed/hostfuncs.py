@@ -26,8 +26,8 @@ import wasmtime
 
 from ..errors import UsageError
 from .call_limits import CallGuard
-from .coretypes import CoreSignature, signature_of
-from .memory import GuestMemory
+from .coretypes import TEXT_KINDS, CoreSignature, signature_of
+from .memory import GuestMemory, GuestMemoryError
 
 __all__ = ["HostFunction", "HostFunctions", "define_core_function"]
 
@@ -144,7 +144,8 @@ def define_core_function(
     """Define ``hf`` on ``linker`` so its exceptions are parked in ``guard`` before unwinding.
 
     An ``int`` returned for a float result is converted (a fine f64 to a human, not to the
-    binding); everything else is passed through to wasmtime's own checks.
+    binding); everything else is passed through to wasmtime's own checks. ``str``/``bytes``
+    parameters and results move through the caller's memory (see ``coretypes.CoreSignature``).
     """
     fn = hf.fn
     first: Callable[[wasmtime.Caller], Any] | None = None
@@ -153,9 +154,16 @@ def define_core_function(
     elif sig.inject == "caller":
         first = _same
     coerce = _float_coercer(sig.results)
+    text = _TextMover(hf.label, sig) if sig.moves_text else None
 
     def host(*args: Any) -> Any:
         try:
+            if text is not None:
+                caller, raw = args[0], args[1:]
+                values = text.lift(caller, raw)
+                if first is not None:
+                    values = (first(caller), *values)
+                return text.lower(caller, fn(*values))
             if first is not None:
                 args = (first(args[0]), *args[1:])
             result = fn(*args)
@@ -164,9 +172,74 @@ def define_core_function(
             guard.pending = e
             raise
 
-    linker.define_func(
-        hf.module, hf.name, sig.func_type(), host, access_caller=sig.inject is not None
-    )
+    access_caller = sig.inject is not None or text is not None
+    linker.define_func(hf.module, hf.name, sig.func_type(), host, access_caller=access_caller)
+
+
+class _TextMover:
+    """Moves ``str``/``bytes`` between a host function and its caller's memory: arguments read
+    from ``(ptr, len)`` (UTF-8 for ``str``), a result copied into memory the guest's allocator
+    returned (``cabi_realloc`` or ``alloc``, as the string convention of exports) and returned as
+    ``ptr << 32 | len``. The guest owns that memory from then on."""
+
+    __slots__ = ("kinds", "label", "result_kind")
+
+    def __init__(self, label: str, sig: CoreSignature) -> None:
+        self.label = label
+        self.kinds = sig.kinds
+        self.result_kind = sig.result_kind
+
+    def _memory(self, caller: wasmtime.Caller) -> wasmtime.Memory:
+        memory = caller.get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            raise GuestMemoryError(f"{self.label}: moving str/bytes needs an exported memory")
+        return memory
+
+    def lift(self, caller: wasmtime.Caller, raw: tuple[Any, ...]) -> tuple[Any, ...]:
+        values: list[Any] = []
+        i = 0
+        for kind in self.kinds:
+            if kind in TEXT_KINDS:
+                ptr, length = raw[i] & 0xFFFFFFFF, raw[i + 1] & 0xFFFFFFFF
+                memory = self._memory(caller)
+                if ptr + length > memory.data_len(caller):
+                    raise GuestMemoryError(
+                        f"{self.label}: ({ptr}, {length}) is outside the guest's memory"
+                    )
+                data = bytes(memory.read(caller, ptr, ptr + length))
+                values.append(data.decode("utf-8") if kind == "str" else data)
+                i += 2
+            else:
+                values.append(raw[i])
+                i += 1
+        return tuple(values)
+
+    def lower(self, caller: wasmtime.Caller, result: Any) -> Any:
+        if self.result_kind is None:
+            return result
+        if self.result_kind == "str":
+            if not isinstance(result, str):
+                raise TypeError(f"{self.label}: returned {type(result).__name__}, not str")
+            data = result.encode("utf-8")
+        else:
+            if not isinstance(result, bytes | bytearray | memoryview):
+                raise TypeError(f"{self.label}: returned {type(result).__name__}, not bytes")
+            data = bytes(result)
+        realloc = caller.get("cabi_realloc")
+        if isinstance(realloc, wasmtime.Func):
+            ptr = realloc(caller, 0, 0, 1, len(data))
+        else:
+            alloc = caller.get("alloc")
+            if not isinstance(alloc, wasmtime.Func):
+                raise GuestMemoryError(
+                    f"{self.label}: returning {self.result_kind} needs an exported allocator "
+                    "(cabi_realloc(old_ptr, old_size, align, new_size) or alloc(size))"
+                )
+            ptr = alloc(caller, len(data))
+        ptr = int(ptr) & 0xFFFFFFFF
+        self._memory(caller).write(caller, data, ptr)
+        packed = (ptr << 32) | len(data)
+        return packed - (1 << 64) if packed >= 1 << 63 else packed  # an i64 is signed
 
 
 def _same(caller: wasmtime.Caller) -> wasmtime.Caller:

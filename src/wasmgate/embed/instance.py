@@ -43,7 +43,7 @@ from .call_limits import CallGuard
 from .hostfuncs import HostFunctions, define_core_function
 from .linking import check_core_imports
 from .memory import GuestMemory, GuestMemoryError
-from .owner import StoreOwner
+from .owner import StoreOwner, captured
 from .source import Source, resolve
 
 __all__ = ["ExportFunction", "Exports", "Instance", "instantiate"]
@@ -225,6 +225,16 @@ class Instance(StoreOwner):
         return self._memory
 
     @property
+    def stdout(self) -> bytes:
+        """What the guest wrote to stdout, when its capabilities said ``stdout=CAPTURE``."""
+        return captured(self, "stdout")
+
+    @property
+    def stderr(self) -> bytes:
+        """What the guest wrote to stderr, when its capabilities said ``stderr=CAPTURE``."""
+        return captured(self, "stderr")
+
+    @property
     def fuel_consumed(self) -> int | None:
         """Fuel used by the most recent call (None without a fuel limit)."""
         return self._guard.fuel_consumed()
@@ -336,6 +346,7 @@ def instantiate(
     assert isinstance(raw, wasmtime.Instance)
     guard.attach(store)
     inst = Instance(guest, store, raw, guard)
+    inst.capabilities = capabilities or Capabilities()
     if "_initialize" in inst.export_names():
         inst.func("_initialize")()
     return inst

@@ -6,7 +6,9 @@ from typing import Any, Self
 
 import wasmtime
 
-__all__ = ["StoreOwner"]
+from ..capabilities import Capabilities, Captured
+
+__all__ = ["StoreOwner", "captured"]
 
 
 class StoreOwner:
@@ -14,6 +16,7 @@ class StoreOwner:
 
     name: str
     store: wasmtime.Store
+    capabilities: Capabilities = Capabilities()
     _closed: bool
 
     def __repr__(self) -> str:
@@ -31,3 +34,14 @@ class StoreOwner:
         if not self._closed:
             self._closed = True
             self.store.close()
+
+
+def captured(owner: StoreOwner, stream: str) -> bytes:
+    """The bytes a guest wrote to ``stream`` when its capabilities captured it."""
+    sink = getattr(owner.capabilities.stdio, stream)
+    if not isinstance(sink, Captured):
+        raise ValueError(
+            f"{owner.name}: {stream} is not captured (give capabilities="
+            f"Capabilities(stdio=Stdio({stream}=CAPTURE)) to instantiate)"
+        )
+    return sink.getvalue()

@@ -24,7 +24,9 @@ import contextlib
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import wasmtime
 from wasmtime import component as cm
@@ -123,6 +125,9 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities) -> str | None:
     io = caps.stdio
     staged = None
     stdin = io.stdin
+    if stdin is not None and not isinstance(stdin, bytes | str | Path):
+        data = stdin.read()  # a file-like object: what it holds now is the guest's stdin
+        stdin = data.encode() if isinstance(data, str) else bytes(data)
     if isinstance(stdin, bytes):
         if not set_stdin_bytes(cfg, stdin):
             staged = _stage(stdin)
@@ -134,18 +139,22 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities) -> str | None:
             cfg.stdin_file = stdin
         except wasmtime.WasmtimeError:
             raise UsageError(f"cannot open stdin file {stdin}") from None
-    # A str is INHERIT (the only string a stream takes); anything else is a path.
+    # A str is INHERIT (CAPTURE became a Captured); a Path is a file; the rest are writers.
     out, err = io.stdout, io.stderr
     if out is not None:
         if isinstance(out, str):
             cfg.inherit_stdout()
-        else:
+        elif isinstance(out, Path):
             cfg.stdout_file = out
+        else:
+            cfg.stdout_custom = _writer(out)
     if err is not None:
         if isinstance(err, str):
             cfg.inherit_stderr()
-        else:
+        elif isinstance(err, Path):
             cfg.stderr_file = err
+        else:
+            cfg.stderr_custom = _writer(err)
     try:
         store.set_wasi(cfg)
     except BaseException:
@@ -154,6 +163,26 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities) -> str | None:
                 os.unlink(staged)
         raise
     return staged
+
+
+_EIO = 5
+
+
+def _writer(stream: Any) -> Callable[[bytes], int | None]:
+    """A WASI output callback writing to ``stream`` (binary, or text decoded as UTF-8). It never
+    raises (the binding would print the error): a failed write is EIO to the guest."""
+
+    def write(data: bytes) -> int | None:
+        try:
+            try:
+                stream.write(data)
+            except TypeError:  # a text stream
+                stream.write(data.decode("utf-8", "replace"))
+        except Exception:
+            return -_EIO
+        return None
+
+    return write
 
 
 def _stage(data: bytes) -> str:

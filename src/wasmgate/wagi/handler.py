@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..capabilities import Stdio, request_capabilities
+from ..capabilities import request_capabilities
 from ..engine import LoadedGuest, OutputPump, Program
 from ..errors import CgiError, ConfigError
 from ..limits import Limits
@@ -179,7 +179,7 @@ class ModuleHandler:
         budgeted = budget is not None and (timeout is None or budget < timeout)
         out = self._pump.open(self._max_response + 1, "close")
         err = self._pump.open(STDERR_KEEP, "discard")
-        caps = request_capabilities(argv, env, self.spec.volumes, Stdio(stdin, out.path, err.path))
+        caps = request_capabilities(argv, env, self.spec.volumes, stdin, out.path, err.path)
         session = outbound_session(self._policy) if self._outbound else contextlib.nullcontext()
         started = time.perf_counter()
         try:
