@@ -135,3 +135,23 @@ def test_errors_name_the_file_once(wasmgate: Run, tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.count("--env") == 1
     assert "WASMGATE_SURELY_UNSET is not set in the host environment" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "hint"),
+    [
+        ("--mapdir", "--dir HOST::GUEST"),
+        ("-O", "default optimisation settings"),
+        ("--tcplisten", "no sockets"),
+    ],
+)
+def test_other_wasmtime_flags_get_a_hint(wasmgate: Run, spin: Path, flag: str, hint: str) -> None:
+    r = wasmgate("run", flag, "x", spin)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"wasmgate: error: no such option {flag}: ")
+    assert hint in r.stderr
+
+
+def test_long_spellings_of_the_option_groups(wasmgate: Run, spin: Path) -> None:
+    r = wasmgate("run", "--wasm", "timeout=100ms", spin)
+    assert r.returncode == 124

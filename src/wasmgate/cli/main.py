@@ -71,7 +71,29 @@ def _hint(error: WasmgateError) -> None:
         click.echo(f"wasmgate: hint: {hint}", err=True)
 
 
+# Flags of the `wasmtime` CLI that wasmgate spells otherwise or does not take: one line each.
+WASMTIME_HINTS = {
+    "--mapdir": "grant directories with --dir HOST::GUEST (or --dir-ro)",
+    "-O": "wasmgate compiles with wasmtime's default optimisation settings",
+    "--optimize": "wasmgate compiles with wasmtime's default optimisation settings",
+    "-C": "wasmgate compiles with wasmtime's default code generation settings",
+    "--codegen": "wasmgate compiles with wasmtime's default code generation settings",
+    "-D": "wasmgate has no debug options; guests' traps come with a wasm backtrace",
+    "--debug": "wasmgate has no debug options; guests' traps come with a wasm backtrace",
+    "--preload": "link modules yourself, or give imports from Python with `call --host`",
+    "--profile": "profile the host with py-spy; wasmgate has no guest profiler",
+    "--tcplisten": "a guest gets no sockets in wasmgate",
+    "--listenfd": "a guest gets no sockets in wasmgate",
+    "--fuel-metering": "--fuel N both meters and limits fuel (`compile --fuel-metering` too)",
+    "--wasm-timeout": "use --timeout DURATION (or -W timeout=DURATION)",
+    "--max-wasm-stack": "wasmgate runs guests with a fixed 512 KiB wasm stack",
+    "--wasi-modules": "WASI is always linked: preview1 for modules, preview2 for components",
+}
+
+
 def _usage_message(e: click.UsageError) -> str:
+    if isinstance(e, click.NoSuchOption) and e.option_name in WASMTIME_HINTS:
+        return f"no such option {e.option_name}: {WASMTIME_HINTS[e.option_name]}"
     missing = isinstance(e, click.MissingParameter)
     if isinstance(e, click.BadParameter) and not missing and e.param is not None and e.param.opts:
         return f"{max(e.param.opts, key=len)}: {e.message}"

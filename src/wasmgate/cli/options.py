@@ -156,6 +156,7 @@ def sandbox_options(f: Any) -> Any:
         click.option("--max-memory", type=SIZE, help="Linear memory cap (e.g. 64MiB)."),
         click.option(
             "-W",
+            "--wasm",
             "wasm",
             multiple=True,
             type=WASM_OPTS,
@@ -163,6 +164,7 @@ def sandbox_options(f: Any) -> Any:
         ),
         click.option(
             "-S",
+            "--wasi",
             "wasi",
             multiple=True,
             type=WASI_OPTS,
