@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 
 import click
@@ -9,15 +10,33 @@ import click
 from .. import __version__
 from ..engine import engine_version
 from ..errors import GuestExit, GuestTrap, WasmgateError
-from .call import call
-from .run import run_cmd
-from .serve import serve
-from .tools import compile, inspect
 
 __all__ = ["cli", "main"]
 
+# Each command's module is imported when the command runs (or help lists it): `wasmgate run`
+# pays nothing for `serve`'s or `call`'s imports at start-up.
+COMMANDS = {
+    "run": ("run", "run_cmd"),
+    "call": ("call", "call"),
+    "serve": ("serve", "serve"),
+    "compile": ("tools", "compile"),
+    "inspect": ("tools", "inspect"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, attr = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(f".{module}", __package__), attr)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     __version__,
     "-V",
@@ -26,10 +45,6 @@ __all__ = ["cli", "main"]
 )
 def cli() -> None:
     """wasmgate: run, embed and serve sandboxed WebAssembly."""
-
-
-for _command in (run_cmd, call, serve, compile, inspect):
-    cli.add_command(_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from ..capabilities import DirGrant
 from ..config import CacheConfig
 from ..errors import EXIT_STATUS, UsageError
 from ..limits import CLI_NAMES, Limits
-from ..units import parse_duration, parse_size
+from ..units import format_duration, parse_duration, parse_size
 from .params import DIR, DIR_RO, DURATION, ENV, POSITIVE_INT, SIZE, ParsedType, positive_int
 
 __all__ = [
@@ -192,7 +192,11 @@ def watchdog(timeout: float | None) -> Iterator[None]:
 
     def fire() -> None:
         if not done.wait(timeout + BLOCKED_GRACE):
-            sys.stderr.write("wasmgate: error: guest timed out (blocked in a host call)\n")
+            limit = format_duration(timeout)
+            sys.stderr.write(
+                f"wasmgate: error: guest timed out after {limit} (wall clock; it was blocked "
+                "in a host call)\n"
+            )
             sys.stderr.flush()
             os._exit(EXIT_STATUS["timeout"])
 

@@ -18,15 +18,17 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import wasmtime
-from wasmtime import component as cm
 
 from ..errors import ArtifactError, LoadError
 from .cache import ArtifactCache, CacheConfig
 from .engine import EngineHandle, EngineSettings, get_engine
 from .outcome import fold_error
+
+if TYPE_CHECKING:  # the component types load only when a component does (start-up)
+    from wasmtime import component as cm
 
 __all__ = ["Kind", "LoadedGuest", "detect_kind", "load", "load_guest", "read_guest_bytes"]
 
@@ -136,6 +138,8 @@ def load_guest(
             module = wasmtime.Module(engine.engine, data)
             loaded = LoadedGuest(name, kind, sha, module, None, engine)
         else:
+            from wasmtime import component as cm
+
             comp = cm.Component(engine.engine, data)
             loaded = LoadedGuest(name, kind, sha, None, comp, engine)
     except wasmtime.WasmtimeError as e:
@@ -152,6 +156,8 @@ def _deserialize(
     if kind == "module":
         module = wasmtime.Module.deserialize(engine.engine, payload)
         return LoadedGuest(name, kind, sha, module, None, engine, cache_hit=cache_hit)
+    from wasmtime import component as cm
+
     comp = cm.Component.deserialize(engine.engine, payload)
     return LoadedGuest(name, kind, sha, None, comp, engine, cache_hit=cache_hit)
 

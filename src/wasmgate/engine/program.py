@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
-from wasmtime import component as cm
 
 from ..capabilities import Capabilities
 from ..errors import LinkError
@@ -38,6 +37,9 @@ from .loader import LoadedGuest
 from .lowlevel import call_export
 from .outcome import Outcome, classify_failure, exported_memory_size, fold_error, timed_out
 from .sandbox import component_linker, core_linker, open_store
+
+if TYPE_CHECKING:  # the component types load only when a component does (start-up)
+    from wasmtime import component as cm
 
 __all__ = ["Program"]
 
@@ -168,6 +170,8 @@ class Program:
             return _finished(outcome, limits, timeout, store, started)
         if cut_off():
             return _finished(timed_out(limits, timeout), limits, timeout, store, started)
+        from wasmtime import component as cm
+
         if isinstance(result, cm.Variant) and result.tag == "err":
             outcome = Outcome("exit", exit_code=1, message="guest's run returned an error")
             return _finished(outcome, limits, timeout, store, started)

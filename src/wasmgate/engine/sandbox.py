@@ -26,10 +26,9 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
-from wasmtime import component as cm
 
 from ..capabilities import INHERIT, Capabilities
 from ..errors import UsageError
@@ -38,6 +37,9 @@ from .capture import private_dir
 from .deadline import define_wasi, set_host_deadline
 from .engine import EPOCH_TICK, NO_DEADLINE, UNLIMITED_FUEL, EngineHandle
 from .lowlevel import set_args_env, set_stdin_bytes
+
+if TYPE_CHECKING:  # the component types load only when a component does (start-up)
+    from wasmtime import component as cm
 
 __all__ = [
     "arm_call",
@@ -202,6 +204,8 @@ def core_linker(engine: EngineHandle) -> wasmtime.Linker:
 
 def component_linker(engine: EngineHandle) -> cm.Linker:
     """A linker for components with WASI preview2."""
+    from wasmtime import component as cm
+
     linker = cm.Linker(engine.engine)
     linker.add_wasip2()
     return linker
