@@ -100,11 +100,15 @@ def test_flags_default_to_the_config_defaults(
     assert _settings(config) == (3.0, 20.0, 500.0, 30.0)
 
 
-def test_environment_is_not_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The old WASMGATE_*_TIMEOUT variables are gone: flags (or fields) are the one way."""
+def test_environment_is_read_through_the_flags(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The variables are the flags' own (WASMGATE_<FLAG>, see tests/test_deploy_env.py), parsed
+    and validated like them; a flag on the command line wins."""
     for name in ("HEADER_TIMEOUT", "BODY_TIMEOUT", "BODY_MIN_RATE", "SEND_TIMEOUT"):
         monkeypatch.setenv(f"WASMGATE_{name}", "1")
-    assert _settings(_serve_config(monkeypatch, tmp_path)) == (10.0, 20.0, 500.0, 30.0)
+    config = _serve_config(monkeypatch, tmp_path, "--send-timeout", "2s")
+    assert _settings(config) == (1.0, 1.0, 1.0, 2.0)
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,15 @@ from ..limits import CLI_NAMES, Limits
 from .options import cache_config, cache_options
 from .params import DURATION, ENV_ASSIGN, POSITIVE_INT, SIZE
 
-__all__ = ["serve"]
+__all__ = ["ENV_PREFIX", "serve"]
+
+# Every flag can also come from the environment: WASMGATE_<PARAMETER NAME> (WASMGATE_LISTEN,
+# WASMGATE_WORKERS, WASMGATE_MODULES_TOML for -c, WASMGATE_NO_INLINE=1, ...); a flag given on the
+# command line wins. docs/deploying.md lists them (generated from these params, checked by tests).
+ENV_PREFIX = "WASMGATE"
 
 
-@click.command()
+@click.command(context_settings={"auto_envvar_prefix": ENV_PREFIX})
 @click.option(
     "-c",
     "--config",
