@@ -61,7 +61,9 @@ def cluster(site: Path, cache_dir: Path) -> Iterator[tuple[rp.Haproxy, list[rp.R
                 f"r{i}",
                 d / "modules.toml",
                 rp.free_port(),
-                args=("--workers", "1", "--threads", "8"),
+                # --no-inline: the guest sleeps, and must not do so on the event loop (a route
+                # is tried inline first, and a burst of inline sleeps would stall /healthz).
+                args=("--workers", "1", "--threads", "8", "--no-inline"),
                 env={"WASMGATE_CACHE_DIR": str(cache_dir)},
             )
         )

@@ -66,7 +66,8 @@ def haproxy_config(
     """An HAProxy configuration: ``listen`` (HOST:PORT) balanced over ``servers`` (name,
     HOST:PORT), least connections first.
 
-    - ``option httpchk GET /healthz`` every ``check_inter_ms``; ``fall``/``rise`` as above.
+    - ``option httpchk GET /healthz`` every ``check_inter_ms``; ``fall``/``rise`` as above; a
+      check waits up to 1 s for its answer (``timeout check``).
     - ``retries 3`` + ``option redispatch 1``: a connection refused (a replica that stopped
       listening, draining or dead) is retried on another replica, for every method.
     - ``retry-on conn-failure empty-response response-timeout``: for GET and HEAD only (the
@@ -100,6 +101,7 @@ def haproxy_config(
         "    timeout server 60s",
         "    timeout http-request 10s",
         "    timeout http-keep-alive 30s",
+        "    timeout check 1s",
         "    retries 3",
         "    option redispatch 1",
         "    retry-on conn-failure empty-response response-timeout",
@@ -484,8 +486,9 @@ def run_load(
 
 def sleep_guest_wat(body: str, sleep_ms: int) -> str:
     """A WAGI guest in WAT that sleeps ``sleep_ms`` in ``poll_oneoff`` (a host call: no CPU),
-    then answers ``body`` as text/plain."""
+    then answers ``body`` as text/plain (``sleep_ms=0``: at once, no host call but the write)."""
     data = f"Content-Type: text/plain\n\n{body}".encode()
+    call = "(drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))"
     escaped = "".join(f"\\{b:02x}" for b in data)
     return f"""(module
   (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
@@ -499,7 +502,7 @@ def sleep_guest_wat(body: str, sleep_ms: int) -> str:
     (i64.store (i32.const 24) (i64.const {sleep_ms * 1_000_000}))
     (i64.store (i32.const 32) (i64.const 0))
     (i32.store16 (i32.const 40) (i32.const 0))
-    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+    {call if sleep_ms > 0 else ""}
     (i32.store (i32.const 160) (i32.const 256))
     (i32.store (i32.const 164) (i32.const {len(data)}))
     (drop (call $write (i32.const 1) (i32.const 160) (i32.const 1) (i32.const 168)))))
