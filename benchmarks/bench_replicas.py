@@ -20,7 +20,8 @@ own died), then:
    (no balancer) for the balancer's own cost, for two guests: ``hello`` (answers at once: CPU
    bound) and ``sleep`` (20 ms in a host call: bound by each replica's ``--threads``). Rounds
    alternate the order. On a 2-core machine running wrk, HAProxy and the replicas, ``hello``
-   cannot scale past the cores: the table shows where it flattens, and the machine's CPU use.
+   cannot scale past the cores: the table shows where it flattens, and the CPU used by the
+   replicas, HAProxy and wrk against the CPU other processes took meanwhile (a shared machine).
 
     .venv/bin/python benchmarks/bench_replicas.py [--duration 5] [--rounds 2] [--json]
 
@@ -34,6 +35,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -107,7 +109,7 @@ def under_load(
             )
         )
 
-    t = threading.Thread(target=load)
+    t = threading.Thread(target=load, daemon=True)
     t.start()
     time.sleep(0.5)
     began = time.monotonic()
@@ -197,9 +199,25 @@ def scenarios(
 # --- throughput --------------------------------------------------------------------------------
 
 
-def run_wrk(wrk: str, script: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
+def process_cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of these processes so far (those gone count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    wrk: str, script: Path, url: str, args: argparse.Namespace, pids: Sequence[int]
+) -> dict[str, Any]:
     argv = [wrk, "-t1", f"-c{args.wrk_connections}", f"-d{args.duration}s", "--latency"]
     busy0 = machine_busy_seconds()
+    own0 = process_cpu_seconds(pids)
+    wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [*argv, "-s", str(script), url],
         capture_output=True,
@@ -208,6 +226,9 @@ def run_wrk(wrk: str, script: Path, url: str, args: argparse.Namespace) -> dict[
         check=False,
     )
     busy = machine_busy_seconds() - busy0
+    wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (wrk1.ru_utime - wrk0.ru_utime) + (wrk1.ru_stime - wrk0.ru_stime)
+    own = process_cpu_seconds(pids) - own0 + wrk_cpu
     lines = [x for x in proc.stdout.decode().splitlines() if x.startswith(MARK)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.decode()}")
@@ -218,7 +239,8 @@ def run_wrk(wrk: str, script: Path, url: str, args: argparse.Namespace) -> dict[
         "p50_ms": r["p50_us"] / 1000,
         "p99_ms": r["p99_us"] / 1000,
         "errors": errors,
-        "machine_cpus": busy / args.duration,
+        "own_cpus": own / args.duration,
+        "other_cpus": max(0.0, busy - own) / args.duration,
     }
 
 
@@ -249,7 +271,10 @@ def throughput(
                     for name in names[:k]:
                         lb.wait_state(name, "UP")
                     url = f"{lb.base}/{route}"
-                runs[t].append(run_wrk(wrk, script, url, args))
+                pids = [r.proc.pid for r in replicas if r.proc is not None]
+                if lb.proc is not None:
+                    pids.append(lb.proc.pid)
+                runs[t].append(run_wrk(wrk, script, url, args, pids))
                 if not args.json:
                     print(f"  {route} {t}: {runs[t][-1]['rps']:,.0f} req/s", file=sys.stderr)
         lb.enable_only(names, names)
@@ -259,7 +284,8 @@ def throughput(
                 "p50_ms": round(statistics.median(x["p50_ms"] for x in rs), 2),
                 "p99_ms": round(statistics.median(x["p99_ms"] for x in rs), 2),
                 "errors": sum(x["errors"] for x in rs),
-                "machine_cpus": round(statistics.median(x["machine_cpus"] for x in rs), 2),
+                "own_cpus": round(statistics.median(x["own_cpus"] for x in rs), 2),
+                "other_cpus": round(statistics.median(x["other_cpus"] for x in rs), 2),
                 "rounds_rps": [round(x["rps"]) for x in rs],
             }
             for t, rs in runs.items()
@@ -275,7 +301,8 @@ def throughput(
 
 def print_table(report: dict[str, Any]) -> None:
     print(
-        f"# bench_replicas: 3 replicas (--workers 1 --threads {THREADS}) behind HAProxy "
+        f"# bench_replicas: 3 replicas (--workers 1 --threads {THREADS}; the sleeping guest's "
+        f"with --no-inline) behind HAProxy "
         f"{report['haproxy']}, {report['cpus']} CPUs\n"
     )
     s = report["scenarios"]
@@ -308,14 +335,16 @@ def print_table(report: dict[str, Any]) -> None:
     for route, rows in t.items():
         print(f"\n{route}: wrk -t1 -c{report['wrk_connections']}, median of rounds\n")
         print(
-            "| target | req/s | vs 1 replica | p50 ms | p99 ms | errors | machine CPUs | rounds |"
+            "| target | req/s | vs 1 replica | p50 ms | p99 ms | errors "
+            "| CPUs (ours / others) | rounds |"
         )
         print("|---|---|---|---|---|---|---|---|")
         for name, row in rows.items():
             ratio = f"{row['vs_lb_1']:.2f}x" if "vs_lb_1" in row else "-"
             print(
                 f"| {name} | {row['rps']:,} | {ratio} | {row['p50_ms']} | {row['p99_ms']} | "
-                f"{row['errors']} | {row['machine_cpus']} | {row['rounds_rps']} |"
+                f"{row['errors']} | {row['own_cpus']} / {row['other_cpus']} | "
+                f"{row['rounds_rps']} |"
             )
 
 
