@@ -38,8 +38,7 @@ import pytest
 
 from gateway_support import free_port
 from wasmgate.cli.serve import ENV_PREFIX, serve
-from wasmgate.config import RouteDefaults
-from wasmgate.wagi.handler import route_settings
+from wasmgate.config import GatewayConfig
 from wasmgate.wagi.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -328,9 +327,9 @@ def test_build_compiles_every_module_into_the_seed(
     assert (srv / "public" / "index.html").is_file()
     # One artifact per module and engine (with fuel metering or without) the routes need.
     manifest = load_manifest(srv / "modules.toml")
-    defaults = RouteDefaults()
+    defaults = GatewayConfig(modules_toml=srv / "modules.toml").defaults
     needed = {
-        (spec.module_path, route_settings(spec, defaults).limits.fuel is not None)
+        (spec.module_path, defaults.merged(spec.limits).fuel is not None)
         for spec in manifest.modules
     }
     assert len(needed) == len(built), (sorted(needed), sorted(built))
