@@ -21,11 +21,8 @@ fi
 # here when it is missing and we may (root, apt-get).
 if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        # apt-get update first, unless the package lists already know haproxy (e.g. after
-        # tools/install-toolchains.sh updated them in this CI run).
-        if ! { { apt-cache show haproxy || apt-get update -qq; } \
-            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-                --no-install-recommends haproxy; } >/dev/null 2>&1; then
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends haproxy; } >/dev/null 2>&1; then
             echo "setup: apt-get install haproxy failed" >&2
             exit 1
         fi
