@@ -278,3 +278,355 @@ def interrupt_caller(caller: wasmtime.Caller) -> bool:
     except Exception:  # pragma: no cover - binding layout changed
         return False
     return True
+# --- Component host functions without the binding's per-call reflection ---------------------
+#
+# The binding's ``LinkerInstance.add_func`` reflects the function's type on every call (a
+# ``FuncType`` object, a ``ValType`` per parameter) and converts values through those objects:
+# for the wasi:http hello that is most of a request's cost, and ``list<u8>`` goes byte by byte
+# (~45 ms for 64 KiB). ``add_raw_func`` registers a callback that gets the raw value array, and
+# ``raw_codec`` compiles, once per type, a lift (C value -> Python) and a lower (Python -> C
+# value) for it. The Python shapes (shared with the public-API fallback in ``wasihttp/codec``):
+#
+#   bool, integers, floats, char, string, enum -> bool, int, float, str;  flags -> frozenset
+#   list<u8> -> bytes;  list<T> -> list;  tuple -> tuple;  record -> dict by WIT field name
+#   variant -> (case, payload);  result -> ("ok", v) / ("err", e);  option<T> -> None or T
+#   own/borrow -> whatever ``ResourceBridge`` makes of the (rep, type) pair
+#
+# The callee does not own its arguments (wasmtime drops them after the call) and hands the
+# results' memory to wasmtime (allocated with the C API's own constructors).
+
+RawCall = Any  # Callable[[context_ptr, args_ptr, nargs, results_ptr, nresults], None]
+Lift = Any  # Callable[[context_ptr, wasmtime_component_val_t], Any]
+Lower = Any  # Callable[[context_ptr, Any, wasmtime_component_val_t], None]
+
+_RAW_FUNC_SYMBOLS = (
+    "wasmtime_component_linker_instance_add_func",
+    "wasmtime_component_func_callback_t",
+    "wasmtime_component_val_t",
+    "wasmtime_component_val_new",
+    "wasmtime_component_vallist_new_uninit",
+    "wasmtime_component_valrecord_new_uninit",
+    "wasmtime_component_valtuple_new_uninit",
+    "wasmtime_component_valflags_new_uninit",
+    "wasmtime_component_resource_any_to_host",
+    "wasmtime_component_resource_host_new",
+    "wasmtime_component_resource_host_to_any",
+    "wasmtime_component_resource_host_rep",
+    "wasmtime_component_resource_host_delete",
+    "wasm_byte_vec_new_uninitialized",
+)
+
+
+def raw_funcs_supported() -> bool:
+    """Whether ``add_raw_func`` and ``raw_codec`` can work with this binding."""
+    return _bindings is not None and _has(*_RAW_FUNC_SYMBOLS)
+
+
+class ResourceBridge:
+    """How resources cross a raw host call; subclassed by the host that owns the tables."""
+
+    def lift(self, rep: int, owned: bool) -> Any:
+        return rep
+
+    def lower(self, value: Any) -> tuple[int, int]:
+        """(rep, host resource type id) of a new own handle for ``value``."""
+        raise NotImplementedError
+
+
+_raw_callbacks: list[Any] = []  # the ctypes thunks must outlive the linker that calls them
+
+
+def add_raw_func(instance: Any, name: str, call: RawCall, on_error: Any) -> bool:
+    """Define ``name`` in a ``component.LinkerInstance`` with a raw callback: ``call(context,
+    args, nargs, results, nresults)``. An exception from ``call`` becomes the guest's trap with
+    the text ``on_error(exception)`` returns. False if unsupported."""
+    if not raw_funcs_supported():
+        return False
+    assert _ffi is not None
+
+    def thunk(
+        _data: Any, context: Any, _ty: Any, args: Any, nargs: int, results: Any, nres: int
+    ) -> int:
+        try:
+            call(context, args, nargs, results, nres)
+        except BaseException as e:  # every failure must become a trap
+            err = wasmtime.WasmtimeError(on_error(e))
+            return ctypes.cast(err._consume(), ctypes.c_void_p).value or 0
+        return 0
+
+    cb = _ffi.wasmtime_component_func_callback_t(thunk)
+    _raw_callbacks.append(cb)
+    raw = name.encode()
+    err = _ffi.wasmtime_component_linker_instance_add_func(
+        instance.ptr(), ctypes.create_string_buffer(raw), len(raw), cb, None, _no_finalizer
+    )
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
+    return True
+
+
+def _finalize(_data: Any) -> None:
+    return None
+
+
+_no_finalizer: Any = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_finalize)
+
+
+def _kind(name: str) -> int:
+    return int(getattr(_ffi, "WASMTIME_COMPONENT_" + name).value)
+
+
+def _new_bytes(data: bytes) -> Any:
+    vec = _ffi.wasm_byte_vec_t()
+    _ffi.wasm_byte_vec_new_uninitialized(ctypes.byref(vec), len(data))
+    if data:
+        ctypes.memmove(vec.data, data, len(data))
+    return vec
+
+
+def _read_bytes(vec: Any) -> bytes:
+    return ctypes.string_at(vec.data, vec.size) if vec.size else b""
+
+
+def raw_codec(ty: Any, bridge: ResourceBridge) -> tuple[Lift, Lower]:
+    """The (lift, lower) pair for the binding's ``component.ValType`` ``ty``."""
+    from wasmtime import component as cm
+
+    f = _ffi
+    val_t = f.wasmtime_component_val_t
+    byref = ctypes.byref
+    scalars = {
+        cm.Bool: ("BOOL", "boolean"),
+        cm.S8: ("S8", "s8"),
+        cm.U8: ("U8", "u8"),
+        cm.S16: ("S16", "s16"),
+        cm.U16: ("U16", "u16"),
+        cm.S32: ("S32", "s32"),
+        cm.U32: ("U32", "u32"),
+        cm.S64: ("S64", "s64"),
+        cm.U64: ("U64", "u64"),
+        cm.F32: ("F32", "f32"),
+        cm.F64: ("F64", "f64"),
+    }
+    spec = scalars.get(type(ty))
+    if spec is not None:
+        kind, field = _kind(spec[0]), spec[1]
+
+        def lift_scalar(ctx: Any, v: Any) -> Any:
+            return getattr(v.of, field)
+
+        def lower_scalar(ctx: Any, value: Any, v: Any) -> None:
+            v.kind = kind
+            setattr(v.of, field, value)
+
+        return lift_scalar, lower_scalar
+    if isinstance(ty, cm.Char):
+        k_char = _kind("CHAR")
+
+        def lift_char(ctx: Any, v: Any) -> Any:
+            return chr(v.of.character)
+
+        def lower_char(ctx: Any, value: Any, v: Any) -> None:
+            v.kind = k_char
+            v.of.character = ord(value)
+
+        return lift_char, lower_char
+    if isinstance(ty, cm.String | cm.EnumType):
+        is_enum = isinstance(ty, cm.EnumType)
+        k_str = _kind("ENUM" if is_enum else "STRING")
+
+        def lift_str(ctx: Any, v: Any) -> Any:
+            return _read_bytes(v.of.enumeration if is_enum else v.of.string).decode()
+
+        def lower_str(ctx: Any, value: Any, v: Any) -> None:
+            v.kind = k_str
+            if is_enum:
+                v.of.enumeration = _new_bytes(value.encode())
+            else:
+                v.of.string = _new_bytes(value.encode())
+
+        return lift_str, lower_str
+    if isinstance(ty, cm.ListType):
+        element = ty.element
+        k_list = _kind("LIST")
+        size = ctypes.sizeof(val_t)
+        if isinstance(element, cm.U8):
+            off = val_t.of.offset
+            k_u8 = bytes([_kind("U8")])
+
+            def lift_bytes(ctx: Any, v: Any) -> Any:
+                n = v.of.list.size
+                return ctypes.string_at(v.of.list.data, n * size)[off::size] if n else b""
+
+            def lower_bytes(ctx: Any, value: Any, v: Any) -> None:
+                n = len(value)
+                raw = f.wasmtime_component_vallist_t()
+                f.wasmtime_component_vallist_new_uninit(byref(raw), n)
+                if n:
+                    buf = bytearray(n * size)
+                    buf[0::size] = k_u8 * n
+                    buf[off::size] = value
+                    ctypes.memmove(raw.data, bytes(buf), n * size)
+                v.kind = k_list
+                v.of.list = raw
+
+            return lift_bytes, lower_bytes
+        e_lift, e_lower = raw_codec(element, bridge)
+
+        def lift_list(ctx: Any, v: Any) -> Any:
+            data = v.of.list.data
+            return [e_lift(ctx, data[i]) for i in range(v.of.list.size)]
+
+        def lower_list(ctx: Any, value: Any, v: Any) -> None:
+            raw = f.wasmtime_component_vallist_t()
+            f.wasmtime_component_vallist_new_uninit(byref(raw), len(value))
+            _fill(raw, value, e_lower, ctx)
+            v.kind = k_list
+            v.of.list = raw
+
+        return lift_list, lower_list
+    if isinstance(ty, cm.TupleType):
+        parts = [raw_codec(t, bridge) for t in ty.elements]
+        k_tuple = _kind("TUPLE")
+
+        def lift_tuple(ctx: Any, v: Any) -> Any:
+            data = v.of.tuple.data
+            return tuple(lift(ctx, data[i]) for i, (lift, _) in enumerate(parts))
+
+        def lower_tuple(ctx: Any, value: Any, v: Any) -> None:
+            raw = f.wasmtime_component_valtuple_t()
+            f.wasmtime_component_valtuple_new_uninit(byref(raw), len(parts))
+            data = raw.data
+            for i, (_, lower) in enumerate(parts):
+                data[i].kind = 0
+                lower(ctx, value[i], data[i])
+            v.kind = k_tuple
+            v.of.tuple = raw
+
+        return lift_tuple, lower_tuple
+    if isinstance(ty, cm.RecordType):
+        fields = [(n, *raw_codec(t, bridge)) for n, t in ty.fields]
+        k_record = _kind("RECORD")
+
+        def lift_record(ctx: Any, v: Any) -> Any:
+            data = v.of.record.data
+            return {name: lift(ctx, data[i].val) for i, (name, lift, _) in enumerate(fields)}
+
+        def lower_record(ctx: Any, value: Any, v: Any) -> None:
+            raw = f.wasmtime_component_valrecord_t()
+            f.wasmtime_component_valrecord_new_uninit(byref(raw), len(fields))
+            data = raw.data
+            for i, (name, _, lower) in enumerate(fields):
+                entry = data[i]
+                entry.name = _new_bytes(name.encode())
+                entry.val.kind = 0
+                lower(ctx, value[name], entry.val)
+            v.kind = k_record
+            v.of.record = raw
+
+        return lift_record, lower_record
+    if isinstance(ty, cm.FlagsType):
+        k_flags = _kind("FLAGS")
+
+        def lift_flags(ctx: Any, v: Any) -> Any:
+            data = v.of.flags.data
+            return frozenset(_read_bytes(data[i]).decode() for i in range(v.of.flags.size))
+
+        def lower_flags(ctx: Any, value: Any, v: Any) -> None:
+            raw = f.wasmtime_component_valflags_t()
+            names = sorted(value)
+            f.wasmtime_component_valflags_new_uninit(byref(raw), len(names))
+            for i, name in enumerate(names):
+                raw.data[i] = _new_bytes(name.encode())
+            v.kind = k_flags
+            v.of.flags = raw
+
+        return lift_flags, lower_flags
+    if isinstance(ty, cm.OptionType):
+        if isinstance(ty.payload, cm.OptionType):
+            raise TypeError("option<option<T>> is not supported by raw_codec")
+        p_lift, p_lower = raw_codec(ty.payload, bridge)
+        k_option = _kind("OPTION")
+
+        def lift_option(ctx: Any, v: Any) -> Any:
+            p = v.of.option
+            return p_lift(ctx, p.contents) if p else None
+
+        def lower_option(ctx: Any, value: Any, v: Any) -> None:
+            v.kind = k_option
+            v.of.option = None if value is None else _boxed(ctx, value, p_lower)
+
+        return lift_option, lower_option
+    if isinstance(ty, cm.ResultType | cm.VariantType):
+        is_result = isinstance(ty, cm.ResultType)
+        cases: list[tuple[str, Any]] = (
+            [("ok", ty.ok), ("err", ty.err)] if isinstance(ty, cm.ResultType) else ty.cases
+        )
+        codecs = {name: (None if t is None else raw_codec(t, bridge)) for name, t in cases}
+        k_case = _kind("RESULT" if is_result else "VARIANT")
+
+        def lift_case(ctx: Any, v: Any) -> Any:
+            if is_result:
+                tag = "ok" if v.of.result.is_ok else "err"
+                p = v.of.result.val
+            else:
+                tag = _read_bytes(v.of.variant.discriminant).decode()
+                p = v.of.variant.val
+            codec = codecs[tag]
+            return (tag, None if codec is None or not p else codec[0](ctx, p.contents))
+
+        def lower_case(ctx: Any, value: Any, v: Any) -> None:
+            tag, payload = value
+            codec = codecs[tag]
+            boxed = None if codec is None else _boxed(ctx, payload, codec[1])
+            v.kind = k_case
+            if is_result:
+                v.of.result.is_ok = tag == "ok"
+                v.of.result.val = boxed
+            else:
+                v.of.variant.discriminant = _new_bytes(tag.encode())
+                v.of.variant.val = boxed
+
+        return lift_case, lower_case
+    if isinstance(ty, cm.OwnType | cm.BorrowType):
+        owned = isinstance(ty, cm.OwnType)
+        k_res = _kind("RESOURCE")
+        host_p = ctypes.POINTER(f.wasmtime_component_resource_host_t)
+        any_p = ctypes.POINTER(f.wasmtime_component_resource_any_t)
+
+        def lift_resource(ctx: Any, v: Any) -> Any:
+            host = host_p()
+            err = f.wasmtime_component_resource_any_to_host(ctx, v.of.resource, byref(host))
+            if err:
+                raise wasmtime.WasmtimeError._from_ptr(err)
+            rep = f.wasmtime_component_resource_host_rep(host)
+            f.wasmtime_component_resource_host_delete(host)
+            return bridge.lift(rep, owned)
+
+        def lower_resource(ctx: Any, value: Any, v: Any) -> None:
+            rep, type_id = bridge.lower(value)
+            host = f.wasmtime_component_resource_host_new(True, rep, type_id)
+            out = any_p()
+            err = f.wasmtime_component_resource_host_to_any(ctx, host, byref(out))
+            f.wasmtime_component_resource_host_delete(host)
+            if err:
+                raise wasmtime.WasmtimeError._from_ptr(err)
+            v.kind = k_res
+            v.of.resource = out
+
+        return lift_resource, lower_resource
+    raise TypeError(f"raw_codec: unsupported type {type(ty).__name__}")
+
+
+def _fill(raw: Any, items: Any, lower: Lower, ctx: Any) -> None:
+    data = raw.data
+    for i, item in enumerate(items):
+        slot = data[i]
+        slot.kind = 0
+        lower(ctx, item, slot)
+
+
+def _boxed(ctx: Any, value: Any, lower: Lower) -> Any:
+    tmp = _ffi.wasmtime_component_val_t()
+    lower(ctx, value, tmp)
+    return _ffi.wasmtime_component_val_new(ctypes.byref(tmp))

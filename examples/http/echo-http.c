@@ -1,0 +1,254 @@
+// echo-http.c - a wasi:http/proxy@0.2.12 component in C (canonical ABI lowered by hand, no libc):
+// answers every request with 200, the request's method, path and headers as response headers
+// (x-method, x-path, x-echo-<name>) and the request body, streamed back byte for byte.
+//
+// A few paths make it misbehave, for tests of the host's rules:
+//   /trap           traps (unreachable)             /no-response   returns without answering
+//   /set-twice      answers twice (the 2nd traps)   /error         answers err(internal-error("boom"))
+//   /spin           loops forever                   /grow          grows memory until refused, then traps
+//   /exit           wasi:cli/exit(err)              /exit-ok       answers, then wasi:cli/exit(ok)
+//   /status/NNN     answers with status NNN         /big/N         answers N bytes of 'x'
+//   /env            answers its environment         /log           writes "to the log" to stderr
+//   /unfinished     takes the body, never finishes it
+//   /clock          answers "ok" if the clocks and random numbers look right
+//
+// Build: examples/http/build.py (zig cc to a reactor core module, then jco's wasm-tools).
+#include <stddef.h>
+#include <stdint.h>
+
+#define IMPORT(mod, name) __attribute__((import_module(mod), import_name(name)))
+#define EXPORT(name) __attribute__((export_name(name)))
+#define HTTP "wasi:http/types@0.2.12"
+#define IO "wasi:io/streams@0.2.12"
+
+typedef int32_t h32;  // a resource handle
+
+// ---- wasi:http/types (>1 flat result values => the last parameter is a return-area pointer) ----
+IMPORT(HTTP, "[method]incoming-request.method") void req_method(h32, void *ret);
+IMPORT(HTTP, "[method]incoming-request.path-with-query") void req_path(h32, void *ret);
+IMPORT(HTTP, "[method]incoming-request.headers") h32 req_headers(h32);
+IMPORT(HTTP, "[method]incoming-request.consume") void req_consume(h32, void *ret);
+IMPORT(HTTP, "[resource-drop]incoming-request") void req_drop(h32);
+IMPORT(HTTP, "[method]incoming-body.stream") void inbody_stream(h32, void *ret);
+IMPORT(HTTP, "[resource-drop]incoming-body") void inbody_drop(h32);
+IMPORT(HTTP, "[constructor]fields") h32 fields_new(void);
+IMPORT(HTTP, "[method]fields.append")
+void fields_append(h32, const char *n, size_t nlen, const uint8_t *v, size_t vlen, void *ret);
+IMPORT(HTTP, "[method]fields.entries") void fields_entries(h32, void *ret);
+IMPORT(HTTP, "[resource-drop]fields") void fields_drop(h32);
+IMPORT(HTTP, "[constructor]outgoing-response") h32 resp_new(h32 headers);
+IMPORT(HTTP, "[method]outgoing-response.set-status-code") int32_t resp_set_status(h32, int32_t);
+IMPORT(HTTP, "[method]outgoing-response.body") void resp_body(h32, void *ret);
+IMPORT(HTTP, "[method]outgoing-body.write") void outbody_write(h32, void *ret);
+IMPORT(HTTP, "[static]outgoing-body.finish") void outbody_finish(h32, int32_t has, h32 t, void *ret);
+// result<own<outgoing-response>, error-code> flattens to 8 values (see hello-http.c)
+IMPORT(HTTP, "[static]response-outparam.set")
+void outparam_set(h32 param, int32_t is_err, int32_t a, int32_t b, int64_t c, int32_t d, int32_t e,
+                  int32_t f, int32_t g);
+// ---- wasi:io/streams ----
+IMPORT(IO, "[method]input-stream.blocking-read") void in_read(h32, int64_t len, void *ret);
+IMPORT(IO, "[resource-drop]input-stream") void in_drop(h32);
+IMPORT(IO, "[method]output-stream.check-write") void out_check(h32, void *ret);
+IMPORT(IO, "[method]output-stream.write") void out_write(h32, const uint8_t *p, size_t n, void *ret);
+IMPORT(IO, "[method]output-stream.blocking-flush") void out_flush(h32, void *ret);
+IMPORT(IO, "[resource-drop]output-stream") void out_drop(h32);
+// ---- wasi:cli, wasi:clocks, wasi:random ----
+IMPORT("wasi:cli/environment@0.2.12", "get-environment") void get_env(void *ret);
+IMPORT("wasi:cli/stderr@0.2.12", "get-stderr") h32 get_stderr(void);
+IMPORT("wasi:cli/exit@0.2.12", "exit") void cli_exit(int32_t is_err);
+IMPORT("wasi:clocks/monotonic-clock@0.2.12", "now") int64_t mono_now(void);
+IMPORT("wasi:clocks/wall-clock@0.2.12", "now") void wall_now(void *ret);
+IMPORT("wasi:random/random@0.2.12", "get-random-bytes") void random_bytes(int64_t len, void *ret);
+
+// ---- memory: a bump allocator over memory.grow, reset between body chunks ----
+extern uint8_t __heap_base;
+static uintptr_t heap_top, heap_end;
+
+EXPORT("cabi_realloc")
+void *cabi_realloc(void *old, size_t old_size, size_t align, size_t new_size) {
+    if (!heap_top) heap_top = heap_end = (uintptr_t)&__heap_base;
+    uintptr_t p = (heap_top + align - 1) & ~(uintptr_t)(align - 1);
+    while (p + new_size > heap_end) {
+        size_t pages = (p + new_size - heap_end + 65535) / 65536;
+        if (__builtin_wasm_memory_grow(0, pages) == (size_t)-1) __builtin_trap();
+        heap_end += pages * 65536;
+    }
+    heap_top = p + new_size;
+    uint8_t *dst = (uint8_t *)p;
+    for (size_t i = 0; old && i < old_size && i < new_size; i++) dst[i] = ((uint8_t *)old)[i];
+    return dst;
+}
+
+static uint8_t RET[64] __attribute__((aligned(8)));
+#define RET32(off) (*(int32_t *)(RET + (off)))
+#define RET64(off) (*(int64_t *)(RET + (off)))
+
+static size_t slen(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
+static int prefix(const uint8_t *s, size_t n, const char *p) {
+    size_t k = slen(p);
+    if (n < k) return 0;
+    for (size_t i = 0; i < k; i++) if (s[i] != (uint8_t)p[i]) return 0;
+    return 1;
+}
+static int same(const uint8_t *s, size_t n, const char *p) { return n == slen(p) && prefix(s, n, p); }
+static uint32_t number(const uint8_t *s, size_t n) {
+    uint32_t v = 0;
+    for (size_t i = 0; i < n && s[i] >= '0' && s[i] <= '9'; i++) v = v * 10 + (s[i] - '0');
+    return v;
+}
+static void check(int ok) { if (!ok) __builtin_trap(); }
+
+static void append(h32 fields, const char *name, size_t nlen, const uint8_t *v, size_t vlen) {
+    fields_append(fields, name, nlen, v, vlen, RET);
+    check(RET[0] == 0);
+}
+
+// Write all of [p, p+n) with check-write + write (what wasmtime's rules allow), then flush.
+static void write_all(h32 out, const uint8_t *p, size_t n) {
+    while (n > 0) {
+        out_check(out, RET);
+        check(RET[0] == 0);
+        uint64_t permit = (uint64_t)RET64(8);
+        size_t k = n < permit ? n : (size_t)permit;
+        if (k == 0) continue;
+        out_write(out, p, k, RET);
+        check(RET[0] == 0);
+        p += k;
+        n -= k;
+    }
+}
+
+static const char METHODS[][8] = {"GET", "HEAD", "POST", "PUT", "DELETE",
+                                  "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+
+static void set_ok(h32 outparam, h32 resp) { outparam_set(outparam, 0, resp, 0, 0, 0, 0, 0, 0); }
+
+EXPORT("wasi:http/incoming-handler@0.2.12#handle")
+void handle(h32 request, h32 outparam) {
+    // method: variant tag @0, other(string) ptr @4 len @8
+    req_method(request, RET);
+    const uint8_t *method;
+    size_t mlen;
+    if (RET[0] < 9) {
+        method = (const uint8_t *)METHODS[RET[0]];
+        mlen = slen(METHODS[RET[0]]);
+    } else {
+        method = (const uint8_t *)(uintptr_t)RET32(4);
+        mlen = (size_t)RET32(8);
+    }
+    // path-with-query: option tag @0, ptr @4, len @8
+    req_path(request, RET);
+    const uint8_t *path = (const uint8_t *)"";
+    size_t plen = 0;
+    if (RET[0]) {
+        path = (const uint8_t *)(uintptr_t)RET32(4);
+        plen = (size_t)RET32(8);
+    }
+
+    if (same(path, plen, "/trap")) __builtin_trap();
+    if (same(path, plen, "/spin")) for (volatile int i = 0;; i++) {}
+    if (same(path, plen, "/grow")) {
+        while (__builtin_wasm_memory_grow(0, 16) != (size_t)-1) {}
+        __builtin_trap();
+    }
+    if (same(path, plen, "/exit")) cli_exit(1);
+    if (same(path, plen, "/no-response")) return;
+    if (same(path, plen, "/error")) {
+        static const char boom[] = "boom";  // internal-error (case 38), some("boom")
+        outparam_set(outparam, 1, 38, 1, (int64_t)(uintptr_t)boom, 4, 0, 0, 0);
+        return;
+    }
+
+    h32 headers = fields_new();
+    append(headers, "x-method", 8, method, mlen);
+    append(headers, "x-path", 6, path, plen);
+    // echo request headers as x-echo-<name>: entries -> list<tuple<string, list<u8>>> @0 ptr, @4 len
+    h32 in_headers = req_headers(request);
+    fields_entries(in_headers, RET);
+    const int32_t *entries = (const int32_t *)(uintptr_t)RET32(0);
+    size_t count = (size_t)RET32(4);
+    static char name[256];
+    for (size_t i = 0; i < count; i++) {
+        const int32_t *e = entries + 4 * i;  // name ptr, name len, value ptr, value len
+        size_t nlen = (size_t)e[1];
+        if (nlen + 7 > sizeof name) continue;
+        for (size_t j = 0; j < 7; j++) name[j] = "x-echo-"[j];
+        for (size_t j = 0; j < nlen; j++) name[7 + j] = ((const char *)(uintptr_t)e[0])[j];
+        append(headers, name, 7 + nlen, (const uint8_t *)(uintptr_t)e[2], (size_t)e[3]);
+    }
+    fields_drop(in_headers);
+
+    h32 resp = resp_new(headers);
+    if (prefix(path, plen, "/status/")) check(resp_set_status(resp, (int32_t)number(path + 8, plen - 8)) == 0);
+    resp_body(resp, RET);
+    check(RET[0] == 0);
+    h32 body = RET32(4);
+    set_ok(outparam, resp);
+    if (same(path, plen, "/set-twice")) set_ok(outparam, resp);  // the handle is gone: traps
+
+    outbody_write(body, RET);
+    check(RET[0] == 0);
+    h32 out = RET32(4);
+    uintptr_t mark = heap_top;
+
+    if (prefix(path, plen, "/big/")) {
+        static uint8_t xs[4096];
+        for (size_t i = 0; i < sizeof xs; i++) xs[i] = 'x';
+        for (uint32_t left = number(path + 5, plen - 5); left > 0;) {
+            uint32_t k = left < sizeof xs ? left : sizeof xs;
+            out_check(out, RET);
+            if (RET[0] != 0) break;  // closed: the host's limit
+            out_write(out, xs, k, RET);
+            if (RET[0] != 0) break;
+            left -= k;
+        }
+    } else if (same(path, plen, "/env")) {
+        get_env(RET);  // list<tuple<string, string>>
+        const int32_t *env = (const int32_t *)(uintptr_t)RET32(0);
+        size_t n = (size_t)RET32(4);
+        for (size_t i = 0; i < n; i++) {
+            const int32_t *e = env + 4 * i;
+            write_all(out, (const uint8_t *)(uintptr_t)e[0], (size_t)e[1]);
+            write_all(out, (const uint8_t *)"=", 1);
+            write_all(out, (const uint8_t *)(uintptr_t)e[2], (size_t)e[3]);
+            write_all(out, (const uint8_t *)"\n", 1);
+        }
+    } else if (same(path, plen, "/log")) {
+        h32 err = get_stderr();
+        write_all(err, (const uint8_t *)"to the log\n", 11);
+        out_drop(err);
+    } else if (same(path, plen, "/clock")) {
+        int64_t t0 = mono_now();
+        wall_now(RET);  // datetime { seconds: u64 @0, nanoseconds: u32 @8 }
+        int ok = RET64(0) > 1700000000;
+        random_bytes(16, RET);  // list<u8>: ptr @0, len @4
+        ok = ok && RET32(4) == 16 && mono_now() >= t0;
+        write_all(out, (const uint8_t *)(ok ? "ok" : "bad"), ok ? 2 : 3);
+    } else {
+        // the request body, chunk by chunk, straight back
+        req_consume(request, RET);
+        check(RET[0] == 0);
+        h32 inbody = RET32(4);
+        inbody_stream(inbody, RET);
+        check(RET[0] == 0);
+        h32 in = RET32(4);
+        for (;;) {
+            in_read(in, 65536, RET);  // result<list<u8>, stream-error>: ptr @4, len @8
+            if (RET[0] != 0) {
+                check(RET[4] == 1);  // stream-error.closed: the end of the body
+                break;
+            }
+            write_all(out, (const uint8_t *)(uintptr_t)RET32(4), (size_t)RET32(8));
+            heap_top = mark;  // the chunk is written: reuse its memory
+        }
+        in_drop(in);
+        inbody_drop(inbody);
+    }
+    out_flush(out, RET);
+    check(RET[0] == 0);
+    out_drop(out);
+    if (same(path, plen, "/unfinished")) return;
+    outbody_finish(body, 0, 0, RET);
+    check(RET[0] == 0);
+    if (same(path, plen, "/exit-ok")) cli_exit(0);
+}

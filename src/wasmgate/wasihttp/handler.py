@@ -1,0 +1,227 @@
+"""One wasi:http component, linked once, run once per request.
+
+Rules:
+- Everything derivable from the component is built at load time: the linker with every import
+  defined and its value converters compiled, the handler export's index. The binding has no
+  component instance-pre, so each request instantiates from the linker.
+- Every request gets a fresh store, instance and resource table: nothing survives it.
+- The run goes through ``run_guest``, the one function here that makes a store with limits and
+  classifies failures (to be pointed at the engine's single run entry).
+- The guest's fate maps to an HTTP status as for WAGI routes: a trap, a non-zero exit, fuel or
+  memory exhausted 500; a timeout 504; a guest that never set a response 500; a response body
+  past ``max_response_body`` 502; the guest's own ``err(error-code)`` answer ``error_status``;
+  a request body past ``max_request_body`` 413 (the gateway checks it first; this is the rule
+  for direct callers). ``exit(0)`` after setting a response keeps the response.
+- Calling ``response-outparam.set`` twice is impossible by construction (the first call takes
+  the handle): a guest that tries traps, so the answer is 500.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import wasmtime
+from wasmtime import component as cm
+
+from ..engine.loader import LoadedGuest
+from ..engine.outcome import Outcome, classify_failure, fold_error
+from ..limits import Limits
+from ..wagi.cgi import CgiRequest, CgiResponse
+from ..wagi.handler import OVER_BUDGET, STDERR_KEEP, HandlerResult, RouteSettings
+from . import resources as r
+from .host import LinkedComponent, link_component
+from .translate import (
+    HttpRequest,
+    check_content_length,
+    error_status,
+    format_error_code,
+    split_target,
+)
+
+__all__ = ["ProxyHandler", "request_from_cgi", "run_guest"]
+
+_STATUS = {"exit": 500, "trap": 500, "error": 500, "fuel": 500, "memory": 500, "timeout": 504}
+
+
+def request_from_cgi(request: CgiRequest, body: bytes, default_host: str) -> HttpRequest:
+    """The proxy world's view of a request the gateway parsed."""
+    authority = default_host
+    for name, value in request.headers:
+        if name == b"host":
+            authority = value.decode("latin-1")
+            break
+    return HttpRequest(
+        method=request.method,
+        path_with_query=split_target(request.raw_path, request.query_string),
+        scheme=request.scheme,
+        authority=authority,
+        headers=request.headers,
+        body=body,
+    )
+
+
+def run_guest(
+    guest: LoadedGuest,
+    linked: LinkedComponent,
+    limits: Limits,
+    timeout: float | None,
+    state: r.RequestState,
+) -> Outcome:
+    """Instantiate the component in a fresh store with ``limits`` and call its handler with the
+    request in ``state``; what the guest answered is left in ``state``."""
+    store = guest.engine.new_store(timeout=timeout, fuel=limits.fuel, max_memory=limits.max_memory)
+    state.enter()
+    try:
+        instance = linked.linker.instantiate(store, guest.as_component())
+        func = instance.get_func(store, linked.handle_index)
+        assert func is not None
+        request = cm.ResourceHost.own(
+            state.add(r.IncomingRequest(state.request)), r.IncomingRequest.TYPE
+        )
+        outparam = cm.ResourceHost.own(state.add(r.ResponseOutparam()), r.ResponseOutparam.TYPE)
+        func(store, request, outparam)
+    except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+        failure = state.failure
+        if isinstance(failure, r.ExitRequested):
+            if failure.code == 0:
+                return Outcome("ok")
+            return Outcome("exit", exit_code=failure.code, message=str(failure))
+        if isinstance(failure, r.GuestMisuse):
+            return Outcome("trap", message=f"guest trapped: {e}", trap_kind="host")
+        if failure is not None:
+            return Outcome("error", message=str(e))
+        outcome = classify_failure(
+            e, timeout=timeout, fuel=limits.fuel, max_memory=limits.max_memory, memory_size=None
+        )
+        return _canonical_trap(e, outcome)
+    finally:
+        state.leave()
+        del store
+    return Outcome("ok")
+
+
+def _canonical_trap(err: BaseException, outcome: Outcome) -> Outcome:
+    """A failure the canonical ABI raised inside the guest's call (a handle it no longer owns,
+    say) has a wasm backtrace but no trap code: it is the guest's trap all the same."""
+    text = str(err)
+    if outcome.status != "error" or "wasm backtrace:" not in text:
+        return outcome
+    cause = fold_error(err).rsplit(": ", 1)[-1]
+    return Outcome("trap", message=f"guest trapped: {cause}", trap_kind=cause)
+
+
+class ProxyHandler:
+    """A wasi:http component ready to serve: build once, call ``serve`` from any thread."""
+
+    def __init__(
+        self,
+        guest: LoadedGuest,
+        settings: RouteSettings,
+        *,
+        environment: Mapping[str, str] | None = None,
+        label: str | None = None,
+        default_host: str = "localhost",
+        fast: bool = True,
+    ) -> None:
+        self.guest = guest
+        self.settings = settings
+        self.label = label or guest.name
+        self.default_host = default_host
+        self._environment = list((environment or {}).items())
+        self.linked = link_component(
+            guest.as_component(), guest.engine.engine, label=self.label, fast=fast
+        )
+        self._running = 0
+        self._running_lock = threading.Lock()
+
+    @property
+    def repeatable(self) -> bool:
+        """A run's only effects are its answer and logs (no files, no outbound requests)."""
+        return True
+
+    def handle(
+        self, request: CgiRequest, body: bytes, match: Any = None, budget: float | None = None
+    ) -> HandlerResult:
+        """The gateway's entry (as ``ModuleHandler.handle``): answers 503 at once beyond the
+        route's ``max_concurrency``."""
+        req = request_from_cgi(request, body, self.default_host)
+        cap = self.settings.max_concurrency
+        if cap is None:
+            return self.serve(req, budget)
+        with self._running_lock:
+            if self._running >= cap:
+                reason = f"route busy: {cap} requests already running (max_concurrency)"
+                return HandlerResult(503, None, "route-busy", reason)
+            self._running += 1
+        try:
+            return self.serve(req, budget)
+        finally:
+            with self._running_lock:
+                self._running -= 1
+
+    def serve(self, request: HttpRequest, budget: float | None = None) -> HandlerResult:
+        """Run the guest for one request (blocking)."""
+        settings = self.settings
+        if len(request.body) > settings.max_request_body:
+            limit = settings.max_request_body
+            return HandlerResult(413, None, "too-large", f"request body over {limit} bytes")
+        timeout = settings.limits.timeout
+        budgeted = budget is not None and (timeout is None or budget < timeout)
+        if budgeted:
+            timeout = budget
+        state = r.RequestState(
+            request,
+            environment=self._environment,
+            max_response_body=settings.max_response_body,
+            log_keep=STDERR_KEEP,
+            deadline=None if timeout is None else time.monotonic() + timeout,
+        )
+        started = time.perf_counter()
+        outcome = run_guest(self.guest, self.linked, settings.limits, timeout, state)
+        elapsed = time.perf_counter() - started
+        status, response, cause, reason = _judge(state, outcome, settings)
+        if budgeted and outcome.status == "timeout":
+            status, response, cause = 504, None, OVER_BUDGET
+            reason = f"still running after its {budget}s budget"
+        return HandlerResult(
+            status,
+            response,
+            cause,
+            reason,
+            guest_seconds=elapsed,
+            stderr=bytes(state.log),
+            stderr_total=state.log_total,
+            budget=budget,
+        )
+
+
+def _judge(
+    state: r.RequestState, outcome: Outcome, settings: RouteSettings
+) -> tuple[int, CgiResponse | None, str, str]:
+    """(status, response, cause, reason) for what the guest did."""
+    if state.body_overflow:
+        limit = settings.max_response_body
+        return 502, None, "too-large", f"response larger than max_response_body ({limit} bytes)"
+    if outcome.status != "ok":
+        return _STATUS.get(outcome.status, 500), None, outcome.status, outcome.message
+    answer = state.response
+    if answer is None:
+        return 500, None, "no-response", "the guest returned without setting a response"
+    if answer[0] == "err":
+        code = answer[1]
+        return error_status(code), None, "guest-error", f"guest answered {format_error_code(code)}"
+    resp: r.OutgoingResponse = answer[1]
+    body = b""
+    if resp.body is not None:
+        if not resp.body.finished:
+            reason = "the guest did not finish the response body (outgoing-body.finish)"
+            return 500, None, "incomplete", reason
+        body = b"".join(resp.body.chunks)
+    headers = resp.headers.as_bytes()
+    mismatch = check_content_length(headers, len(body))
+    if mismatch is not None:
+        return 500, None, "bad-output", mismatch
+    return resp.status, CgiResponse(resp.status, headers, body), "ok", ""

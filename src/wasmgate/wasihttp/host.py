@@ -1,0 +1,226 @@
+"""Link a component's proxy-world imports to the Python host, by name, from its own type.
+
+Rules:
+- The component's type says what it imports; each import ``wasi:<pkg>/<iface>@0.2.x`` (any
+  patch version, pre-release tags included) is linked under its own name from ``interfaces``.
+  An import of anything else is a ``LinkError`` naming it, raised at load, never per request.
+- Within an interface: each resource the interface defines gets a host resource type (its
+  class's ``TYPE``), and each function the component imports gets its implementation; one
+  without an implementation gets the interface's denial value when its result has one
+  (``interfaces.DENIAL_CASES``), else a trap naming it when called. Every import resolves.
+- Value converters are compiled once per function, at link time: the raw codecs of
+  ``engine.lowlevel`` when the binding has what they need, else the public-API codecs of
+  ``codec`` (``fast=False`` forces them, for tests and comparisons).
+- A host-side exception becomes a trap of the guest; the exception is kept in the request's
+  state (``RequestState.failure``) so the handler can tell a guest's ``exit`` from a host bug.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+from wasmtime import component as cm
+
+from ..engine.lowlevel import ResourceBridge, add_raw_func, raw_codec, raw_funcs_supported
+from ..errors import LinkError
+from . import resources as r
+from .codec import public_codec
+from .interfaces import DENIAL_CASES, IMPLEMENTATIONS, NEVER_CREATED, RESOURCES, Impl
+
+__all__ = ["HANDLER_INTERFACE", "LinkedComponent", "interface_key", "link_component"]
+
+HANDLER_INTERFACE = "wasi:http/incoming-handler"
+_NAME = re.compile(r"(wasi:[a-z][a-z0-9-]*/[a-z][a-z0-9-]*)@0\.2\.\d+(?:-[0-9A-Za-z.-]+)?")
+
+# Type ids for resources no host function creates (see interfaces.NEVER_CREATED).
+_NEVER_IDS = {
+    (key, name): 900 + i
+    for i, (key, name) in enumerate(
+        (key, name) for key, names in NEVER_CREATED.items() for name in names
+    )
+}
+
+
+def interface_key(import_name: str) -> str | None:
+    """``wasi:http/types@0.2.12`` -> ``wasi:http/types``; None when not a WASI 0.2 name."""
+    m = _NAME.fullmatch(import_name)
+    return m.group(1) if m else None
+
+
+class _Bridge(ResourceBridge):
+    """Resources cross host calls as objects of the running request's table."""
+
+    def lift(self, rep: int, owned: bool) -> Any:
+        table = r.current().table
+        return table.pop(rep) if owned else table[rep]
+
+    def lower(self, value: Any) -> tuple[int, int]:
+        return r.current().add(value), value.TYPE
+
+
+BRIDGE = _Bridge()
+
+
+def _dropped(store: Any, rep: int) -> None:
+    state = r.current()
+    obj = state.table.pop(rep, None)
+    if obj is not None:
+        obj.dropped(state)
+
+
+def _failed(label: str) -> Callable[[BaseException], str]:
+    def on_error(e: BaseException) -> str:
+        try:
+            state = r.current()
+        except r.GuestMisuse:
+            state = None
+        if state is not None and state.failure is None:
+            state.failure = e
+        if isinstance(e, r.GuestMisuse | r.ExitRequested):
+            return f"{label}: {e}"
+        return f"host function {label} failed: {type(e).__name__}: {e}"
+
+    return on_error
+
+
+def denial(fty: cm.FuncType) -> Any:
+    """The error value that denies this function's capability, or None if it has none."""
+    result = fty.result
+    if not isinstance(result, cm.ResultType):
+        return None
+    err = result.err
+    if isinstance(err, cm.EnumType):
+        names = err.names
+        for case in DENIAL_CASES:
+            if case in names:
+                return ("err", case)
+    if isinstance(err, cm.VariantType):
+        names = [n for n, t in err.cases if t is None]
+        for case in DENIAL_CASES:
+            if case in names:
+                return ("err", (case, None))
+    return None
+
+
+def _resolve(key: str, name: str, fty: cm.FuncType) -> Impl:
+    impl = IMPLEMENTATIONS.get(key, {}).get(name)
+    if impl is not None:
+        return impl
+    denied = denial(fty)
+    if denied is not None:
+        return lambda st, *args: denied
+
+    def unsupported(st: r.RequestState, *args: Any) -> Any:
+        raise r.GuestMisuse("not supported by wasmgate's wasi:http host")
+
+    return unsupported
+
+
+def _raw_call(impl: Impl, fty: cm.FuncType) -> Any:
+    lifts = [raw_codec(t, BRIDGE)[0] for _, t in fty.params]
+    result = fty.result
+    lower = None if result is None else raw_codec(result, BRIDGE)[1]
+    current = r.current
+
+    if len(lifts) == 1:
+        (lift0,) = lifts
+
+        def call1(ctx: Any, args: Any, nargs: int, results: Any, nres: int) -> None:
+            out = impl(current(), lift0(ctx, args[0]))
+            if lower is not None:
+                lower(ctx, out, results[0])
+
+        return call1
+
+    def call(ctx: Any, args: Any, nargs: int, results: Any, nres: int) -> None:
+        out = impl(current(), *[lift(ctx, args[i]) for i, lift in enumerate(lifts)])
+        if lower is not None:
+            lower(ctx, out, results[0])
+
+    return call
+
+
+def _public_call(impl: Impl, fty: cm.FuncType, on_error: Callable[[BaseException], str]) -> Any:
+    lifts = [public_codec(t, BRIDGE)[0] for _, t in fty.params]
+    result = fty.result
+    lower = None if result is None else public_codec(result, BRIDGE)[1]
+
+    def call(store: Any, *raw: Any) -> Any:
+        try:
+            out = impl(r.current(), *[lift(store, v) for lift, v in zip(lifts, raw, strict=True)])
+            return None if lower is None else lower(store, out)
+        except BaseException as e:
+            raise wasmtime.WasmtimeError(on_error(e)) from None
+
+    return call
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedComponent:
+    """A component's linker with every import defined, and its handler export."""
+
+    linker: cm.Linker
+    handler: str  # e.g. "wasi:http/incoming-handler@0.2.12"
+    handle_index: cm.ExportIndex
+    imports: tuple[str, ...]
+    fast: bool
+
+
+def handler_export(component: cm.Component, engine: wasmtime.Engine) -> str | None:
+    """The name of the component's ``wasi:http/incoming-handler@0.2.x`` export, if any."""
+    for name in component.type.exports(engine):
+        if interface_key(name) == HANDLER_INTERFACE:
+            return name
+    return None
+
+
+def link_component(
+    component: cm.Component, engine: wasmtime.Engine, *, label: str, fast: bool = True
+) -> LinkedComponent:
+    """Define every import of ``component``; ``LinkError`` if it imports anything outside the
+    proxy world's WASI 0.2 interfaces or exports no incoming handler."""
+    export = handler_export(component, engine)
+    if export is None:
+        raise LinkError(f"{label}: exports no {HANDLER_INTERFACE}@0.2.x (not a wasi:http handler)")
+    iface_index = component.get_export_index(export)
+    handle_index = (
+        component.get_export_index("handle", iface_index) if iface_index is not None else None
+    )
+    if handle_index is None:
+        raise LinkError(f"{label}: {export} has no handle function")
+    fast = fast and raw_funcs_supported()
+    linker = cm.Linker(engine)
+    imports = component.type.imports(engine)
+    with linker.root() as root:
+        for name, ext in imports.items():
+            key = interface_key(name)
+            ty = ext.ty
+            if (
+                key is None
+                or key not in IMPLEMENTATIONS
+                or not isinstance(ty, cm.ComponentInstanceType)
+            ):
+                raise LinkError(f"{label}: imports {name}, which wasmgate's wasi:http host lacks")
+            with root.add_instance(name) as inst:
+                _define(inst, key, ty.exports(engine), fast)
+    return LinkedComponent(linker, export, handle_index, tuple(imports), fast)
+
+
+def _define(inst: cm.LinkerInstance, key: str, items: dict[str, Any], fast: bool) -> None:
+    own = RESOURCES.get(key, {})
+    for name, ext in items.items():
+        ty = ext.ty
+        if isinstance(ty, cm.ResourceType):
+            cls = own.get(name)
+            type_id = cls.TYPE if cls is not None else _NEVER_IDS.get((key, name))
+            if type_id is not None:  # else a ``use``d alias of another interface's resource
+                inst.add_resource(name, cm.ResourceType.host(type_id), _dropped)
+        elif isinstance(ty, cm.FuncType):
+            impl = _resolve(key, name, ty)
+            on_error = _failed(f"{key}#{name}")
+            if not (fast and add_raw_func(inst, name, _raw_call(impl, ty), on_error)):
+                inst.add_func(name, _public_call(impl, ty, on_error))

@@ -1,0 +1,342 @@
+"""The proxy world's resources as Python objects, and the per-request table that hands them out.
+
+Rules:
+- Every request has its own ``RequestState``: a table of the resources the guest holds
+  (``rep`` -> object), the request, and what the guest answered. Nothing survives the request;
+  reps are never reused within one.
+- A host call finds the state of the request running on its thread (``current()``): a guest
+  runs on one thread from instantiation to return, and host calls are synchronous.
+- An ``own`` handle the guest passes to the host leaves the table (the host now owns it); a
+  ``borrow`` stays. A resource the guest drops runs its ``dropped`` hook: dropping an
+  ``outgoing-body`` without ``finish`` marks the response incomplete, as the spec says.
+- Output streams have a byte budget: a response body past ``max_response_body`` or a log past
+  ``log_keep`` fails the write with ``closed`` (the body case is also recorded, for a 502).
+- Bodies are buffered: the request body is all there before the guest runs, and the response
+  body is all there when the guest returns (streaming is a later step of issue 11).
+- A misuse the spec calls a trap (a second ``body()`` on a request is not one: it is an error
+  value) raises ``GuestMisuse``, which the host turns into a trap of the guest.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .translate import HttpRequest
+
+__all__ = [
+    "CLOSED",
+    "ExitRequested",
+    "Fields",
+    "FutureIncomingResponse",
+    "FutureTrailers",
+    "GuestMisuse",
+    "IncomingBody",
+    "IncomingRequest",
+    "IncomingResponse",
+    "InputStream",
+    "IoError",
+    "OutgoingBody",
+    "OutgoingRequest",
+    "OutgoingResponse",
+    "OutputStream",
+    "Pollable",
+    "RequestOptions",
+    "RequestState",
+    "Resource",
+    "ResponseOutparam",
+    "current",
+]
+
+CLOSED = ("err", ("closed", None))
+READ_CHUNK = 64 * 1024  # most bytes one read returns: bounds the copy a single call makes
+
+
+class GuestMisuse(Exception):
+    """A call the spec makes a trap (the guest is stopped with this message)."""
+
+
+class ExitRequested(Exception):
+    """The guest called ``wasi:cli/exit``."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"guest exited with status {code}")
+        self.code = code
+
+
+class Resource:
+    """Base of every host resource: ``TYPE`` is its host resource type id (unique per kind)."""
+
+    TYPE: ClassVar[int] = 0
+
+    def dropped(self, state: RequestState) -> None:
+        """The guest dropped its handle."""
+
+
+_local = threading.local()
+
+
+def current() -> RequestState:
+    state: RequestState | None = getattr(_local, "state", None)
+    if state is None:
+        raise GuestMisuse("wasi:http host called outside a request")
+    return state
+
+
+@dataclass(eq=False, slots=True)
+class RequestState:
+    """One request's resources and outcome."""
+
+    request: HttpRequest
+    environment: list[tuple[str, str]] = field(default_factory=list)
+    max_response_body: int = 16 * 1024 * 1024
+    log_keep: int = 16 * 1024
+    deadline: float | None = None  # time.monotonic() by which host waits must end
+    table: dict[int, Any] = field(default_factory=dict)
+    next_rep: int = 1
+    response: tuple[str, Any] | None = None  # ("ok", OutgoingResponse) or ("err", error-code)
+    response_set: bool = False
+    outparam_dropped: bool = False
+    body_overflow: bool = False
+    log: bytearray = field(default_factory=bytearray)
+    log_total: int = 0
+    failure: BaseException | None = None  # a host-side exception that became a trap
+
+    def add(self, obj: Any) -> int:
+        rep = self.next_rep
+        self.next_rep = rep + 1
+        self.table[rep] = obj
+        return rep
+
+    def enter(self) -> None:
+        _local.state = self
+
+    def leave(self) -> None:
+        _local.state = None
+
+    def write_log(self, data: bytes) -> None:
+        self.log_total += len(data)
+        room = self.log_keep - len(self.log)
+        if room > 0:
+            self.log += data[:room]
+
+    def wait_until(self, when: float) -> None:
+        """Sleep until ``when`` (monotonic seconds) or the request's deadline, whichever is
+        first: a guest blocked in a host call cannot be interrupted, so the wait is bounded."""
+        if self.deadline is not None:
+            when = min(when, self.deadline)
+        delay = when - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+# --- wasi:io ---------------------------------------------------------------------------------
+
+
+class IoError(Resource):
+    TYPE = 101
+
+    def __init__(self, message: str, code: tuple[str, Any] | None = None) -> None:
+        self.message = message
+        self.code = code
+
+
+class Pollable(Resource):
+    """Ready now, or at a monotonic instant (nanoseconds of ``time.monotonic_ns``)."""
+
+    TYPE = 102
+
+    def __init__(self, at_ns: int | None = None) -> None:
+        self.at_ns = at_ns
+
+    def ready(self) -> bool:
+        return self.at_ns is None or time.monotonic_ns() >= self.at_ns
+
+
+class InputStream(Resource):
+    TYPE = 103
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+
+    def read(self, n: int) -> tuple[str, Any]:
+        if self.pos >= len(self.data):
+            return CLOSED
+        end = self.pos + min(n, READ_CHUNK)
+        chunk = bytes(self.data[self.pos : end])
+        self.pos += len(chunk)
+        return ("ok", chunk)
+
+    def skip(self, n: int) -> tuple[str, Any]:
+        if self.pos >= len(self.data):
+            return CLOSED
+        taken = min(n, len(self.data) - self.pos)
+        self.pos += taken
+        return ("ok", taken)
+
+
+class OutputStream(Resource):
+    """Writes to a sink: ``sink(data) -> bool`` (False: no room, the stream is closed)."""
+
+    TYPE = 104
+    PERMIT = 1024 * 1024  # what check-write grants at a time
+
+    def __init__(self, sink: Callable[[bytes], bool], owner: Any = None) -> None:
+        self.sink = sink
+        self.owner = owner
+        self.closed = False
+
+    def check_write(self) -> tuple[str, Any]:
+        return CLOSED if self.closed else ("ok", self.PERMIT)
+
+    def write(self, data: bytes) -> tuple[str, Any]:
+        if self.closed:
+            return CLOSED
+        if not self.sink(data):
+            self.closed = True
+            return CLOSED
+        return ("ok", None)
+
+
+# --- wasi:http -------------------------------------------------------------------------------
+
+
+class Fields(Resource):
+    """Header or trailer fields: (lower-case name, value) pairs in order."""
+
+    TYPE = 201
+
+    def __init__(self, entries: list[tuple[str, bytes]] | None = None, mutable: bool = True):
+        self.entries = entries if entries is not None else []
+        self.mutable = mutable
+
+    def get(self, name: str) -> list[bytes]:
+        key = name.lower()
+        return [v for n, v in self.entries if n == key]
+
+    def copy(self, mutable: bool = True) -> Fields:
+        return Fields(list(self.entries), mutable)
+
+    def as_bytes(self) -> list[tuple[bytes, bytes]]:
+        return [(n.encode(), v) for n, v in self.entries]
+
+
+class IncomingBody(Resource):
+    TYPE = 202
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.stream_taken = False
+
+
+class IncomingRequest(Resource):
+    TYPE = 203
+
+    def __init__(self, request: HttpRequest) -> None:
+        self.request = request
+        self.consumed = False
+
+
+class FutureTrailers(Resource):
+    TYPE = 204
+
+    def __init__(self) -> None:
+        self.taken = False
+
+
+class OutgoingBody(Resource):
+    TYPE = 205
+
+    def __init__(self, state: RequestState | None) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.limit = state.max_response_body if state is not None else None
+        self.stream_taken = False
+        self.finished = False
+        self.aborted = False  # dropped without finish
+        self.trailers: Fields | None = None
+
+    def take(self, data: bytes) -> bool:
+        if self.finished:
+            return False
+        if self.limit is not None and self.size + len(data) > self.limit:
+            state = current()
+            state.body_overflow = True
+            return False
+        self.chunks.append(data)
+        self.size += len(data)
+        return True
+
+    def dropped(self, state: RequestState) -> None:
+        if not self.finished:
+            self.aborted = True
+
+
+class OutgoingResponse(Resource):
+    TYPE = 206
+
+    def __init__(self, headers: Fields) -> None:
+        self.status = 200
+        self.headers = headers
+        headers.mutable = False
+        self.body: OutgoingBody | None = None
+
+
+class ResponseOutparam(Resource):
+    TYPE = 207
+
+    def dropped(self, state: RequestState) -> None:
+        state.outparam_dropped = True
+
+
+class OutgoingRequest(Resource):
+    TYPE = 208
+
+    def __init__(self, headers: Fields) -> None:
+        self.method: tuple[str, Any] = ("get", None)
+        self.path_with_query: str | None = None
+        self.scheme: tuple[str, Any] | None = None
+        self.authority: str | None = None
+        self.headers = headers
+        headers.mutable = False
+        self.body: OutgoingBody | None = None
+
+
+class RequestOptions(Resource):
+    TYPE = 209
+
+    def __init__(self) -> None:
+        self.timeouts: dict[str, int | None] = {
+            "connect": None,
+            "first-byte": None,
+            "between": None,
+        }
+
+
+class FutureIncomingResponse(Resource):
+    TYPE = 210
+
+    def __init__(self, result: tuple[str, Any]) -> None:
+        self.result = result
+        self.taken = False
+
+
+class IncomingResponse(Resource):
+    TYPE = 211
+
+    def __init__(self, status: int, headers: Fields, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.consumed = False
+
+
+# --- wasi:sockets (only the capability token: every use of it is denied) ---------------------
+
+
+class Network(Resource):
+    TYPE = 301
