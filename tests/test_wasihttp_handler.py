@@ -1,0 +1,226 @@
+"""wasihttp.ProxyHandler in process, with the C hello and echo components built from source.
+
+Each behaviour is checked on both value paths: the raw codecs (``fast=True``) and the binding's
+public API (``fast=False``), so the raw path is tested against the public one it replaces.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+from pathlib import Path
+
+import pytest
+
+from wasmgate.engine.engine import EngineSettings, get_engine
+from wasmgate.engine.loader import LoadedGuest, load_guest
+from wasmgate.errors import LinkError
+from wasmgate.limits import Limits
+from wasmgate.wagi.cgi import CgiRequest
+from wasmgate.wagi.handler import RouteSettings
+from wasmgate.wasihttp import HttpRequest, ProxyHandler
+from wasmgate.wasihttp.handler import request_from_cgi
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = ROOT / "examples" / "perf" / "hello-http.wasm"
+ECHO = ROOT / "examples" / "http" / "echo-http.wasm"
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def echo_guest() -> LoadedGuest:
+    return load_guest(ECHO, get_engine())
+
+
+def settings(
+    timeout: float | None = 5.0,
+    *,
+    fuel: int | None = None,
+    max_memory: int | None = None,
+    max_request_body: int = 16 * MiB,
+    max_response_body: int = 16 * MiB,
+    max_concurrency: int | None = None,
+) -> RouteSettings:
+    return RouteSettings(
+        Limits(timeout=timeout, fuel=fuel, max_memory=max_memory),
+        max_request_body,
+        max_response_body,
+        max_concurrency,
+    )
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["raw", "public"])
+def echo(request: pytest.FixtureRequest, echo_guest: LoadedGuest) -> ProxyHandler:
+    return ProxyHandler(echo_guest, settings(), environment={"GREETING": "hi"}, fast=request.param)
+
+
+def test_hello() -> None:
+    guest = load_guest(HELLO, get_engine())
+    for fast in (True, False):
+        handler = ProxyHandler(guest, settings(), fast=fast)
+        assert handler.linked.fast is fast
+        result = handler.serve(HttpRequest("GET", "/"))
+        assert (result.status, result.cause) == (200, "ok")
+        assert result.response is not None
+        assert result.response.headers == [(b"content-type", b"text/plain")]
+        assert result.response.body == b"Hello, world!\n"
+
+
+def test_echo_method_path_headers(echo: ProxyHandler) -> None:
+    headers = (
+        (b"host", b"example.test"),
+        (b"x-bin", b"a\tb\xff"),
+        (b"x-dup", b"1"),
+        (b"x-dup", b"2"),
+    )
+    result = echo.serve(HttpRequest("PURGE", "/a/b?c=1&d", headers=headers, body=b"payload"))
+    assert result.status == 200, result.reason
+    assert result.response is not None
+    assert result.response.headers == [
+        (b"x-method", b"PURGE"),
+        (b"x-path", b"/a/b?c=1&d"),
+        (b"x-echo-host", b"example.test"),
+        (b"x-echo-x-bin", b"a\tb\xff"),
+        (b"x-echo-x-dup", b"1"),
+        (b"x-echo-x-dup", b"2"),
+    ]
+    assert result.response.body == b"payload"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
+@pytest.mark.parametrize("size", [0, 64 * 1024, 8 * MiB])
+def test_echo_bodies_byte_exact(echo: ProxyHandler, method: str, size: int) -> None:
+    if size == 8 * MiB and not echo.linked.fast:
+        pytest.skip("the public API's conversion moves list<u8> byte by byte (minutes for 8 MiB)")
+    body = bytes(range(256)) * (size // 256)
+    result = echo.serve(HttpRequest(method, "/", body=body))
+    assert result.status == 200, result.reason
+    assert result.response is not None
+    assert result.response.body == body
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "cause", "reason"),
+    [
+        ("/trap", 500, "trap", "unreachable"),
+        ("/no-response", 500, "no-response", "without setting a response"),
+        ("/set-twice", 500, "trap", "unknown handle"),
+        ("/error", 500, "guest-error", "internal-error('boom')"),
+        ("/exit", 500, "exit", "status 1"),
+        ("/unfinished", 500, "incomplete", "outgoing-body.finish"),
+        ("/status/404", 404, "ok", ""),
+        ("/status/299", 299, "ok", ""),
+    ],
+)
+def test_guest_fates(echo: ProxyHandler, path: str, status: int, cause: str, reason: str) -> None:
+    result = echo.serve(HttpRequest("GET", path))
+    assert (result.status, result.cause) == (status, cause), result.reason
+    assert reason in result.reason
+    assert (result.response is not None) == (cause == "ok")
+
+
+def test_exit_zero_after_answering_keeps_the_answer(echo: ProxyHandler) -> None:
+    result = echo.serve(HttpRequest("POST", "/exit-ok", body=b"kept"))
+    assert result.status == 200, result.reason
+    assert result.response is not None
+    assert result.response.body == b"kept"
+
+
+def test_environment_clocks_random_and_log(echo: ProxyHandler) -> None:
+    env = echo.serve(HttpRequest("GET", "/env"))
+    assert env.response is not None
+    assert env.response.body == b"GREETING=hi\n"
+    clock = echo.serve(HttpRequest("GET", "/clock"))
+    assert clock.response is not None
+    assert clock.response.body == b"ok"
+    log = echo.serve(HttpRequest("GET", "/log"))
+    assert log.status == 200
+    assert log.stderr == b"to the log\n"
+    assert log.stderr_total == 11
+    assert log.response is not None
+    assert log.response.body == b""
+
+
+def test_timeout_is_504(echo_guest: LoadedGuest) -> None:
+    handler = ProxyHandler(echo_guest, settings(0.2))
+    result = handler.serve(HttpRequest("GET", "/spin"))
+    assert (result.status, result.cause) == (504, "timeout")
+
+
+def test_budget_shorter_than_timeout_is_over_budget(echo_guest: LoadedGuest) -> None:
+    handler = ProxyHandler(echo_guest, settings(5.0))
+    result = handler.serve(HttpRequest("GET", "/spin"), budget=0.05)
+    assert (result.status, result.cause) == (504, "over-budget")
+
+
+def test_fuel_is_500() -> None:
+    guest = load_guest(ECHO, get_engine(EngineSettings(consume_fuel=True)))
+    handler = ProxyHandler(guest, settings(5.0, fuel=100_000))
+    result = handler.serve(HttpRequest("GET", "/spin"))
+    assert (result.status, result.cause) == (500, "fuel")
+    ok = handler.serve(HttpRequest("GET", "/"))
+    assert ok.status == 200, ok.reason
+
+
+def test_memory_limit_is_500(echo_guest: LoadedGuest) -> None:
+    handler = ProxyHandler(echo_guest, settings(5.0, max_memory=2 * MiB))
+    result = handler.serve(HttpRequest("GET", "/grow"))
+    assert result.status == 500
+    assert result.cause in ("memory", "trap")
+    assert handler.serve(HttpRequest("GET", "/")).status == 200
+
+
+def test_body_limits(echo_guest: LoadedGuest) -> None:
+    handler = ProxyHandler(echo_guest, settings(max_request_body=1000, max_response_body=5000))
+    big = handler.serve(HttpRequest("POST", "/", body=b"x" * 1001))
+    assert (big.status, big.cause) == (413, "too-large")
+    fits = handler.serve(HttpRequest("GET", "/big/5000"))
+    assert fits.status == 200
+    assert fits.response is not None
+    assert len(fits.response.body) == 5000
+    over = handler.serve(HttpRequest("GET", "/big/5001"))
+    assert (over.status, over.cause) == (502, "too-large")
+
+
+def test_max_concurrency_busy_answers_503(echo_guest: LoadedGuest) -> None:
+    handler = ProxyHandler(echo_guest, settings(max_concurrency=1))
+    handler._running = 1  # one request is running
+    request = CgiRequest(method="GET", raw_path="/")
+    assert handler.handle(request, b"").status == 503
+    handler._running = 0
+    assert handler.handle(request, b"").status == 200
+
+
+def test_request_from_cgi() -> None:
+    cgi = CgiRequest(
+        method="POST",
+        raw_path="/p",
+        query_string="q=1",
+        headers=((b"host", b"h:1"), (b"x", b"y")),
+        scheme="https",
+    )
+    req = request_from_cgi(cgi, b"body", "default:3000")
+    assert req == HttpRequest("POST", "/p?q=1", "https", "h:1", cgi.headers, b"body")
+    bare = request_from_cgi(CgiRequest(method="GET", raw_path="/"), b"", "default:3000")
+    assert bare.authority == "default:3000"
+    assert bare.path_with_query == "/"
+
+
+def test_a_component_without_the_handler_is_refused() -> None:
+    comp = load_guest(ROOT / "tests" / "guests" / "comp_types.wat", get_engine())
+    with pytest.raises(LinkError, match="exports no wasi:http/incoming-handler"):
+        ProxyHandler(comp, settings())
+
+
+def test_memory_stays_flat_over_many_requests(echo_guest: LoadedGuest) -> None:
+    handler = ProxyHandler(echo_guest, settings())
+    request = HttpRequest("POST", "/", headers=((b"a", b"b"),), body=b"z" * 4096)
+    for _ in range(300):
+        handler.serve(request)
+    gc.collect()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(3000):
+        assert handler.serve(request).status == 200
+    gc.collect()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert after - before < 20 * 1024, f"max RSS grew by {after - before} KiB"

@@ -1,0 +1,185 @@
+"""wasihttp.host and the raw value codecs: linking by name, denial values, and the raw codecs
+of engine.lowlevel checked against the binding's public conversion."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wasmtime
+from wasmtime import component as cm
+
+from wasmgate.engine import lowlevel
+from wasmgate.engine.engine import get_engine
+from wasmgate.engine.loader import load_guest
+from wasmgate.errors import LinkError
+from wasmgate.limits import Limits
+from wasmgate.wagi.handler import RouteSettings
+from wasmgate.wasihttp import HttpRequest, ProxyHandler
+from wasmgate.wasihttp.codec import public_codec
+from wasmgate.wasihttp.host import BRIDGE, denial, interface_key
+
+ROOT = Path(__file__).resolve().parent.parent
+DENIED = ROOT / "tests" / "guests" / "http_denied.wat"
+SETTINGS = RouteSettings(Limits(timeout=5.0), 1 << 20, 1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("wasi:http/types@0.2.0", "wasi:http/types"),
+        ("wasi:http/types@0.2.12", "wasi:http/types"),
+        ("wasi:io/streams@0.2.0-rc-2023-11-10", "wasi:io/streams"),
+        ("wasi:cli/terminal-stdout@0.2.3", "wasi:cli/terminal-stdout"),
+        ("wasi:http/types@0.3.0", None),
+        ("wasi:http/types", None),
+        ("example:greeter/api@0.2.0", None),
+        ("greet", None),
+    ],
+)
+def test_interface_key(name: str, key: str | None) -> None:
+    assert interface_key(name) == key
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
+def test_denied_capabilities_give_the_interfaces_error_values(fast: bool) -> None:
+    # The guest traps unless create-tcp-socket answers err(access-denied) and get-directories
+    # an empty list; then it returns without answering.
+    guest = load_guest(DENIED, get_engine())
+    result = ProxyHandler(guest, SETTINGS, fast=fast).serve(HttpRequest("GET", "/"))
+    assert (result.status, result.cause) == (500, "no-response"), result.reason
+
+
+def test_denial_value_comes_from_the_result_type() -> None:
+    engine = get_engine().engine
+    guest = load_guest(DENIED, get_engine())
+    imports = guest.as_component().type.imports(engine)
+    create = imports["wasi:sockets/tcp-create-socket@0.2.0"].ty.exports(engine)
+    assert denial(create["create-tcp-socket"].ty) == ("err", "access-denied")
+    pre = imports["wasi:filesystem/preopens@0.2.0"].ty.exports(engine)
+    assert denial(pre["get-directories"].ty) is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("wasi:filesystem/preopens@0.2.0", "wasi:foo/bar@0.2.0", "imports wasi:foo/bar@0.2.0"),
+        ("wasi:http/types@0.2.3", "wasi:http/types@0.3.0", "imports wasi:http/types@0.3.0"),
+        ("wasi:http/incoming-handler@0.2.3", "wasi:http/handler@0.2.3", "exports no"),
+    ],
+)
+def test_link_errors_name_the_import(old: str, new: str, message: str) -> None:
+    text = DENIED.read_text().replace(old, new)
+    guest = load_guest(text.encode(), get_engine(), name="changed.wat")
+    with pytest.raises(LinkError, match=message):
+        ProxyHandler(guest, SETTINGS)
+
+
+# --- raw codecs against the public conversion --------------------------------------------
+
+
+def _sample(ty: Any) -> Any:
+    """A value of ``ty`` in the host's shapes, exercising every nested type."""
+    ints = {cm.S8: -5, cm.U8: 250, cm.S16: -300, cm.U16: 60000, cm.S32: -70000, cm.U32: 4000000000}
+    if type(ty) in ints:
+        return ints[type(ty)]
+    if isinstance(ty, cm.S64):
+        return -(2**40)
+    if isinstance(ty, cm.U64):
+        return 2**63 + 5
+    if isinstance(ty, cm.Bool):
+        return True
+    if isinstance(ty, cm.F32):
+        return 1.5
+    if isinstance(ty, cm.F64):
+        return -2.25
+    if isinstance(ty, cm.Char):
+        return "é"
+    if isinstance(ty, cm.String):
+        return "héllo, wörld"
+    if isinstance(ty, cm.ListType):
+        if isinstance(ty.element, cm.U8):
+            return bytes(range(256)) * 3
+        return [_sample(ty.element), _sample(ty.element)]
+    if isinstance(ty, cm.TupleType):
+        return tuple(_sample(t) for t in ty.elements)
+    if isinstance(ty, cm.RecordType):
+        return {n: _sample(t) for n, t in ty.fields}
+    if isinstance(ty, cm.EnumType):
+        return ty.names[-1]
+    if isinstance(ty, cm.FlagsType):
+        return frozenset(ty.names[:2])
+    if isinstance(ty, cm.OptionType):
+        return _sample(ty.payload)
+    if isinstance(ty, cm.ResultType):
+        if _public_gap(ty):
+            return ("ok", None if ty.ok is None else _sample(ty.ok))
+        return ("err", None if ty.err is None else _sample(ty.err))
+    if isinstance(ty, cm.VariantType):
+        name, t = ty.cases[-1]
+        return (name, None if t is None else _sample(t))
+    raise AssertionError(f"no sample for {ty}")
+
+
+def _public_gap(ty: cm.ResultType) -> bool:
+    """The binding's generic conversion cannot tell this result's err case from its ok case
+    (the ok case's classes include ``object``): only ok values can be compared."""
+    classes: set[type] = set()
+    if ty.ok is not None:
+        ty.ok.add_classes(classes)
+    return not ty._tagged() and object in classes
+
+
+def _types() -> list[tuple[str, Any]]:
+    engine = get_engine().engine
+    guest = load_guest(ROOT / "tests" / "guests" / "comp_types.wat", get_engine())
+    out = []
+    for name, ext in guest.as_component().type.exports(engine).items():
+        fty = ext.ty
+        if isinstance(fty, cm.FuncType):
+            for pname, t in fty.params:
+                out.append((f"{name}.{pname}", t))
+            if fty.result is not None:
+                out.append((f"{name}->", fty.result))
+    return out
+
+
+TYPES = _types()
+
+
+@pytest.mark.parametrize(("where", "ty"), TYPES, ids=[w for w, _ in TYPES])
+def test_raw_codecs_agree_with_the_public_conversion(where: str, ty: Any) -> None:
+    assert lowlevel.raw_funcs_supported()
+    if isinstance(ty, cm.OptionType) and isinstance(ty.payload, cm.OptionType):
+        with pytest.raises(TypeError, match="option<option<T>>"):
+            lowlevel.raw_codec(ty, BRIDGE)
+        return
+    raw_lift, raw_lower = lowlevel.raw_codec(ty, BRIDGE)
+    pub_lift, pub_lower = public_codec(ty, BRIDGE)
+    value = _sample(ty)
+    store = wasmtime.Store(get_engine().engine)
+    # raw lower -> the binding's own lift -> public shapes
+    val = lowlevel._ffi.wasmtime_component_val_t()
+    raw_lower(None, value, val)
+    assert pub_lift(store, ty.convert_from_c(val)) == value
+    # public shapes -> the binding's own lower -> raw lift
+    val = lowlevel._ffi.wasmtime_component_val_t()
+    ty.convert_to_c(store, pub_lower(store, value), ctypes.pointer(val))
+    assert raw_lift(None, val) == value
+    lowlevel._ffi.wasmtime_component_val_delete(ctypes.byref(val))
+
+
+def test_raw_codecs_express_the_err_case_the_binding_cannot() -> None:
+    # result<option<u32>, string> has the shape of future-trailers.get's inner
+    # result<option<own<trailers>>, error-code>: the binding would send err as ok.
+    (ty,) = [t for where, t in TYPES if where == "echo-maybe.r"]
+    assert _public_gap(ty)
+    raw_lift, raw_lower = lowlevel.raw_codec(ty, BRIDGE)
+    for value in [("err", "no"), ("ok", None), ("ok", 7)]:
+        val = lowlevel._ffi.wasmtime_component_val_t()
+        raw_lower(None, value, val)
+        assert raw_lift(None, val) == value
+        assert val.of.result.is_ok == (value[0] == "ok")
+        lowlevel._ffi.wasmtime_component_val_delete(ctypes.byref(val))
