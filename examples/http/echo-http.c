@@ -11,6 +11,7 @@
 //   /env            answers its environment         /log           writes "to the log" to stderr
 //   /unfinished     takes the body, never finishes it
 //   /clock          answers "ok" if the clocks and random numbers look right
+// A path /t/NAME/REST is read as /REST (so a server can mount it under routes with other limits).
 //
 // Build: examples/http/build.py (zig cc to a reactor core module, then jco's wasm-tools).
 #include <stddef.h>
@@ -144,6 +145,14 @@ void handle(h32 request, h32 outparam) {
         path = (const uint8_t *)(uintptr_t)RET32(4);
         plen = (size_t)RET32(8);
     }
+    const uint8_t *full = path;
+    size_t flen = plen;
+    if (prefix(path, plen, "/t/")) {  // /t/NAME/REST -> /REST
+        size_t i = 3;
+        while (i < plen && path[i] != '/') i++;
+        path += i;
+        plen -= i;
+    }
 
     if (same(path, plen, "/trap")) __builtin_trap();
     if (same(path, plen, "/spin")) for (volatile int i = 0;; i++) {}
@@ -161,7 +170,7 @@ void handle(h32 request, h32 outparam) {
 
     h32 headers = fields_new();
     append(headers, "x-method", 8, method, mlen);
-    append(headers, "x-path", 6, path, plen);
+    append(headers, "x-path", 6, full, flen);
     // echo request headers as x-echo-<name>: entries -> list<tuple<string, list<u8>>> @0 ptr, @4 len
     h32 in_headers = req_headers(request);
     fields_entries(in_headers, RET);

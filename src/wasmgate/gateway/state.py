@@ -19,6 +19,7 @@ from ..errors import ConfigError, LoadError
 from ..wagi.handler import ModuleHandler
 from ..wagi.manifest import load_manifest
 from ..wagi.routes import Route, RouteTable, expand_dynamic_routes
+from ..wasihttp.route import ComponentRoute, component_warnings
 
 __all__ = ["GatewayState", "load_state"]
 
@@ -55,7 +56,11 @@ def load_state(config: GatewayConfig, pump: OutputPump) -> GatewayState:
             except LoadError as e:
                 raise ConfigError(f"{spec.label}: {e}") from None
             guests[key] = guest
-        handler = ModuleHandler(
+        # A component is served as a wasi:http handler, a core module as WAGI.
+        kind = ComponentRoute if guest.kind == "component" else ModuleHandler
+        if guest.kind == "component":
+            warnings.extend(component_warnings(spec))
+        handler = kind(
             spec,
             guest,
             limits,

@@ -1,0 +1,166 @@
+"""wasi:http components as routes of `wasmgate serve`: a real server on loopback, real HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway_support import Server, running_server
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = ROOT / "examples" / "perf" / "hello-http.wasm"
+ECHO = ROOT / "examples" / "http" / "echo-http.wasm"
+DENIED = ROOT / "tests" / "guests" / "http_denied.wat"
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    d = tmp_path_factory.mktemp("http-site")
+    shutil.copy(HELLO, d / "hello-http.wasm")
+    shutil.copy(ECHO, d / "echo.wasm")
+    (d / "foreign.wat").write_text(
+        DENIED.read_text().replace("wasi:filesystem/preopens@0.2.0", "wasi:foo/bar@0.2.0")
+    )
+    (d / "modules.toml").write_text(
+        """
+[[module]]
+route = "/hello"
+module = "hello-http.wasm"
+
+[[module]]
+route = "/t/small/..."
+module = "echo.wasm"
+max_request_body = "1KiB"
+max_response_body = 5000
+
+[[module]]
+route = "/t/quick/..."
+module = "echo.wasm"
+timeout = "300ms"
+
+[[module]]
+route = "/t/fuel/..."
+module = "echo.wasm"
+fuel = 100000
+
+[[module]]
+route = "/t/mem/..."
+module = "echo.wasm"
+max_memory = "2MiB"
+
+[[module]]
+route = "/foreign"
+module = "foreign.wat"
+
+[[module]]
+route = "/..."
+module = "echo.wasm"
+environment = { GREETING = "hi" }
+volumes = { "/data" = "." }
+"""
+    )
+    with running_server(d / "modules.toml", "--log-dir", str(d / "logs")) as s:
+        yield s
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base, timeout=30) as c:
+        yield c
+
+
+def test_hello(client: httpx.Client) -> None:
+    r = client.get("/hello")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/plain"
+    assert r.content == b"Hello, world!\n"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
+@pytest.mark.parametrize("size", [0, 64 * 1024, 8 * MiB])
+def test_echo_bodies_byte_exact(client: httpx.Client, method: str, size: int) -> None:
+    body = bytes(range(256)) * (size // 256)
+    r = client.request(method, "/any/path?x=1&y=%20", content=body, headers={"x-token": "abc"})
+    assert r.status_code == 200
+    assert r.headers["x-method"] == method
+    assert r.headers["x-path"] == "/any/path?x=1&y=%20"
+    assert r.headers["x-echo-x-token"] == "abc"
+    assert r.content == body
+
+
+def test_environment_reaches_the_guest(client: httpx.Client) -> None:
+    assert client.get("/env").content == b"GREETING=hi\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "cause"),
+    [
+        ("/trap", 500, "trap"),
+        ("/no-response", 500, "no-response"),
+        ("/set-twice", 500, "trap"),
+        ("/error", 500, "guest-error"),
+        ("/exit", 500, "exit"),
+        ("/t/quick/spin", 504, "timeout"),
+        ("/t/fuel/spin", 500, "fuel"),
+        ("/t/small/big/5001", 502, "too-large"),
+        ("/foreign", 500, "link"),
+    ],
+)
+def test_failures_answer_as_wagi_routes(
+    client: httpx.Client, server: Server, path: str, status: int, cause: str
+) -> None:
+    r = client.get(path)
+    assert r.status_code == status
+    assert r.content == b""
+    time.sleep(0.05)
+    assert f'"status":{status},"cause":"{cause}"' in server.output()
+
+
+def test_memory_limit(client: httpx.Client) -> None:
+    assert client.get("/t/mem/grow").status_code == 500
+    assert client.get("/t/mem/").status_code == 200
+
+
+def test_request_body_limit(client: httpx.Client) -> None:
+    assert client.post("/t/small/", content=b"x" * 1024).status_code == 200
+    assert client.post("/t/small/", content=b"x" * 1025).status_code == 413
+
+
+def test_status_and_log(client: httpx.Client, server: Server) -> None:
+    assert client.get("/status/418").status_code == 418
+    assert client.get("/log").status_code == 200
+    time.sleep(0.05)
+    assert "to the log" in server.output()
+
+
+def test_load_warnings_name_keys_that_do_not_apply(server: Server) -> None:
+    assert "volumes are not granted to wasi:http components yet" in server.output()
+    assert "wasi:foo/bar@0.2.0" in server.output()
+
+
+def test_64_concurrent_clients(server: Server) -> None:
+    statuses: list[int] = []
+    bodies: list[bool] = []
+
+    def hit(i: int) -> None:
+        payload = f"client {i}".encode() * 100
+        with httpx.Client(base_url=server.base, timeout=60) as c:
+            for _ in range(3):
+                r = c.post(f"/c/{i}", content=payload)
+                statuses.append(r.status_code)
+                bodies.append(r.content == payload)
+
+    threads = [threading.Thread(target=hit, args=(i,)) for i in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 192
+    assert all(bodies)
