@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway_support import Server, running_server
+from gateway_support import Server, free_port, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = ROOT / "examples" / "perf" / "hello-http.wasm"
@@ -164,3 +167,31 @@ def test_64_concurrent_clients(server: Server) -> None:
         t.join()
     assert statuses == [200] * 192
     assert all(bodies)
+
+
+def test_serve_one_component_one_liner(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "wasmgate", "serve", str(ECHO)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*command, "--addr", f"127.0.0.1:{port}", "--workers", "1"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/a/b?c", content=b"one-liner", timeout=5)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        assert r.status_code == 200
+        assert r.headers["x-path"] == "/a/b?c"
+        assert r.content == b"one-liner"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)

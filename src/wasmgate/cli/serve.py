@@ -22,6 +22,9 @@ ENV_PREFIX = "WASMGATE"
 
 
 @click.command(context_settings={"auto_envvar_prefix": ENV_PREFIX})
+@click.argument(
+    "component", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True)
+)
 @click.option(
     "-c",
     "--config",
@@ -32,6 +35,7 @@ ENV_PREFIX = "WASMGATE"
     help="The WAGI modules.toml to serve.",
 )
 @click.option("-l", "--listen", default="127.0.0.1:3000", show_default=True, help="HOST:PORT.")
+@click.option("--addr", help="Same as --listen (the spelling of `wasmtime serve`).")
 @click.option("--hostname", help="Host:port for SERVER_NAME when a request has no Host header.")
 @click.option("-e", "--env", "env", multiple=True, type=ENV_ASSIGN, help="Guest env KEY=VALUE.")
 @click.option("--env-file", type=click.Path(path_type=Path, dir_okay=False), multiple=True)
@@ -83,8 +87,10 @@ ENV_PREFIX = "WASMGATE"
 )
 @cache_options
 def serve(
+    component: Path | None,
     modules_toml: Path,
     listen: str,
+    addr: str | None,
     hostname: str | None,
     env: tuple[tuple[str, str], ...],
     env_file: tuple[Path, ...],
@@ -111,13 +117,17 @@ def serve(
     cache_dir: Path | None,
     no_cache: bool,
 ) -> None:
-    """Serve WAGI modules over HTTP (a drop-in for WAGI's modules.toml)."""
+    """Serve WAGI modules over HTTP (a drop-in for WAGI's modules.toml), or one wasi:http
+    COMPONENT on every path (``wasmgate serve app.wasm``, as ``wasmtime serve``)."""
     from ..config import GatewayConfig
     from ..gateway.server import parse_listen
     from ..gateway.server import serve as run_server
     from ..wagi.cgi import parse_host
     from ..wagi.manifest import load_env_file
 
+    listen = addr or listen
+    if component is not None:
+        modules_toml = _one_route_manifest(component)
     _, port = parse_listen(listen)
     host_value = hostname or f"localhost:{port}"
     try:
@@ -167,6 +177,22 @@ def serve(
     )
     _setup_logging()
     raise SystemExit(run_server(config))
+
+
+def _one_route_manifest(component: Path) -> Path:
+    """A private modules.toml serving ``component`` on ``/...`` (kept until this process ends:
+    workers and reloads read it)."""
+    import atexit
+    import json
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="wasmgate-serve-")
+    atexit.register(shutil.rmtree, folder, True)
+    toml = Path(folder) / "modules.toml"
+    module = json.dumps(str(component.resolve()))
+    toml.write_text(f'[[module]]\nroute = "/..."\nmodule = {module}\n')
+    return toml
 
 
 def _setup_logging() -> None:
