@@ -8,7 +8,9 @@ hop to a worker thread), both routes loaded by ``gateway.state.load_state`` from
 - ``WAGI hello``: ``examples/wagi/hello.c``: CGI environment, argv, stdin, captured stdout, parsing;
 - ``wasi:http echo 64 KiB``: ``examples/http/echo-http.wasm`` with a 64 KiB body both ways;
 - ``wasi:http hello (public API)``: the same component with the binding's generic value
-  conversion instead of the raw codecs, to show what the raw codecs save.
+  conversion instead of the raw codecs, to show what the raw codecs save;
+- ``componentize-py echo``: ``examples/http/python/echo-py.wasm`` (CPython in the component; built
+  by ``examples/http/python/build.sh``, included when present) with a 1 KiB body.
 Goal (issue 11): wasi:http hello at most 1.2x the WAGI hello.
 
     .venv/bin/python benchmarks/bench_wasihttp.py [--rounds 5] [--n 300] [--json]
@@ -99,11 +101,16 @@ def main() -> int:
         shutil.copy(build(REPO / "examples" / "wagi" / "hello.c"), tmp / "hello.wasm")
         shutil.copy(REPO / "examples" / "perf" / "hello-http.wasm", tmp / "hello-http.wasm")
         shutil.copy(REPO / "examples" / "http" / "echo-http.wasm", tmp / "echo-http.wasm")
-        (tmp / "modules.toml").write_text(
+        toml = (
             '[[module]]\nroute = "/hello"\nmodule = "hello.wasm"\n\n'
             '[[module]]\nroute = "/hello-http"\nmodule = "hello-http.wasm"\n\n'
             '[[module]]\nroute = "/echo-http"\nmodule = "echo-http.wasm"\n'
         )
+        python = REPO / "examples" / "http" / "python" / "echo-py.wasm"
+        if python.exists():
+            shutil.copy(python, tmp / "echo-py.wasm")
+            toml += '\n[[module]]\nroute = "/echo-py"\nmodule = "echo-py.wasm"\n'
+        (tmp / "modules.toml").write_text(toml)
         state = load_state(GatewayConfig(modules_toml=tmp / "modules.toml"), default_pump())
         body = os.urandom(64 * 1024)
         cases = {
@@ -112,12 +119,15 @@ def main() -> int:
             "wasi:http echo 64 KiB": route_case(state, "/echo-http", body),
             "wasi:http hello (public API)": public_case(state, "/hello-http"),
         }
+        if python.exists():
+            cases["componentize-py echo"] = route_case(state, "/echo-py", body[:1024])
         samples: dict[str, list[float]] = {k: [] for k in cases}
         for fn in cases.values():  # warm up
             per_call(fn, 50)
         for _ in range(args.rounds):
             for name, fn in cases.items():
-                n = args.n if "public" not in name else max(20, args.n // 5)
+                slow = "public" in name or "componentize" in name
+                n = max(20, args.n // 5) if slow else args.n
                 samples[name].append(per_call(fn, n))
         report = {name: statistics.median(s) for name, s in samples.items()}
         ratio = report["wasi:http hello"] / report["WAGI hello"]
