@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,29 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def upstream() -> Iterator[int]:
+    """A local HTTP server the guests may call: answers 200 and ``upstream saw PATH``."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"upstream saw {self.path}".encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield int(httpd.server_address[1])
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[Server]:
     d = tmp_path_factory.mktemp("http-site")
     shutil.copy(HELLO, d / "hello-http.wasm")
     shutil.copy(ECHO, d / "echo.wasm")
@@ -59,6 +82,11 @@ module = "echo.wasm"
 max_memory = "2MiB"
 
 [[module]]
+route = "/t/out/..."
+module = "echo.wasm"
+allowed_hosts = ["http://127.0.0.1:UPSTREAM"]
+
+[[module]]
 route = "/foreign"
 module = "foreign.wat"
 
@@ -67,7 +95,7 @@ route = "/..."
 module = "echo.wasm"
 environment = { GREETING = "hi" }
 volumes = { "/data" = "." }
-"""
+""".replace("UPSTREAM", str(upstream))
     )
     with running_server(d / "modules.toml", "--log-dir", str(d / "logs")) as s:
         yield s
@@ -141,6 +169,13 @@ def test_status_and_log(client: httpx.Client, server: Server) -> None:
     assert client.get("/log").status_code == 200
     time.sleep(0.05)
     assert "to the log" in server.output()
+
+
+def test_outbound_follows_allowed_hosts(client: httpx.Client, upstream: int) -> None:
+    r = client.get(f"/t/out/fetch/127.0.0.1:{upstream}/x?y")
+    assert r.content == b"status=200\nupstream saw /x?y"
+    # a route without allowed_hosts: error-code.HTTP-request-denied (case 15)
+    assert client.get(f"/fetch/127.0.0.1:{upstream}/x").content == b"error=15\n"
 
 
 def test_load_warnings_name_keys_that_do_not_apply(server: Server) -> None:

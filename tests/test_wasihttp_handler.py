@@ -7,7 +7,11 @@ public API (``fast=False``), so the raw path is tested against the public one it
 from __future__ import annotations
 
 import gc
+import http.server
 import resource
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ from wasmgate.errors import LinkError
 from wasmgate.limits import Limits
 from wasmgate.wagi.cgi import CgiRequest
 from wasmgate.wagi.handler import RouteSettings
+from wasmgate.wagi.outbound import OutboundPolicy
 from wasmgate.wasihttp import HttpRequest, ProxyHandler
 from wasmgate.wasihttp.handler import request_from_cgi
 
@@ -224,3 +229,61 @@ def test_memory_stays_flat_over_many_requests(echo_guest: LoadedGuest) -> None:
     gc.collect()
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert after - before < 20 * 1024, f"max RSS grew by {after - before} KiB"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[int]:
+    """A local HTTP server: ``/redir`` redirects to a host no allow-list permits; any other path
+    answers 203 and ``you asked for PATH``."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/redir":
+                self.send_response(302)
+                self.send_header("location", "http://elsewhere.invalid/")
+                self.end_headers()
+                return
+            body = f"you asked for {self.path}".encode()
+            self.send_response(203)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
+def test_outbound_requests_follow_the_allow_list(
+    echo_guest: LoadedGuest, upstream: int, fast: bool
+) -> None:
+    allowed = OutboundPolicy(allowed_hosts=(f"http://127.0.0.1:{upstream}",))
+    handler = ProxyHandler(echo_guest, settings(), outbound=allowed, fast=fast)
+    assert not handler.repeatable
+
+    def fetch(h: ProxyHandler, target: str) -> bytes:
+        result = h.serve(HttpRequest("GET", f"/fetch/{target}"))
+        assert result.status == 200, result.reason
+        assert result.response is not None
+        return result.response.body
+
+    assert fetch(handler, f"127.0.0.1:{upstream}/a?b=1") == b"status=203\nyou asked for /a?b=1"
+    # error-code cases: 15 HTTP-request-denied, 6 connection-refused
+    assert fetch(handler, f"127.0.0.1:{upstream}/redir") == b"error=15\n"
+    assert fetch(handler, f"localhost:{upstream}/") == b"error=15\n"
+    denied = ProxyHandler(echo_guest, settings(), fast=fast)
+    assert denied.repeatable
+    assert fetch(denied, f"127.0.0.1:{upstream}/a") == b"error=15\n"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    anywhere = OutboundPolicy(allowed_hosts=("insecure:allow-all",))
+    open_handler = ProxyHandler(echo_guest, settings(), outbound=anywhere, fast=fast)
+    assert fetch(open_handler, f"127.0.0.1:{closed_port}/") == b"error=6\n"

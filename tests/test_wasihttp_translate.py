@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
+from wasmgate.wagi.outbound_client import TransportError
+from wasmgate.wasihttp.outbound import error_for_transport, request_url
 from wasmgate.wasihttp.translate import (
     check_content_length,
     error_status,
@@ -143,3 +147,50 @@ def test_error_status(code: tuple[str, object], status: int) -> None:
 )
 def test_format_error_code(code: tuple[str, object], text: str) -> None:
     assert format_error_code(code) == text
+
+
+@pytest.mark.parametrize(
+    ("scheme", "authority", "path", "url"),
+    [
+        (None, "a.test", "/x?y", "https://a.test/x?y"),
+        (("HTTP", None), "a.test:8080", None, "http://a.test:8080/"),
+        (("HTTPS", None), "a.test", "x", "https://a.test/x"),
+        (("other", "ftp"), "a.test", "/f", "ftp://a.test/f"),
+    ],
+)
+def test_outgoing_request_url(
+    scheme: tuple[str, str | None] | None, authority: str, path: str | None, url: str
+) -> None:
+    assert request_url(scheme, authority, path) == url
+
+
+def test_outgoing_request_needs_an_authority() -> None:
+    with pytest.raises(ValueError, match="authority"):
+        request_url(None, None, "/")
+
+
+def _transport(text: str, cause: BaseException | None = None) -> TransportError:
+    exc = TransportError(text)
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (
+            _transport("HTTP exchange failed", ConnectionRefusedError()),
+            ("connection-refused", None),
+        ),
+        (
+            _transport("HTTP exchange failed", socket.gaierror()),
+            ("DNS-error", {"rcode": None, "info-code": None}),
+        ),
+        (_transport("request timed out"), ("connection-timeout", None)),
+        (_transport("response body is larger than 10 bytes"), ("HTTP-response-body-size", None)),
+        (_transport("response has a malformed header line"), ("HTTP-protocol-error", None)),
+        (_transport("more than 10 redirects"), ("internal-error", "more than 10 redirects")),
+    ],
+)
+def test_transport_errors_map_to_error_codes(exc: TransportError, code: object) -> None:
+    assert error_for_transport(exc) == code

@@ -11,6 +11,8 @@
 //   /env            answers its environment         /log           writes "to the log" to stderr
 //   /unfinished     takes the body, never finishes it
 //   /clock          answers "ok" if the clocks and random numbers look right
+//   /fetch/AUTHORITY/PATH   GETs http://AUTHORITY/PATH (wasi:http/outgoing-handler) and answers
+//                   "status=NNN\n" and the body it got, or "error=N\n" (N: the error-code case)
 // A path /t/NAME/REST is read as /REST (so a server can mount it under routes with other limits).
 //
 // Build: examples/http/build.py (zig cc to a reactor core module, then jco's wasm-tools).
@@ -46,6 +48,20 @@ IMPORT(HTTP, "[static]outgoing-body.finish") void outbody_finish(h32, int32_t ha
 IMPORT(HTTP, "[static]response-outparam.set")
 void outparam_set(h32 param, int32_t is_err, int32_t a, int32_t b, int64_t c, int32_t d, int32_t e,
                   int32_t f, int32_t g);
+IMPORT(HTTP, "[constructor]outgoing-request") h32 oreq_new(h32 headers);
+// option<scheme> flattens to (is_some, case, string ptr, string len)
+IMPORT(HTTP, "[method]outgoing-request.set-scheme")
+int32_t oreq_set_scheme(h32, int32_t some, int32_t scheme, const char *p, size_t n);
+IMPORT(HTTP, "[method]outgoing-request.set-authority")
+int32_t oreq_set_authority(h32, int32_t some, const uint8_t *p, size_t n);
+IMPORT(HTTP, "[method]outgoing-request.set-path-with-query")
+int32_t oreq_set_path(h32, int32_t some, const uint8_t *p, size_t n);
+IMPORT(HTTP, "[method]future-incoming-response.get") void future_get(h32, void *ret);
+IMPORT(HTTP, "[method]incoming-response.status") int32_t iresp_status(h32);
+IMPORT(HTTP, "[method]incoming-response.consume") void iresp_consume(h32, void *ret);
+// result<own<future-incoming-response>, error-code>: tag @0, payload @8 (error-code aligns to 8)
+IMPORT("wasi:http/outgoing-handler@0.2.12", "handle")
+void outgoing_handle(h32 request, int32_t has_options, h32 options, void *ret);
 // ---- wasi:io/streams ----
 IMPORT(IO, "[method]input-stream.blocking-read") void in_read(h32, int64_t len, void *ret);
 IMPORT(IO, "[resource-drop]input-stream") void in_drop(h32);
@@ -121,6 +137,71 @@ static void write_all(h32 out, const uint8_t *p, size_t n) {
 
 static const char METHODS[][8] = {"GET", "HEAD", "POST", "PUT", "DELETE",
                                   "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+
+static size_t decimal(uint32_t v, char *out) {  // out: at least 10 bytes
+    char tmp[10];
+    size_t n = 0;
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+// Copy an incoming body to an output stream, chunk by chunk.
+static void copy_body(h32 inbody, h32 out) {
+    inbody_stream(inbody, RET);
+    check(RET[0] == 0);
+    h32 in = RET32(4);
+    uintptr_t mark = heap_top;
+    for (;;) {
+        in_read(in, 65536, RET);  // result<list<u8>, stream-error>: ptr @4, len @8
+        if (RET[0] != 0) {
+            check(RET[4] == 1);  // stream-error.closed: the end of the body
+            break;
+        }
+        write_all(out, (const uint8_t *)(uintptr_t)RET32(4), (size_t)RET32(8));
+        heap_top = mark;  // the chunk is written: reuse its memory
+    }
+    in_drop(in);
+    inbody_drop(inbody);
+}
+
+// GET http://AUTHORITY/PATH for /fetch/AUTHORITY/PATH and write what came back to out.
+static void fetch(const uint8_t *spec, size_t n, h32 out) {
+    size_t i = 0;
+    while (i < n && spec[i] != '/') i++;
+    h32 req = oreq_new(fields_new());
+    check(oreq_set_scheme(req, 1, 0, 0, 0) == 0);  // some(HTTP)
+    check(oreq_set_authority(req, 1, spec, i) == 0);
+    check(oreq_set_path(req, 1, spec + i, n - i) == 0);
+    char text[32];
+    outgoing_handle(req, 0, 0, RET);
+    if (RET[0] != 0) {
+        size_t k = decimal(RET[8], text + 6);
+        for (size_t j = 0; j < 6; j++) text[j] = "error="[j];
+        text[6 + k] = '\n';
+        write_all(out, (const uint8_t *)text, 7 + k);
+        return;
+    }
+    h32 future = RET32(8);
+    // option<result<result<own<incoming-response>, error-code>>>: some @0, ok @8, ok @16, handle @24
+    future_get(future, RET);
+    check(RET[0] == 1 && RET[8] == 0);
+    if (RET[16] != 0) {
+        size_t k = decimal(RET[24], text + 6);
+        for (size_t j = 0; j < 6; j++) text[j] = "error="[j];
+        text[6 + k] = '\n';
+        write_all(out, (const uint8_t *)text, 7 + k);
+        return;
+    }
+    h32 resp = RET32(24);
+    size_t k = decimal((uint32_t)iresp_status(resp), text + 7);
+    for (size_t j = 0; j < 7; j++) text[j] = "status="[j];
+    text[7 + k] = '\n';
+    write_all(out, (const uint8_t *)text, 8 + k);
+    iresp_consume(resp, RET);
+    check(RET[0] == 0);
+    copy_body(RET32(4), out);
+}
 
 static void set_ok(h32 outparam, h32 resp) { outparam_set(outparam, 0, resp, 0, 0, 0, 0, 0, 0); }
 
@@ -198,7 +279,6 @@ void handle(h32 request, h32 outparam) {
     outbody_write(body, RET);
     check(RET[0] == 0);
     h32 out = RET32(4);
-    uintptr_t mark = heap_top;
 
     if (prefix(path, plen, "/big/")) {
         static uint8_t xs[4096];
@@ -233,25 +313,13 @@ void handle(h32 request, h32 outparam) {
         random_bytes(16, RET);  // list<u8>: ptr @0, len @4
         ok = ok && RET32(4) == 16 && mono_now() >= t0;
         write_all(out, (const uint8_t *)(ok ? "ok" : "bad"), ok ? 2 : 3);
+    } else if (prefix(path, plen, "/fetch/")) {
+        fetch(path + 7, plen - 7, out);
     } else {
         // the request body, chunk by chunk, straight back
         req_consume(request, RET);
         check(RET[0] == 0);
-        h32 inbody = RET32(4);
-        inbody_stream(inbody, RET);
-        check(RET[0] == 0);
-        h32 in = RET32(4);
-        for (;;) {
-            in_read(in, 65536, RET);  // result<list<u8>, stream-error>: ptr @4, len @8
-            if (RET[0] != 0) {
-                check(RET[4] == 1);  // stream-error.closed: the end of the body
-                break;
-            }
-            write_all(out, (const uint8_t *)(uintptr_t)RET32(4), (size_t)RET32(8));
-            heap_top = mark;  // the chunk is written: reuse its memory
-        }
-        in_drop(in);
-        inbody_drop(inbody);
+        copy_body(RET32(4), out);
     }
     out_flush(out, RET);
     check(RET[0] == 0);

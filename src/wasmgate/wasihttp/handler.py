@@ -31,6 +31,7 @@ from ..engine.outcome import Outcome, classify_failure, fold_error
 from ..limits import Limits
 from ..wagi.cgi import CgiRequest, CgiResponse
 from ..wagi.handler import OVER_BUDGET, STDERR_KEEP, HandlerResult, RouteSettings
+from ..wagi.outbound import OutboundPolicy
 from . import resources as r
 from .host import LinkedComponent, link_component
 from .translate import (
@@ -124,6 +125,7 @@ class ProxyHandler:
         environment: Mapping[str, str] | None = None,
         label: str | None = None,
         default_host: str = "localhost",
+        outbound: OutboundPolicy | None = None,
         fast: bool = True,
     ) -> None:
         self.guest = guest
@@ -131,6 +133,7 @@ class ProxyHandler:
         self.label = label or guest.name
         self.default_host = default_host
         self._environment = list((environment or {}).items())
+        self.outbound = outbound
         self.linked = link_component(
             guest.as_component(), guest.engine.engine, label=self.label, fast=fast
         )
@@ -139,8 +142,9 @@ class ProxyHandler:
 
     @property
     def repeatable(self) -> bool:
-        """A run's only effects are its answer and logs (no files, no outbound requests)."""
-        return True
+        """A run's only effects are its answer and logs (no files; outbound requests only when
+        the route allows some hosts)."""
+        return self.outbound is None or not self.outbound.allowed_hosts
 
     def handle(
         self, request: CgiRequest, body: bytes, match: Any = None, budget: float | None = None
@@ -178,6 +182,7 @@ class ProxyHandler:
             max_response_body=settings.max_response_body,
             log_keep=STDERR_KEEP,
             deadline=None if timeout is None else time.monotonic() + timeout,
+            outbound=self.outbound,
         )
         started = time.perf_counter()
         outcome = run_guest(self.guest, self.linked, settings.limits, timeout, state)

@@ -5,9 +5,9 @@ Every implementation is ``fn(state, *args) -> result`` on the shapes of the valu
 the same functions (the 0.2 line only adds functions).
 
 What each interface grants (the README lists the same):
-- ``wasi:http/types``: the request the guest is serving and the response it builds. Outgoing
-  requests can be built but ``wasi:http/outgoing-handler`` answers every one with
-  ``error-code.HTTP-request-denied`` (outbound HTTP is a later step of issue 11).
+- ``wasi:http/types``: the request the guest is serving and the response it builds.
+- ``wasi:http/outgoing-handler``: requests to the route's ``allowed_hosts`` (see ``outbound``);
+  with none, every request is ``error-code.HTTP-request-denied``.
 - ``wasi:io/*``: streams over the request body, the response body and the logs; pollables.
 - ``wasi:clocks/*``: the host's clocks (monotonic in nanoseconds, wall clock UTC).
 - ``wasi:random/*``: the OS's CSPRNG (``random``) and Python's PRNG (``insecure*``).
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import resources as r
+from .outbound import perform, request_url
 from .resources import CLOSED, RequestState
 from .translate import field_error, method_to_wit, scheme_to_wit, valid_status
 
@@ -267,7 +268,19 @@ def future_incoming_response_get(st: RequestState, fut: r.FutureIncomingResponse
     if fut.taken:
         return ERR
     fut.taken = True
-    return ("ok", fut.result)
+    result = fut.resolve()
+    if result[0] == "err":
+        return ("ok", result)
+    status, headers, body = result[1]
+    fields = r.Fields([(n, v) for n, v in headers], mutable=False)
+    return ("ok", ("ok", r.IncomingResponse(status, fields, body)))
+
+
+def future_incoming_response_subscribe(
+    st: RequestState, fut: r.FutureIncomingResponse
+) -> r.Pollable:
+    fut.resolve()  # the exchange happens here when the guest waits before asking
+    return r.Pollable()
 
 
 def incoming_response_status(st: RequestState, resp: r.IncomingResponse) -> int:
@@ -286,7 +299,20 @@ def incoming_response_consume(st: RequestState, resp: r.IncomingResponse) -> Any
 
 
 def outgoing_handler_handle(st: RequestState, req: r.OutgoingRequest, options: Any) -> Any:
-    return DENIED_HTTP
+    if st.outbound is None or not st.outbound.allowed_hosts:
+        return DENIED_HTTP
+    try:
+        url = request_url(req.scheme, req.authority, req.path_with_query)
+    except ValueError:
+        return ("err", ("HTTP-request-URI-invalid", None))
+    policy, deadline = st.outbound, st.deadline
+
+    def run() -> tuple[str, Any]:
+        body = b"".join(req.body.chunks) if req.body is not None else b""
+        headers = [(n, v) for n, v in req.headers.entries if n != "content-length"]
+        return perform(policy, req.method, url, headers, body, deadline)
+
+    return ("ok", r.FutureIncomingResponse(run))
 
 
 # --- wasi:io ---------------------------------------------------------------------------------
@@ -526,7 +552,7 @@ IMPLEMENTATIONS: dict[str, dict[str, Impl]] = {
         "[method]outgoing-response.body": outgoing_response_body,
         "[method]outgoing-body.write": outgoing_body_write,
         "[static]outgoing-body.finish": outgoing_body_finish,
-        "[method]future-incoming-response.subscribe": ready_pollable,
+        "[method]future-incoming-response.subscribe": future_incoming_response_subscribe,
         "[method]future-incoming-response.get": future_incoming_response_get,
         "http-error-code": http_error_code,
     },

@@ -104,6 +104,7 @@ class RequestState:
     log: bytearray = field(default_factory=bytearray)
     log_total: int = 0
     failure: BaseException | None = None  # a host-side exception that became a trap
+    outbound: Any = None  # the route's wagi.outbound.OutboundPolicy, or None (all denied)
 
     def add(self, obj: Any) -> int:
         rep = self.next_rep
@@ -318,11 +319,21 @@ class RequestOptions(Resource):
 
 
 class FutureIncomingResponse(Resource):
+    """An outbound exchange, run the first time its result is asked for (``resolve``)."""
+
     TYPE = 210
 
-    def __init__(self, result: tuple[str, Any]) -> None:
-        self.result = result
+    def __init__(self, run: Callable[[], tuple[str, Any]]) -> None:
+        self._run: Callable[[], tuple[str, Any]] | None = run
+        self.result: tuple[str, Any] | None = None
         self.taken = False
+
+    def resolve(self) -> tuple[str, Any]:
+        if self.result is None:
+            assert self._run is not None
+            run, self._run = self._run, None
+            self.result = run()
+        return self.result
 
 
 class IncomingResponse(Resource):

@@ -3,10 +3,11 @@
 Rules:
 - Same keys as a WAGI route: ``route``, ``environment`` (plus the server's ``-e``/``--env-file``),
   every limit (``timeout``, ``max_memory``, ``fuel``, ``max_request_body``,
-  ``max_response_body``, ``max_concurrency``). ``entrypoint`` and ``argv`` do not apply (the
-  handler is the component's ``wasi:http/incoming-handler`` export); ``volumes`` and
-  ``allowed_hosts`` are not granted to components yet (no preopens, outbound denied): each of
-  these keys, when set, is a load-time warning, never a silent grant or a silent drop.
+  ``max_response_body``, ``max_concurrency``), ``allowed_hosts`` and ``http_max_concurrency``
+  for ``wasi:http/outgoing-handler`` (the policy of WAGI's outbound HTTP). ``entrypoint`` and
+  ``argv`` do not apply (the handler is the component's ``wasi:http/incoming-handler`` export);
+  ``volumes`` are not granted to components yet (no preopens): each of these keys, when set, is
+  a load-time warning, never a silent grant or a silent drop.
 - A component that does not link (an import outside the proxy world, no handler export) loads
   with a warning and answers 500, as a WAGI module that cannot instantiate.
 - The gateway's routing, admission, scheduling, metrics and logs see the same handler shape as
@@ -25,6 +26,7 @@ from ..errors import LinkError
 from ..wagi.cgi import CgiRequest
 from ..wagi.handler import HandlerResult, ModuleHandler, RouteSettings
 from ..wagi.manifest import ModuleSpec
+from ..wagi.outbound import OutboundPolicy
 from ..wagi.routes import DEFAULT_ENTRYPOINT
 from .handler import ProxyHandler
 
@@ -40,8 +42,6 @@ def component_warnings(spec: ModuleSpec) -> list[str]:
         out.append("argv does not apply to a wasi:http component")
     if spec.volumes:
         out.append("volumes are not granted to wasi:http components yet (no preopens)")
-    if spec.allowed_hosts:
-        out.append("allowed_hosts: outbound wasi:http is not available yet (every request denied)")
     return [f"{spec.label}: {w}" for w in out]
 
 
@@ -72,6 +72,11 @@ class ComponentRoute(ModuleHandler):
                 environment={**global_env, **spec.environment},
                 label=spec.label,
                 default_host=default_host,
+                outbound=OutboundPolicy(
+                    allowed_hosts=spec.allowed_hosts,
+                    max_concurrency=spec.http_max_concurrency,
+                    timeout=min(30.0, settings.limits.timeout or 30.0),
+                ),
             )
         except LinkError as e:
             self.link_error = str(e)
