@@ -287,3 +287,7 @@ def test_outbound_requests_follow_the_allow_list(
     anywhere = OutboundPolicy(allowed_hosts=("insecure:allow-all",))
     open_handler = ProxyHandler(echo_guest, settings(), outbound=anywhere, fast=fast)
     assert fetch(open_handler, f"127.0.0.1:{closed_port}/") == b"error=6\n"
+    # http_max_concurrency: futures held at once; one more is connection-limit-reached (11)
+    none_at_once = OutboundPolicy(allowed_hosts=allowed.allowed_hosts, max_concurrency=0)
+    capped = ProxyHandler(echo_guest, settings(), outbound=none_at_once, fast=fast)
+    assert fetch(capped, f"127.0.0.1:{upstream}/a") == b"error=11\n"

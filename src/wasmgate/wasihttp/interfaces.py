@@ -306,6 +306,10 @@ def outgoing_handler_handle(st: RequestState, req: r.OutgoingRequest, options: A
     except ValueError:
         return ("err", ("HTTP-request-URI-invalid", None))
     policy, deadline = st.outbound, st.deadline
+    limit = policy.max_concurrency
+    if limit is not None and st.outbound_open >= limit:
+        return ("err", ("connection-limit-reached", None))
+    st.outbound_open += 1
 
     def run() -> tuple[str, Any]:
         body = b"".join(req.body.chunks) if req.body is not None else b""

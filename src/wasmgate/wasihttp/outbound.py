@@ -11,6 +11,8 @@ Rules:
   pollable wait on it): by then a guest following the usual order (``handle``, write the body,
   ``finish``) has written its whole body, which is sent with ``content-length``. Bodies are
   buffered both ways (streaming is a later step of issue 11).
+- ``http_max_concurrency`` bounds the outgoing requests whose future a guest holds at once; one
+  more is ``error-code.connection-limit-reached``.
 - A guest blocked on an outbound request cannot be interrupted: the request's timeout is the
   policy's, cut to what is left of the guest's own deadline.
 - Transport failures map to the closest ``error-code``: refused connection

@@ -105,6 +105,7 @@ class RequestState:
     log_total: int = 0
     failure: BaseException | None = None  # a host-side exception that became a trap
     outbound: Any = None  # the route's wagi.outbound.OutboundPolicy, or None (all denied)
+    outbound_open: int = 0  # outgoing requests whose future the guest still holds
 
     def add(self, obj: Any) -> int:
         rep = self.next_rep
@@ -327,6 +328,9 @@ class FutureIncomingResponse(Resource):
         self._run: Callable[[], tuple[str, Any]] | None = run
         self.result: tuple[str, Any] | None = None
         self.taken = False
+
+    def dropped(self, state: RequestState) -> None:
+        state.outbound_open -= 1
 
     def resolve(self) -> tuple[str, Any]:
         if self.result is None:
