@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import wasmtime
@@ -167,8 +168,11 @@ class ProxyHandler:
                 self._running -= 1
 
     def serve(self, request: HttpRequest, budget: float | None = None) -> HandlerResult:
-        """Run the guest for one request (blocking)."""
+        """Run the guest for one request (blocking). A request without an authority gets the
+        server's hostname: guests build URLs from it (StarlingMonkey traps without one)."""
         settings = self.settings
+        if request.authority is None:
+            request = replace(request, authority=self.default_host)
         if len(request.body) > settings.max_request_body:
             limit = settings.max_request_body
             return HandlerResult(413, None, "too-large", f"request body over {limit} bytes")
