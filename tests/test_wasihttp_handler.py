@@ -291,3 +291,23 @@ def test_outbound_requests_follow_the_allow_list(
     none_at_once = OutboundPolicy(allowed_hosts=allowed.allowed_hosts, max_concurrency=0)
     capped = ProxyHandler(echo_guest, settings(), outbound=none_at_once, fast=fast)
     assert fetch(capped, f"127.0.0.1:{upstream}/a") == b"error=11\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [("/hog/handles", "live resources"), ("/hog/fields", "bytes of header fields")],
+)
+def test_a_guest_cannot_make_the_host_hold_unbounded_memory(
+    echo: ProxyHandler, path: str, reason: str
+) -> None:
+    result = echo.serve(HttpRequest("GET", path))
+    assert (result.status, result.cause) == (500, "trap"), result.reason
+    assert reason in result.reason
+
+
+def test_the_server_frames_the_response(echo_guest: LoadedGuest) -> None:
+    # a guest's content-length is checked against its body, then left to the server
+    handler = ProxyHandler(echo_guest, settings())
+    result = handler.serve(HttpRequest("GET", "/status/200", headers=((b"a", b"b"),)))
+    assert result.response is not None
+    assert all(name != b"content-length" for name, _ in result.response.headers)

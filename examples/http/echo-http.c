@@ -10,6 +10,7 @@
 //   /status/NNN     answers with status NNN         /big/N         answers N bytes of 'x'
 //   /env            answers its environment         /log           writes "to the log" to stderr
 //   /unfinished     takes the body, never finishes it
+//   /hog/handles    makes fields resources forever   /hog/fields    appends 4 KiB values forever
 //   /clock          answers "ok" if the clocks and random numbers look right
 //   /fetch/AUTHORITY/PATH   GETs http://AUTHORITY/PATH (wasi:http/outgoing-handler) and answers
 //                   "status=NNN\n" and the body it got, or "error=N\n" (N: the error-code case)
@@ -243,6 +244,13 @@ void handle(h32 request, h32 outparam) {
     }
     if (same(path, plen, "/exit")) cli_exit(1);
     if (same(path, plen, "/no-response")) return;
+    if (same(path, plen, "/hog/handles")) for (;;) fields_new();
+    if (same(path, plen, "/hog/fields")) {
+        static uint8_t value[4096];
+        for (size_t i = 0; i < sizeof value; i++) value[i] = 'v';
+        h32 f = fields_new();
+        for (;;) append(f, "x-hog", 5, value, sizeof value);
+    }
     if (same(path, plen, "/error")) {
         static const char boom[] = "boom";  // internal-error (case 38), some("boom")
         outparam_set(outparam, 1, 38, 1, (int64_t)(uintptr_t)boom, 4, 0, 0, 0);

@@ -233,4 +233,6 @@ def _judge(
     mismatch = check_content_length(headers, len(body))
     if mismatch is not None:
         return 500, None, "bad-output", mismatch
+    # Framing is the server's: a content-length that fits the body is sent once, by the server.
+    headers = [(n, v) for n, v in headers if n != b"content-length"]
     return resp.status, CgiResponse(resp.status, headers, body), "ok", ""

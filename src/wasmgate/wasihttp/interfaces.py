@@ -62,6 +62,7 @@ def fields_from_list(st: RequestState, entries: list[tuple[str, bytes]]) -> Any:
         if bad is not None:
             return ("err", (bad, None))
         out.append((name.lower(), value))
+    st.charge_fields(out)
     return ("ok", r.Fields(out))
 
 
@@ -80,7 +81,9 @@ def fields_set(st: RequestState, f: r.Fields, name: str, values: list[bytes]) ->
         if bad is not None:
             return ("err", (bad, None))
     key = name.lower()
-    f.entries = [(n, v) for n, v in f.entries if n != key] + [(key, v) for v in values]
+    added = [(key, v) for v in values]
+    st.charge_fields(added)
+    f.entries = [(n, v) for n, v in f.entries if n != key] + added
     return OK
 
 
@@ -97,7 +100,9 @@ def fields_append(st: RequestState, f: r.Fields, name: str, value: bytes) -> Any
     bad = _mutable(f, name, value)
     if bad is not None:
         return ("err", (bad, None))
-    f.entries.append((name.lower(), value))
+    entry = (name.lower(), value)
+    st.charge_fields([entry])
+    f.entries.append(entry)
     return OK
 
 
@@ -106,6 +111,7 @@ def fields_entries(st: RequestState, f: r.Fields) -> list[tuple[str, bytes]]:
 
 
 def fields_clone(st: RequestState, f: r.Fields) -> r.Fields:
+    st.charge_fields(f.entries)
     return f.copy()
 
 
@@ -127,6 +133,7 @@ def incoming_request_authority(st: RequestState, req: r.IncomingRequest) -> Any:
 
 def incoming_request_headers(st: RequestState, req: r.IncomingRequest) -> r.Fields:
     entries = [(n.decode("latin-1"), v) for n, v in req.request.headers]
+    st.charge_fields(entries)
     return r.Fields(entries, mutable=False)
 
 
@@ -241,7 +248,7 @@ def outgoing_request_headers(st: RequestState, req: r.OutgoingRequest) -> r.Fiel
 def outgoing_request_body(st: RequestState, req: r.OutgoingRequest) -> Any:
     if req.body is not None:
         return ERR
-    req.body = r.OutgoingBody(None)
+    req.body = r.OutgoingBody(st, response=False)
     return ("ok", req.body)
 
 

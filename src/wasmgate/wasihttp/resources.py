@@ -13,6 +13,9 @@ Rules:
   ``log_keep`` fails the write with ``closed`` (the body case is also recorded, for a 502).
 - Bodies are buffered: the request body is all there before the guest runs, and the response
   body is all there when the guest returns (streaming is a later step of issue 11).
+- A guest cannot make the host hold unbounded memory: at most ``MAX_HANDLES`` live resources
+  and ``FIELDS_BUDGET`` bytes of header fields (names and values, counted as they are made) per
+  request; past either the guest traps. Bodies and logs have their own caps (above).
 - A misuse the spec calls a trap (a second ``body()`` on a request is not one: it is an error
   value) raises ``GuestMisuse``, which the host turns into a trap of the guest.
 """
@@ -52,6 +55,8 @@ __all__ = [
 ]
 
 CLOSED = ("err", ("closed", None))
+MAX_HANDLES = 10_000
+FIELDS_BUDGET = 4 * 1024 * 1024
 READ_CHUNK = 64 * 1024  # most bytes one read returns: bounds the copy a single call makes
 
 
@@ -106,12 +111,21 @@ class RequestState:
     failure: BaseException | None = None  # a host-side exception that became a trap
     outbound: Any = None  # the route's wagi.outbound.OutboundPolicy, or None (all denied)
     outbound_open: int = 0  # outgoing requests whose future the guest still holds
+    fields_bytes: int = 0  # header-field bytes made so far (see FIELDS_BUDGET)
 
     def add(self, obj: Any) -> int:
+        if len(self.table) >= MAX_HANDLES:
+            raise GuestMisuse(f"more than {MAX_HANDLES} live resources in one request")
         rep = self.next_rep
         self.next_rep = rep + 1
         self.table[rep] = obj
         return rep
+
+    def charge_fields(self, entries: list[tuple[str, bytes]]) -> None:
+        """Count header fields the guest makes the host hold (``GuestMisuse`` past the budget)."""
+        self.fields_bytes += sum(len(n) + len(v) for n, v in entries)
+        if self.fields_bytes > FIELDS_BUDGET:
+            raise GuestMisuse(f"more than {FIELDS_BUDGET} bytes of header fields in one request")
 
     def enter(self) -> None:
         _local.state = self
@@ -253,10 +267,11 @@ class FutureTrailers(Resource):
 class OutgoingBody(Resource):
     TYPE = 205
 
-    def __init__(self, state: RequestState | None) -> None:
+    def __init__(self, state: RequestState, *, response: bool = True) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
-        self.limit = state.max_response_body if state is not None else None
+        self.limit = state.max_response_body
+        self.response = response  # False: an outgoing request's body (no 502 when over)
         self.stream_taken = False
         self.finished = False
         self.aborted = False  # dropped without finish
@@ -265,9 +280,9 @@ class OutgoingBody(Resource):
     def take(self, data: bytes) -> bool:
         if self.finished:
             return False
-        if self.limit is not None and self.size + len(data) > self.limit:
-            state = current()
-            state.body_overflow = True
+        if self.size + len(data) > self.limit:
+            if self.response:
+                current().body_overflow = True
             return False
         self.chunks.append(data)
         self.size += len(data)
