@@ -115,6 +115,7 @@ def test_echo_bodies_byte_exact(echo: ProxyHandler, method: str, size: int) -> N
         ("/unfinished", 500, "incomplete", "outgoing-body.finish"),
         ("/status/404", 404, "ok", ""),
         ("/status/299", 299, "ok", ""),
+        ("/status/101", 500, "trap", "unreachable"),  # refused: the guest checks and traps
     ],
 )
 def test_guest_fates(echo: ProxyHandler, path: str, status: int, cause: str, reason: str) -> None:

@@ -12,9 +12,10 @@ Rules:
   byte except horizontal tab: otherwise ``header-error.invalid-syntax``.
 - Hop-by-hop and connection-level fields (``FORBIDDEN``) belong to the server: a guest setting
   one gets ``header-error.forbidden``; in a request they are still shown to the guest.
-- A status code is valid in 100..=999 (RFC 9110 gives three digits); the server answers with
-  the guest's status, headers and body. A ``content-length`` set by the guest must match the
-  body it wrote; otherwise the response is the guest's failure (``HTTP-response-body-size``).
+- A response's status code is valid in 200..=599: a 1xx is not a final response and codes past
+  599 are not HTTP's (RFC 9110 15); ``set-status-code`` refuses others with its error value.
+- A ``content-length`` set by the guest must match the body it wrote; otherwise the response is
+  the guest's failure. The server then frames the response itself (one content-length).
 - A response the guest answered with ``err(error-code)`` is ``error_status(code)``: 500 for
   every code except the few that name a client's fault (bad method, URI or sizes: 4xx).
 """
@@ -140,7 +141,7 @@ def field_error(name: str, value: bytes | None = None, *, guest: bool = True) ->
 
 
 def valid_status(code: int) -> bool:
-    return 100 <= code <= 999
+    return 200 <= code <= 599
 
 
 def check_content_length(headers: Iterable[tuple[bytes, bytes]], body_size: int) -> str | None:
