@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import shutil
 import signal
@@ -178,9 +179,20 @@ def test_outbound_follows_allowed_hosts(client: httpx.Client, upstream: int) -> 
     assert client.get(f"/fetch/127.0.0.1:{upstream}/x").content == b"error=15\n"
 
 
-def test_load_warnings_name_keys_that_do_not_apply(server: Server) -> None:
-    assert "volumes are not granted to wasi:http components yet" in server.output()
+def test_load_warnings_name_what_does_not_link(server: Server) -> None:
     assert "wasi:foo/bar@0.2.0" in server.output()
+
+
+def test_volumes_are_granted(client: httpx.Client) -> None:
+    listing = client.get("/fs/list").content.split(b"\n")
+    assert b"modules.toml" in listing
+    assert client.get("/fs/read/modules.toml").content.startswith(b"\n[[module]]")
+    # a raw target (httpx would remove the dot segment): not-permitted
+    host, port = client.base_url.host, client.base_url.port
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("GET", "/fs/read/../modules.toml")
+    assert conn.getresponse().read() == b"error=31\n"
+    conn.close()
 
 
 def test_64_concurrent_clients(server: Server) -> None:

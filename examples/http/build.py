@@ -68,7 +68,8 @@ def proxy_wit(tools: Path) -> str:
         "package wasmgate:http-guest;\n",
         f"world guest {{\n  include wasi:http/proxy@{WIT_VERSION};\n"
         f"  import wasi:cli/environment@{WIT_VERSION};\n"
-        f"  import wasi:cli/exit@{WIT_VERSION};\n}}\n",
+        f"  import wasi:cli/exit@{WIT_VERSION};\n"
+        f"  import wasi:filesystem/preopens@{WIT_VERSION};\n}}\n",
     ]
     for pkg in PACKAGES:
         text = (builtin / pkg / "package.wit").read_text()

@@ -11,6 +11,10 @@
 //   /env            answers its environment         /log           writes "to the log" to stderr
 //   /unfinished     takes the body, never finishes it
 //   /hog/handles    makes fields resources forever   /hog/fields    appends 4 KiB values forever
+//   /fs/read/NAME   answers file NAME of the first preopened folder (wasi:filesystem)
+//   /fs/write/NAME  writes the request body to NAME there, answers "wrote=N\n"
+//   /fs/list        answers the folder's entries, one name a line
+//                   (a filesystem failure answers "error=N\n", N: the error-code case)
 //   /clock          answers "ok" if the clocks and random numbers look right
 //   /fetch/AUTHORITY/PATH   GETs http://AUTHORITY/PATH (wasi:http/outgoing-handler) and answers
 //                   "status=NNN\n" and the body it got, or "error=N\n" (N: the error-code case)
@@ -63,6 +67,19 @@ IMPORT(HTTP, "[method]incoming-response.consume") void iresp_consume(h32, void *
 // result<own<future-incoming-response>, error-code>: tag @0, payload @8 (error-code aligns to 8)
 IMPORT("wasi:http/outgoing-handler@0.2.12", "handle")
 void outgoing_handle(h32 request, int32_t has_options, h32 options, void *ret);
+// ---- wasi:filesystem ----
+#define FS "wasi:filesystem/types@0.2.12"
+IMPORT("wasi:filesystem/preopens@0.2.12", "get-directories") void get_dirs(void *ret);
+IMPORT(FS, "[method]descriptor.open-at")
+void fs_open_at(h32, int32_t path_flags, const uint8_t *p, size_t n, int32_t open_flags,
+                int32_t flags, void *ret);
+IMPORT(FS, "[method]descriptor.read") void fs_read(h32, int64_t len, int64_t off, void *ret);
+IMPORT(FS, "[method]descriptor.write")
+void fs_write(h32, const uint8_t *p, size_t n, int64_t off, void *ret);
+IMPORT(FS, "[method]descriptor.read-directory") void fs_read_dir(h32, void *ret);
+IMPORT(FS, "[method]directory-entry-stream.read-directory-entry") void fs_next(h32, void *ret);
+IMPORT(FS, "[resource-drop]descriptor") void fs_drop(h32);
+IMPORT(FS, "[resource-drop]directory-entry-stream") void fs_dir_drop(h32);
 // ---- wasi:io/streams ----
 IMPORT(IO, "[method]input-stream.blocking-read") void in_read(h32, int64_t len, void *ret);
 IMPORT(IO, "[resource-drop]input-stream") void in_drop(h32);
@@ -204,6 +221,86 @@ static void fetch(const uint8_t *spec, size_t n, h32 out) {
     copy_body(RET32(4), out);
 }
 
+static void write_error(h32 out, uint32_t code) {
+    char text[20] = "error=";
+    size_t k = decimal(code, text + 6);
+    text[6 + k] = '\n';
+    write_all(out, (const uint8_t *)text, 7 + k);
+}
+
+// The first preopened folder, or -1.
+static h32 first_dir(void) {
+    get_dirs(RET);  // list<tuple<own<descriptor>, string>>: ptr @0, len @4; 12 bytes each
+    if (RET32(4) == 0) return -1;
+    return *(const int32_t *)(uintptr_t)RET32(0);
+}
+
+// /fs/read/NAME, /fs/write/NAME, /fs/list (NAME relative to the first preopen).
+static void files(const uint8_t *cmd, size_t n, h32 request, h32 out) {
+    h32 dir = first_dir();
+    if (dir < 0) {
+        write_all(out, (const uint8_t *)"error=none\n", 11);
+        return;
+    }
+    if (same(cmd, n, "list")) {
+        fs_read_dir(dir, RET);  // result<own<directory-entry-stream>, error-code>
+        if (RET[0]) { write_error(out, RET[4]); return; }
+        h32 entries = RET32(4);
+        for (;;) {
+            fs_next(entries, RET);  // result<option<directory-entry>>: some @4, name @12/@16
+            if (RET[0]) { write_error(out, RET[4]); break; }
+            if (!RET[4]) break;
+            write_all(out, (const uint8_t *)(uintptr_t)RET32(12), (size_t)RET32(16));
+            write_all(out, (const uint8_t *)"\n", 1);
+        }
+        fs_dir_drop(entries);
+        return;
+    }
+    int writing = prefix(cmd, n, "write/");
+    size_t skip = writing ? 6 : prefix(cmd, n, "read/") ? 5 : 0;
+    if (!skip) { write_all(out, (const uint8_t *)"error=usage\n", 12); return; }
+    // open-flags: create 1, truncate 8; descriptor-flags: read 1, write 2
+    fs_open_at(dir, 0, cmd + skip, n - skip, writing ? 1 | 8 : 0, writing ? 3 : 1, RET);
+    if (RET[0]) { write_error(out, RET[4]); return; }
+    h32 file = RET32(4);
+    uint64_t offset = 0;
+    if (writing) {
+        req_consume(request, RET);
+        check(RET[0] == 0);
+        h32 inbody = RET32(4);
+        inbody_stream(inbody, RET);
+        check(RET[0] == 0);
+        h32 in = RET32(4);
+        for (;;) {
+            in_read(in, 65536, RET);
+            if (RET[0] != 0) break;
+            const uint8_t *p = (const uint8_t *)(uintptr_t)RET32(4);
+            size_t len = (size_t)RET32(8);
+            fs_write(file, p, len, (int64_t)offset, RET);  // result<filesize, error-code>: @8
+            if (RET[0]) { write_error(out, RET[8]); in_drop(in); inbody_drop(inbody); fs_drop(file); return; }
+            offset += (uint64_t)RET64(8);
+        }
+        in_drop(in);
+        inbody_drop(inbody);
+        char text[24] = "wrote=";
+        size_t k = decimal((uint32_t)offset, text + 6);
+        text[6 + k] = '\n';
+        write_all(out, (const uint8_t *)text, 7 + k);
+    } else {
+        uintptr_t mark = heap_top;
+        for (;;) {
+            fs_read(file, 65536, (int64_t)offset, RET);  // result<tuple<list<u8>, bool>>
+            if (RET[0]) { write_error(out, RET[4]); break; }
+            size_t len = (size_t)RET32(8);
+            write_all(out, (const uint8_t *)(uintptr_t)RET32(4), len);
+            heap_top = mark;
+            offset += len;
+            if (RET[12] || len == 0) break;  // end of file
+        }
+    }
+    fs_drop(file);
+}
+
 static void set_ok(h32 outparam, h32 resp) { outparam_set(outparam, 0, resp, 0, 0, 0, 0, 0, 0); }
 
 EXPORT("wasi:http/incoming-handler@0.2.12#handle")
@@ -321,6 +418,8 @@ void handle(h32 request, h32 outparam) {
         random_bytes(16, RET);  // list<u8>: ptr @0, len @4
         ok = ok && RET32(4) == 16 && mono_now() >= t0;
         write_all(out, (const uint8_t *)(ok ? "ok" : "bad"), ok ? 2 : 3);
+    } else if (prefix(path, plen, "/fs/")) {
+        files(path + 4, plen - 4, request, out);
     } else if (prefix(path, plen, "/fetch/")) {
         fetch(path + 7, plen - 7, out);
     } else {

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -34,6 +34,7 @@ from ..wagi.cgi import CgiRequest, CgiResponse
 from ..wagi.handler import OVER_BUDGET, STDERR_KEEP, HandlerResult, RouteSettings
 from ..wagi.outbound import OutboundPolicy
 from . import resources as r
+from .files import Volume
 from .host import LinkedComponent, link_component
 from .translate import (
     HttpRequest,
@@ -101,6 +102,7 @@ def run_guest(
         return _canonical_trap(e, outcome)
     finally:
         state.leave()
+        state.close()
         del store
     return Outcome("ok")
 
@@ -127,6 +129,7 @@ class ProxyHandler:
         label: str | None = None,
         default_host: str = "localhost",
         outbound: OutboundPolicy | None = None,
+        volumes: Sequence[Volume] = (),
         fast: bool = True,
     ) -> None:
         self.guest = guest
@@ -135,6 +138,7 @@ class ProxyHandler:
         self.default_host = default_host
         self._environment = list((environment or {}).items())
         self.outbound = outbound
+        self.volumes = tuple(volumes)
         self.linked = link_component(
             guest.as_component(), guest.engine.engine, label=self.label, fast=fast
         )
@@ -143,9 +147,9 @@ class ProxyHandler:
 
     @property
     def repeatable(self) -> bool:
-        """A run's only effects are its answer and logs (no files; outbound requests only when
-        the route allows some hosts)."""
-        return self.outbound is None or not self.outbound.allowed_hosts
+        """A run's only effects are its answer and logs: no volumes, and outbound requests only
+        when the route allows some hosts."""
+        return not self.volumes and (self.outbound is None or not self.outbound.allowed_hosts)
 
     def handle(
         self, request: CgiRequest, body: bytes, match: Any = None, budget: float | None = None
@@ -187,6 +191,7 @@ class ProxyHandler:
             log_keep=STDERR_KEEP,
             deadline=None if timeout is None else time.monotonic() + timeout,
             outbound=self.outbound,
+            volumes=self.volumes,
         )
         started = time.perf_counter()
         outcome = run_guest(self.guest, self.linked, settings.limits, timeout, state)

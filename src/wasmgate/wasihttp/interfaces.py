@@ -14,7 +14,7 @@ What each interface grants (the README lists the same):
 - ``wasi:cli``: the route's environment, no arguments, no cwd; stdin is empty; stdout and
   stderr go to the route's guest log (kept up to ``log_keep`` bytes); no terminal; ``exit``
   ends the request (status 0 keeps a response already set).
-- ``wasi:filesystem``: no preopened directories, so no descriptor can exist.
+- ``wasi:filesystem``: the route's volumes, read-only ones for reading only (see ``files``).
 - ``wasi:sockets``: every operation is ``access-denied``.
 Functions with no entry here resolve to ``denial`` when their result carries an error the
 interface defines for it (``access-denied``, ``access``, ``HTTP-request-denied``), so a guest
@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import files
 from . import resources as r
 from .outbound import perform, request_url
 from .resources import CLOSED, RequestState
@@ -486,10 +487,6 @@ def no_terminal(st: RequestState) -> None:
 # --- wasi:filesystem, wasi:sockets -----------------------------------------------------------
 
 
-def get_directories(st: RequestState) -> list[Any]:
-    return []
-
-
 def instance_network(st: RequestState) -> r.Network:
     return r.Network()
 
@@ -602,8 +599,7 @@ IMPLEMENTATIONS: dict[str, dict[str, Impl]] = {
     "wasi:cli/terminal-stdin": {"get-terminal-stdin": no_terminal},
     "wasi:cli/terminal-stdout": {"get-terminal-stdout": no_terminal},
     "wasi:cli/terminal-stderr": {"get-terminal-stderr": no_terminal},
-    "wasi:filesystem/preopens": {"get-directories": get_directories},
-    "wasi:filesystem/types": {},
+    **files.IMPLEMENTATIONS,
     "wasi:sockets/instance-network": {"instance-network": instance_network},
     "wasi:sockets/network": {},
     "wasi:sockets/tcp-create-socket": {},
@@ -632,14 +628,17 @@ RESOURCES: dict[str, dict[str, type[r.Resource]]] = {
     "wasi:io/poll": {"pollable": r.Pollable},
     "wasi:io/streams": {"input-stream": r.InputStream, "output-stream": r.OutputStream},
     "wasi:sockets/network": {"network": r.Network},
+    "wasi:filesystem/types": {
+        "descriptor": files.Descriptor,
+        "directory-entry-stream": files.DirectoryEntryStream,
+    },
 }
 
-# Resources no host function ever creates here (no terminal, no preopen, no socket): they are
+# Resources no host function ever creates here (no terminal, no socket): they are
 # defined so a guest importing them links, and get type ids of their own.
 NEVER_CREATED: dict[str, tuple[str, ...]] = {
     "wasi:cli/terminal-input": ("terminal-input",),
     "wasi:cli/terminal-output": ("terminal-output",),
-    "wasi:filesystem/types": ("descriptor", "directory-entry-stream"),
     "wasi:sockets/tcp": ("tcp-socket",),
     "wasi:sockets/udp": ("udp-socket", "incoming-datagram-stream", "outgoing-datagram-stream"),
     "wasi:sockets/ip-name-lookup": ("resolve-address-stream",),

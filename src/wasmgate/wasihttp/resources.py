@@ -112,6 +112,8 @@ class RequestState:
     outbound: Any = None  # the route's wagi.outbound.OutboundPolicy, or None (all denied)
     outbound_open: int = 0  # outgoing requests whose future the guest still holds
     fields_bytes: int = 0  # header-field bytes made so far (see FIELDS_BUDGET)
+    volumes: tuple[Any, ...] = ()  # files.Volume: the route's folders, for wasi:filesystem
+    files: list[Any] = field(default_factory=list)  # files.Descriptor open in this request
 
     def add(self, obj: Any) -> int:
         if len(self.table) >= MAX_HANDLES:
@@ -126,6 +128,13 @@ class RequestState:
         self.fields_bytes += sum(len(n) + len(v) for n, v in entries)
         if self.fields_bytes > FIELDS_BUDGET:
             raise GuestMisuse(f"more than {FIELDS_BUDGET} bytes of header fields in one request")
+
+    def close(self) -> None:
+        """End of the request: close every file still open, dropped by the guest or not."""
+        for desc in self.files:
+            desc.close()
+        self.files.clear()
+        self.table.clear()
 
     def enter(self) -> None:
         _local.state = self

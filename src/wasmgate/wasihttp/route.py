@@ -5,9 +5,9 @@ Rules:
   every limit (``timeout``, ``max_memory``, ``fuel``, ``max_request_body``,
   ``max_response_body``, ``max_concurrency``), ``allowed_hosts`` and ``http_max_concurrency``
   for ``wasi:http/outgoing-handler`` (the policy of WAGI's outbound HTTP). ``entrypoint`` and
-  ``argv`` do not apply (the handler is the component's ``wasi:http/incoming-handler`` export);
-  ``volumes`` are not granted to components yet (no preopens): each of these keys, when set, is
-  a load-time warning, never a silent grant or a silent drop.
+  ``argv`` do not apply (the handler is the component's ``wasi:http/incoming-handler`` export):
+  either, when set, is a load-time warning, never silently dropped. ``volumes`` are granted
+  through ``wasi:filesystem`` (read-only ones for reading only; see ``files``).
 - A component that does not link (an import outside the proxy world, no handler export) loads
   with a warning and answers 500, as a WAGI module that cannot instantiate.
 - The gateway's routing, admission, scheduling, metrics and logs see the same handler shape as
@@ -28,6 +28,7 @@ from ..wagi.handler import HandlerResult, ModuleHandler, RouteSettings
 from ..wagi.manifest import ModuleSpec
 from ..wagi.outbound import OutboundPolicy
 from ..wagi.routes import DEFAULT_ENTRYPOINT
+from .files import Volume
 from .handler import ProxyHandler
 
 __all__ = ["ComponentRoute", "component_warnings"]
@@ -40,8 +41,6 @@ def component_warnings(spec: ModuleSpec) -> list[str]:
         out.append("entrypoint does not apply to a wasi:http component (it exports its handler)")
     if spec.argv is not None:
         out.append("argv does not apply to a wasi:http component")
-    if spec.volumes:
-        out.append("volumes are not granted to wasi:http components yet (no preopens)")
     return [f"{spec.label}: {w}" for w in out]
 
 
@@ -72,6 +71,7 @@ class ComponentRoute(ModuleHandler):
                 environment={**global_env, **spec.environment},
                 label=spec.label,
                 default_host=default_host,
+                volumes=[Volume(str(v.host), v.guest, v.read_only) for v in spec.volumes],
                 outbound=OutboundPolicy(
                     allowed_hosts=spec.allowed_hosts,
                     max_concurrency=spec.http_max_concurrency,
