@@ -73,7 +73,7 @@ def route_case(state: object, path: str, body: bytes) -> Callable[[], None]:
 
 def public_case(state: object, path: str) -> Callable[[], None]:
     handler = state.table.match(path).route.handler  # type: ignore[attr-defined]
-    proxy = ProxyHandler(handler.guest, handler.settings, fast=False)
+    proxy = ProxyHandler(handler.guest, handler.limits, fast=False)
     request = HttpRequest("GET", path + "?a=1&b=2", headers=HEADERS)
 
     def run() -> None:

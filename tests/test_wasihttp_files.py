@@ -11,13 +11,12 @@ import pytest
 from wasmgate.engine.engine import get_engine
 from wasmgate.engine.loader import LoadedGuest, load_guest
 from wasmgate.limits import Limits
-from wasmgate.wagi.handler import RouteSettings
 from wasmgate.wasihttp import HttpRequest, ProxyHandler
 from wasmgate.wasihttp.files import Volume
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = ROOT / "examples" / "http" / "echo-http.wasm"
-SETTINGS = RouteSettings(Limits(timeout=5.0), 1 << 24, 1 << 24)
+SETTINGS = Limits(timeout=5.0, max_request_body=1 << 24, max_response_body=1 << 24)
 # wasi:filesystem error-code cases the guest prints
 LOOP, NO_ENTRY, NOT_PERMITTED, READ_ONLY = 15, 20, 31, 33
 

@@ -11,6 +11,7 @@ import http.server
 import resource
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from wasmgate.engine.loader import LoadedGuest, load_guest
 from wasmgate.errors import LinkError
 from wasmgate.limits import Limits
 from wasmgate.wagi.cgi import CgiRequest
-from wasmgate.wagi.handler import RouteSettings
 from wasmgate.wagi.outbound import OutboundPolicy
 from wasmgate.wasihttp import HttpRequest, ProxyHandler
 from wasmgate.wasihttp.handler import request_from_cgi
@@ -45,12 +45,14 @@ def settings(
     max_request_body: int = 16 * MiB,
     max_response_body: int = 16 * MiB,
     max_concurrency: int | None = None,
-) -> RouteSettings:
-    return RouteSettings(
-        Limits(timeout=timeout, fuel=fuel, max_memory=max_memory),
-        max_request_body,
-        max_response_body,
-        max_concurrency,
+) -> Limits:
+    return Limits(
+        timeout=timeout,
+        fuel=fuel,
+        max_memory=max_memory,
+        max_request_body=max_request_body,
+        max_response_body=max_response_body,
+        max_concurrency=max_concurrency,
     )
 
 
@@ -301,7 +303,9 @@ def test_outbound_requests_follow_the_allow_list(
 def test_a_guest_cannot_make_the_host_hold_unbounded_memory(
     echo: ProxyHandler, path: str, reason: str
 ) -> None:
-    result = echo.serve(HttpRequest("GET", path))
+    # (a long timeout: through the public API, 4 MiB of fields take seconds to convert)
+    handler = ProxyHandler(echo.guest, settings(120.0), fast=echo.linked.fast)
+    result = handler.serve(HttpRequest("GET", path))
     assert (result.status, result.cause) == (500, "trap"), result.reason
     assert reason in result.reason
 
@@ -312,3 +316,12 @@ def test_the_server_frames_the_response(echo_guest: LoadedGuest) -> None:
     result = handler.serve(HttpRequest("GET", "/status/200", headers=((b"a", b"b"),)))
     assert result.response is not None
     assert all(name != b"content-length" for name, _ in result.response.headers)
+
+
+def test_a_wait_cut_short_by_the_deadline_is_a_timeout(echo_guest: LoadedGuest) -> None:
+    # the guest would answer after its wait: the deadline ended the wait, so it timed out
+    handler = ProxyHandler(echo_guest, settings(0.3))
+    started = time.monotonic()
+    result = handler.serve(HttpRequest("GET", "/sleep"))
+    assert (result.status, result.cause) == (504, "timeout"), result.reason
+    assert time.monotonic() - started < 5

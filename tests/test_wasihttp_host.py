@@ -16,14 +16,13 @@ from wasmgate.engine.engine import get_engine
 from wasmgate.engine.loader import load_guest
 from wasmgate.errors import LinkError
 from wasmgate.limits import Limits
-from wasmgate.wagi.handler import RouteSettings
 from wasmgate.wasihttp import HttpRequest, ProxyHandler
 from wasmgate.wasihttp.codec import public_codec
 from wasmgate.wasihttp.host import BRIDGE, denial, interface_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DENIED = ROOT / "tests" / "guests" / "http_denied.wat"
-SETTINGS = RouteSettings(Limits(timeout=5.0), 1 << 20, 1 << 20)
+SETTINGS = Limits(timeout=5.0, max_request_body=1 << 20, max_response_body=1 << 20)
 
 
 @pytest.mark.parametrize(

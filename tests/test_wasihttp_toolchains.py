@@ -14,7 +14,6 @@ import pytest
 from wasmgate.engine.engine import get_engine
 from wasmgate.engine.loader import LoadedGuest, load_guest
 from wasmgate.limits import Limits
-from wasmgate.wagi.handler import RouteSettings
 from wasmgate.wasihttp import HttpRequest, ProxyHandler
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +50,7 @@ def toolchain_guest(request: pytest.FixtureRequest) -> LoadedGuest:
 
 @pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
 def test_toolchain_echo(toolchain_guest: LoadedGuest, fast: bool) -> None:
-    settings = RouteSettings(Limits(timeout=30.0), 1 << 24, 1 << 24)
+    settings = Limits(timeout=30.0, max_request_body=1 << 24, max_response_body=1 << 24)
     handler = ProxyHandler(toolchain_guest, settings, fast=fast)
     body = bytes(range(256)) * 256
     request = HttpRequest(

@@ -10,6 +10,7 @@
 //   /status/NNN     answers with status NNN         /big/N         answers N bytes of 'x'
 //   /env            answers its environment         /log           writes "to the log" to stderr
 //   /unfinished     takes the body, never finishes it
+//   /sleep          waits a minute on a pollable (wasi:io/poll), then answers
 //   /hog/handles    makes fields resources forever   /hog/fields    appends 4 KiB values forever
 //   /fs/read/NAME   answers file NAME of the first preopened folder (wasi:filesystem)
 //   /fs/write/NAME  writes the request body to NAME there, answers "wrote=N\n"
@@ -92,6 +93,9 @@ IMPORT("wasi:cli/environment@0.2.12", "get-environment") void get_env(void *ret)
 IMPORT("wasi:cli/stderr@0.2.12", "get-stderr") h32 get_stderr(void);
 IMPORT("wasi:cli/exit@0.2.12", "exit") void cli_exit(int32_t is_err);
 IMPORT("wasi:clocks/monotonic-clock@0.2.12", "now") int64_t mono_now(void);
+IMPORT("wasi:clocks/monotonic-clock@0.2.12", "subscribe-duration") h32 subscribe_duration(int64_t ns);
+IMPORT("wasi:io/poll@0.2.12", "[method]pollable.block") void pollable_block(h32);
+IMPORT("wasi:io/poll@0.2.12", "[resource-drop]pollable") void pollable_drop(h32);
 IMPORT("wasi:clocks/wall-clock@0.2.12", "now") void wall_now(void *ret);
 IMPORT("wasi:random/random@0.2.12", "get-random-bytes") void random_bytes(int64_t len, void *ret);
 
@@ -341,6 +345,11 @@ void handle(h32 request, h32 outparam) {
     }
     if (same(path, plen, "/exit")) cli_exit(1);
     if (same(path, plen, "/no-response")) return;
+    if (same(path, plen, "/sleep")) {
+        h32 p = subscribe_duration(60LL * 1000 * 1000 * 1000);
+        pollable_block(p);
+        pollable_drop(p);
+    }
     if (same(path, plen, "/hog/handles")) for (;;) fields_new();
     if (same(path, plen, "/hog/fields")) {
         static uint8_t value[4096];

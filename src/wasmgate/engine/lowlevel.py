@@ -278,6 +278,8 @@ def interrupt_caller(caller: wasmtime.Caller) -> bool:
     except Exception:  # pragma: no cover - binding layout changed
         return False
     return True
+
+
 # --- Component host functions without the binding's per-call reflection ---------------------
 #
 # The binding's ``LinkerInstance.add_func`` reflects the function's type on every call (a

@@ -5,10 +5,14 @@ Rules:
   defined and its value converters compiled, the handler export's index. The binding has no
   component instance-pre, so each request instantiates from the linker.
 - Every request gets a fresh store, instance and resource table: nothing survives it.
-- The run goes through ``run_guest``, the one function here that makes a store with limits and
-  classifies failures (to be pointed at the engine's single run entry).
-- The guest's fate maps to an HTTP status as for WAGI routes: a trap, a non-zero exit, fuel or
-  memory exhausted 500; a timeout 504; a guest that never set a response 500; a response body
+- The run goes through ``run_guest``, the one function here that makes a store (with the
+  sandbox's ``new_store``: every limit at once) and classifies failures (``classify_failure``).
+  It cannot use ``engine.Program``: that links Wasmtime's own WASI preview2, which this host
+  replaces, interface by interface, with Python.
+- The guest's fate maps to an HTTP status through the one table (``Outcome.http_status``), as
+  for WAGI routes: a trap, a non-zero exit, fuel or memory exhausted 500; a timeout 504 (also
+  when the deadline cut a host wait short, however the guest ended afterwards); a guest that
+  never set a response 500; a response body
   past ``max_response_body`` 502; the guest's own ``err(error-code)`` answer ``error_status``;
   a request body past ``max_request_body`` 413 (the gateway checks it first; this is the rule
   for direct callers). ``exit(0)`` after setting a response keeps the response.
@@ -28,10 +32,11 @@ import wasmtime
 from wasmtime import component as cm
 
 from ..engine.loader import LoadedGuest
-from ..engine.outcome import Outcome, classify_failure, fold_error
+from ..engine.outcome import Outcome, classify_failure, fold_error, timed_out
+from ..engine.sandbox import new_store
 from ..limits import Limits
 from ..wagi.cgi import CgiRequest, CgiResponse
-from ..wagi.handler import OVER_BUDGET, STDERR_KEEP, HandlerResult, RouteSettings
+from ..wagi.handler import OVER_BUDGET, STDERR_KEEP, HandlerResult
 from ..wagi.outbound import OutboundPolicy
 from . import resources as r
 from .files import Volume
@@ -45,8 +50,6 @@ from .translate import (
 )
 
 __all__ = ["ProxyHandler", "request_from_cgi", "run_guest"]
-
-_STATUS = {"exit": 500, "trap": 500, "error": 500, "fuel": 500, "memory": 500, "timeout": 504}
 
 
 def request_from_cgi(request: CgiRequest, body: bytes, default_host: str) -> HttpRequest:
@@ -75,7 +78,7 @@ def run_guest(
 ) -> Outcome:
     """Instantiate the component in a fresh store with ``limits`` and call its handler with the
     request in ``state``; what the guest answered is left in ``state``."""
-    store = guest.engine.new_store(timeout=timeout, fuel=limits.fuel, max_memory=limits.max_memory)
+    store = new_store(guest.engine, limits, timeout=timeout)
     state.enter()
     try:
         instance = linked.linker.instantiate(store, guest.as_component())
@@ -96,14 +99,16 @@ def run_guest(
             return Outcome("trap", message=f"guest trapped: {e}", trap_kind="host")
         if failure is not None:
             return Outcome("error", message=str(e))
-        outcome = classify_failure(
-            e, timeout=timeout, fuel=limits.fuel, max_memory=limits.max_memory, memory_size=None
-        )
+        if state.cut_off:
+            return timed_out(limits, timeout)
+        outcome = classify_failure(e, limits, memory_size=None, timeout=timeout)
         return _canonical_trap(e, outcome)
     finally:
         state.leave()
         state.close()
         del store
+    if state.cut_off:
+        return timed_out(limits, timeout)
     return Outcome("ok")
 
 
@@ -123,7 +128,7 @@ class ProxyHandler:
     def __init__(
         self,
         guest: LoadedGuest,
-        settings: RouteSettings,
+        limits: Limits,
         *,
         environment: Mapping[str, str] | None = None,
         label: str | None = None,
@@ -133,7 +138,7 @@ class ProxyHandler:
         fast: bool = True,
     ) -> None:
         self.guest = guest
-        self.settings = settings
+        self.limits = limits
         self.label = label or guest.name
         self.default_host = default_host
         self._environment = list((environment or {}).items())
@@ -157,7 +162,7 @@ class ProxyHandler:
         """The gateway's entry (as ``ModuleHandler.handle``): answers 503 at once beyond the
         route's ``max_concurrency``."""
         req = request_from_cgi(request, body, self.default_host)
-        cap = self.settings.max_concurrency
+        cap = self.limits.max_concurrency
         if cap is None:
             return self.serve(req, budget)
         with self._running_lock:
@@ -174,29 +179,29 @@ class ProxyHandler:
     def serve(self, request: HttpRequest, budget: float | None = None) -> HandlerResult:
         """Run the guest for one request (blocking). A request without an authority gets the
         server's hostname: guests build URLs from it (StarlingMonkey traps without one)."""
-        settings = self.settings
+        limits = self.limits
         if request.authority is None:
             request = replace(request, authority=self.default_host)
-        if len(request.body) > settings.max_request_body:
-            limit = settings.max_request_body
+        limit = limits.max_request_body
+        if limit is not None and len(request.body) > limit:
             return HandlerResult(413, None, "too-large", f"request body over {limit} bytes")
-        timeout = settings.limits.timeout
+        timeout = limits.timeout
         budgeted = budget is not None and (timeout is None or budget < timeout)
         if budgeted:
             timeout = budget
         state = r.RequestState(
             request,
             environment=self._environment,
-            max_response_body=settings.max_response_body,
+            max_response_body=limits.max_response_body,
             log_keep=STDERR_KEEP,
             deadline=None if timeout is None else time.monotonic() + timeout,
             outbound=self.outbound,
             volumes=self.volumes,
         )
         started = time.perf_counter()
-        outcome = run_guest(self.guest, self.linked, settings.limits, timeout, state)
+        outcome = run_guest(self.guest, self.linked, limits, timeout, state)
         elapsed = time.perf_counter() - started
-        status, response, cause, reason = _judge(state, outcome, settings)
+        status, response, cause, reason = _judge(state, outcome, limits)
         if budgeted and outcome.status == "timeout":
             status, response, cause = 504, None, OVER_BUDGET
             reason = f"still running after its {budget}s budget"
@@ -213,14 +218,15 @@ class ProxyHandler:
 
 
 def _judge(
-    state: r.RequestState, outcome: Outcome, settings: RouteSettings
+    state: r.RequestState, outcome: Outcome, limits: Limits
 ) -> tuple[int, CgiResponse | None, str, str]:
     """(status, response, cause, reason) for what the guest did."""
     if state.body_overflow:
-        limit = settings.max_response_body
+        limit = limits.max_response_body
         return 502, None, "too-large", f"response larger than max_response_body ({limit} bytes)"
     if outcome.status != "ok":
-        return _STATUS.get(outcome.status, 500), None, outcome.status, outcome.message
+        reason = f"{outcome.message} ({outcome.hint})" if outcome.hint else outcome.message
+        return outcome.http_status, None, outcome.status, reason
     answer = state.response
     if answer is None:
         return 500, None, "no-response", "the guest returned without setting a response"

@@ -97,9 +97,10 @@ class RequestState:
 
     request: HttpRequest
     environment: list[tuple[str, str]] = field(default_factory=list)
-    max_response_body: int = 16 * 1024 * 1024
+    max_response_body: int | None = None  # None: no limit
     log_keep: int = 16 * 1024
     deadline: float | None = None  # time.monotonic() by which host waits must end
+    cut_off: bool = False  # a host wait was cut short by the deadline: the run timed out
     table: dict[int, Any] = field(default_factory=dict)
     next_rep: int = 1
     response: tuple[str, Any] | None = None  # ("ok", OutgoingResponse) or ("err", error-code)
@@ -151,8 +152,9 @@ class RequestState:
     def wait_until(self, when: float) -> None:
         """Sleep until ``when`` (monotonic seconds) or the request's deadline, whichever is
         first: a guest blocked in a host call cannot be interrupted, so the wait is bounded."""
-        if self.deadline is not None:
-            when = min(when, self.deadline)
+        if self.deadline is not None and when >= self.deadline:
+            when = self.deadline
+            self.cut_off = True
         delay = when - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -289,7 +291,7 @@ class OutgoingBody(Resource):
     def take(self, data: bytes) -> bool:
         if self.finished:
             return False
-        if self.size + len(data) > self.limit:
+        if self.limit is not None and self.size + len(data) > self.limit:
             if self.response:
                 current().body_overflow = True
             return False

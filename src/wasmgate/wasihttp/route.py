@@ -23,8 +23,9 @@ from typing import Any
 from ..engine.capture import OutputPump
 from ..engine.loader import LoadedGuest
 from ..errors import LinkError
+from ..limits import Limits
 from ..wagi.cgi import CgiRequest
-from ..wagi.handler import HandlerResult, ModuleHandler, RouteSettings
+from ..wagi.handler import HandlerResult, ModuleHandler
 from ..wagi.manifest import ModuleSpec
 from ..wagi.outbound import OutboundPolicy
 from ..wagi.routes import DEFAULT_ENTRYPOINT
@@ -51,7 +52,7 @@ class ComponentRoute(ModuleHandler):
         self,
         spec: ModuleSpec,
         guest: LoadedGuest,
-        settings: RouteSettings,
+        limits: Limits,
         *,
         global_env: Mapping[str, str],
         default_host: str,
@@ -60,14 +61,14 @@ class ComponentRoute(ModuleHandler):
     ) -> None:
         self.spec = spec
         self.guest = guest
-        self.settings = settings
+        self.limits = limits
         self.label = spec.label
         self.link_error: str | None = None
         self._proxy: ProxyHandler | None = None
         try:
             self._proxy = ProxyHandler(
                 guest,
-                settings,
+                limits,
                 environment={**global_env, **spec.environment},
                 label=spec.label,
                 default_host=default_host,
@@ -75,7 +76,7 @@ class ComponentRoute(ModuleHandler):
                 outbound=OutboundPolicy(
                     allowed_hosts=spec.allowed_hosts,
                     max_concurrency=spec.http_max_concurrency,
-                    timeout=min(30.0, settings.limits.timeout or 30.0),
+                    timeout=min(30.0, limits.timeout or 30.0),
                 ),
             )
         except LinkError as e:
