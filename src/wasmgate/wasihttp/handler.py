@@ -12,10 +12,11 @@ Rules:
 - The guest's fate maps to an HTTP status through the one table (``Outcome.http_status``), as
   for WAGI routes: a trap, a non-zero exit, fuel or memory exhausted 500; a timeout 504 (also
   when the deadline cut a host wait short, however the guest ended afterwards); a guest that
-  never set a response 500; a response body
-  past ``max_response_body`` 502; the guest's own ``err(error-code)`` answer ``error_status``;
-  a request body past ``max_request_body`` 413 (the gateway checks it first; this is the rule
-  for direct callers). ``exit(0)`` after setting a response keeps the response.
+  never set a response 500; a response body past ``max_response_body`` 502; the guest's own
+  ``err(error-code)`` answer ``error_status``; a request body past ``max_request_body`` 413
+  (the gateway checks it first; this is the rule for direct callers). ``exit(0)`` after
+  setting a response keeps the response. A host function that fails (a bug of the host, not
+  of the guest) is an ``error`` outcome (500) naming the exception.
 - Calling ``response-outparam.set`` twice is impossible by construction (the first call takes
   the handle): a guest that tries traps, so the answer is 500.
 """
@@ -96,9 +97,10 @@ def run_guest(
                 return Outcome("ok")
             return Outcome("exit", exit_code=failure.code, message=str(failure))
         if isinstance(failure, r.GuestMisuse):
-            return Outcome("trap", message=f"guest trapped: {e}", trap_kind="host")
+            return Outcome("trap", message=f"guest trapped: {failure}", trap_kind="host")
         if failure is not None:
-            return Outcome("error", message=str(e))
+            message = f"host error: {type(failure).__name__}: {failure}"
+            return Outcome("error", message=message)
         if state.cut_off:
             return timed_out(limits, timeout)
         outcome = classify_failure(e, limits, memory_size=None, timeout=timeout)

@@ -115,7 +115,7 @@ def _resolve(key: str, name: str, fty: cm.FuncType) -> Impl:
         return lambda st, *args: denied
 
     def unsupported(st: r.RequestState, *args: Any) -> Any:
-        raise r.GuestMisuse("not supported by wasmgate's wasi:http host")
+        raise r.GuestMisuse(f"{key}#{name} is not supported by wasmgate's wasi:http host")
 
     return unsupported
 
