@@ -17,7 +17,7 @@ from wasmgate.engine.loader import load_guest
 from wasmgate.errors import LinkError
 from wasmgate.limits import Limits
 from wasmgate.wasihttp import HttpRequest, ProxyHandler
-from wasmgate.wasihttp.codec import public_codec
+from wasmgate.wasihttp.codec import binding_tags, public_codec, variant_cases
 from wasmgate.wasihttp.host import BRIDGE, denial, interface_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +128,7 @@ def _public_gap(ty: cm.ResultType) -> bool:
     classes: set[type] = set()
     if ty.ok is not None:
         ty.ok.add_classes(classes)
-    return not ty._tagged() and object in classes
+    return not binding_tags(variant_cases(ty)) and object in classes
 
 
 def _types() -> list[tuple[str, Any]]:
@@ -157,6 +157,9 @@ def test_raw_codecs_agree_with_the_public_conversion(where: str, ty: Any) -> Non
         return
     raw_lift, raw_lower = lowlevel.raw_codec(ty, BRIDGE)
     pub_lift, pub_lower = public_codec(ty, BRIDGE)
+    if isinstance(ty, cm.OptionType | cm.ResultType | cm.VariantType):
+        # our reading of the binding's tagging rule is the binding's own
+        assert binding_tags(variant_cases(ty)) == ty._tagged()
     value = _sample(ty)
     store = wasmtime.Store(get_engine().engine)
     # raw lower -> the binding's own lift -> public shapes
@@ -182,3 +185,29 @@ def test_raw_codecs_express_the_err_case_the_binding_cannot() -> None:
         assert raw_lift(None, val) == value
         assert val.of.result.is_ok == (value[0] == "ok")
         lowlevel._ffi.wasmtime_component_val_delete(ctypes.byref(val))
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
+def test_a_resource_the_guest_drops_runs_its_drop_hook(
+    fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the echo guest drops the request's headers (a fields) after reading them
+    from wasmgate.wasihttp import resources
+
+    drops: list[object] = []
+    monkeypatch.setattr(resources.Fields, "dropped", lambda self, state: drops.append(self))
+    guest = load_guest(ROOT / "examples" / "http" / "echo-http.wasm", get_engine())
+    handler = ProxyHandler(guest, SETTINGS, fast=fast)
+    result = handler.serve(HttpRequest("GET", "/", headers=((b"a", b"b"),)))
+    assert result.status == 200, result.reason
+    assert len(drops) == 1
+    assert isinstance(drops[0], resources.Fields)
+    assert drops[0].entries == [("a", b"b")]
+
+
+def test_component_calls_keep_the_gil_and_still_work() -> None:
+    held = lowlevel.hold_gil_in_component_calls()
+    assert "wasmtime_component_resource_host_rep" in held
+    assert lowlevel.hold_gil_in_component_calls() == held  # idempotent
+    host = cm.ResourceHost.own(7, 1234)
+    assert (host.rep, host.type, host.owned) == (7, 1234, True)

@@ -13,6 +13,7 @@ Rules:
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, cast
 import wasmtime
 
 __all__ = [
+    "COMPONENT_QUICK_CALLS",
     "QUICK_CALLS",
     "PoolingLimits",
     "call_export",
@@ -632,3 +634,124 @@ def _boxed(ctx: Any, value: Any, lower: Lower) -> Any:
     tmp = _ffi.wasmtime_component_val_t()
     lower(ctx, value, tmp)
     return _ffi.wasmtime_component_val_new(ctypes.byref(tmp))
+
+
+# The component-value calls a wasi:http request makes dozens of times: like ``QUICK_CALLS``,
+# they take microseconds, never block and never run wasm, so they keep the GIL.
+COMPONENT_QUICK_CALLS = (
+    "wasmtime_component_resource_any_to_host",
+    "wasmtime_component_resource_host_new",
+    "wasmtime_component_resource_host_to_any",
+    "wasmtime_component_resource_host_rep",
+    "wasmtime_component_resource_host_delete",
+    "wasmtime_component_resource_any_delete",
+    "wasmtime_component_vallist_new_uninit",
+    "wasmtime_component_valrecord_new_uninit",
+    "wasmtime_component_valtuple_new_uninit",
+    "wasmtime_component_valflags_new_uninit",
+    "wasmtime_component_val_new",
+    "wasmtime_component_val_delete",
+    "wasm_byte_vec_new_uninitialized",
+    "wasmtime_component_linker_instantiate",
+    "wasmtime_component_instance_get_func",
+)
+_held_component: list[str] = []
+
+
+def hold_gil_in_component_calls() -> list[str]:
+    """``hold_gil_in_quick_calls`` for ``COMPONENT_QUICK_CALLS`` (instantiating a component
+    runs no guest code unless it has a start function: wasi:http handlers have none that
+    loops, and a deadline still bounds it). Idempotent; returns the names switched."""
+    if _held_component or _bindings is None or _ffi is None or not hasattr(_ffi, "dll"):
+        return list(_held_component)
+    library = ctypes.PyDLL(_ffi.dll._name, handle=_ffi.dll._handle)
+    for name in COMPONENT_QUICK_CALLS:
+        private = "_" + name
+        released = getattr(_bindings, private, None)
+        if released is None or not hasattr(library, name):
+            continue
+        held = getattr(library, name)
+        held.argtypes = released.argtypes
+        held.restype = released.restype
+        setattr(_bindings, private, held)
+        _held_component.append(name)
+    return list(_held_component)
+
+
+def add_raw_resource(instance: Any, name: str, type_id: int, dropped: Any) -> bool:
+    """Define host resource ``name`` (type ``ResourceType.host(type_id)``) in a
+    ``component.LinkerInstance`` whose destructor calls ``dropped(rep)`` straight from the C
+    callback (the binding's ``add_resource`` builds a store context object and an exception
+    guard per drop). An exception from ``dropped`` is swallowed: a drop cannot fail. False if
+    unsupported."""
+    if not _has(
+        "wasmtime_component_linker_instance_add_resource",
+        "wasmtime_component_resource_destructor_t",
+        "wasmtime_component_resource_type_new_host",
+    ):
+        return False
+    from wasmtime import component as cm
+
+    def thunk(_data: Any, _context: Any, rep: int) -> int:
+        with contextlib.suppress(BaseException):  # a drop cannot fail
+            dropped(rep)
+        return 0
+
+    cb = _ffi.wasmtime_component_resource_destructor_t(thunk)
+    _raw_callbacks.append(cb)
+    ty = cm.ResourceType.host(type_id)
+    raw = name.encode()
+    err = _ffi.wasmtime_component_linker_instance_add_resource(
+        instance.ptr(),
+        ctypes.create_string_buffer(raw),
+        len(raw),
+        ty.ptr(),
+        cb,
+        None,
+        _no_finalizer,
+    )
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
+    return True
+
+
+def call_with_own_resources(store: Any, func: Any, handles: Sequence[tuple[int, int]]) -> bool:
+    """Call the component function ``func`` (a ``component.Func`` with no results) with new
+    ``own`` host resources ``(rep, type_id)`` as its arguments, raising what ``func(store,
+    *[ResourceHost.own(rep, ty) ...])`` raises, without the binding's per-call type
+    reflection. False if unsupported."""
+    if _enter_wasm is None or not _has(
+        "wasmtime_component_func_call",
+        "wasmtime_component_resource_host_new",
+        "wasmtime_component_resource_host_to_any",
+        "wasmtime_component_resource_host_delete",
+    ):
+        return False
+    f = _ffi
+    context = store._context()
+    n = len(handles)
+    params = (f.wasmtime_component_val_t * n)()
+    any_p = ctypes.POINTER(f.wasmtime_component_resource_any_t)
+    kind = _kind("RESOURCE")
+    for i, (rep, type_id) in enumerate(handles):
+        host = f.wasmtime_component_resource_host_new(True, rep, type_id)
+        out = any_p()
+        err = f.wasmtime_component_resource_host_to_any(context, host, ctypes.byref(out))
+        f.wasmtime_component_resource_host_delete(host)
+        if err:
+            raise wasmtime.WasmtimeError._from_ptr(err)
+        params[i].kind = kind
+        params[i].of.resource = out
+    try:
+        from wasmtime.component._enter import enter_wasm as component_enter
+
+        def run() -> Any:
+            return f.wasmtime_component_func_call(
+                ctypes.byref(func._func), context, params, n, None, 0
+            )
+
+        component_enter(run)
+    finally:
+        for i in range(n):
+            f.wasmtime_component_val_delete(ctypes.byref(params[i]))
+    return True

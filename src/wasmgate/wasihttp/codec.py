@@ -23,7 +23,7 @@ from wasmtime import component as cm
 
 from ..engine.lowlevel import ResourceBridge
 
-__all__ = ["PublicLift", "PublicLower", "public_codec"]
+__all__ = ["PublicLift", "PublicLower", "binding_tags", "public_codec", "variant_cases"]
 
 PublicLift = Callable[[Any, Any], Any]  # (store, binding value) -> host value
 PublicLower = Callable[[Any, Any], Any]  # (store, host value) -> binding value
@@ -100,9 +100,34 @@ def public_codec(ty: Any, bridge: ResourceBridge) -> tuple[PublicLift, PublicLow
     raise TypeError(f"public_codec: unsupported type {type(ty).__name__}")
 
 
+def variant_cases(ty: Any) -> list[tuple[str, Any]]:
+    """The (case, payload type or None) list of a variant, option or result type."""
+    if isinstance(ty, cm.OptionType):
+        return [("none", None), ("some", ty.payload)]
+    if isinstance(ty, cm.ResultType):
+        return [("ok", ty.ok), ("err", ty.err)]
+    return list(ty.cases)
+
+
+def binding_tags(cases: list[tuple[str, Any]]) -> bool:
+    """Whether wasmtime-py 50 passes values of these cases as ``Variant`` objects: when the
+    Python classes of two cases overlap (a case without payload counts as ``object``)."""
+    seen: set[type] = set()
+    for _, ty in cases:
+        classes: set[type] = set()
+        if ty is None:
+            classes.add(object)
+        else:
+            ty.add_classes(classes)
+        if classes & seen:
+            return True
+        seen |= classes
+    return False
+
+
 def _variant_like(ty: Any, bridge: ResourceBridge) -> tuple[PublicLift, PublicLower]:
-    cases: list[tuple[str, Any]] = ty._cases()
-    tagged: bool = ty._tagged()
+    cases = variant_cases(ty)
+    tagged = binding_tags(cases)
     is_option = isinstance(ty, cm.OptionType)
     codecs = {n: (None if t is None else public_codec(t, bridge)) for n, t in cases}
     selectors: list[tuple[str, tuple[type, ...] | None]] = []

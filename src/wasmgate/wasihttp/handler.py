@@ -33,6 +33,7 @@ import wasmtime
 from wasmtime import component as cm
 
 from ..engine.loader import LoadedGuest
+from ..engine.lowlevel import call_with_own_resources
 from ..engine.outcome import Outcome, classify_failure, fold_error, timed_out
 from ..engine.sandbox import new_store
 from ..limits import Limits
@@ -85,11 +86,12 @@ def run_guest(
         instance = linked.linker.instantiate(store, guest.as_component())
         func = instance.get_func(store, linked.handle_index)
         assert func is not None
-        request = cm.ResourceHost.own(
-            state.add(r.IncomingRequest(state.request)), r.IncomingRequest.TYPE
-        )
-        outparam = cm.ResourceHost.own(state.add(r.ResponseOutparam()), r.ResponseOutparam.TYPE)
-        func(store, request, outparam)
+        handles = [
+            (state.add(r.IncomingRequest(state.request)), r.IncomingRequest.TYPE),
+            (state.add(r.ResponseOutparam()), r.ResponseOutparam.TYPE),
+        ]
+        if not (linked.fast and call_with_own_resources(store, func, handles)):
+            func(store, *[cm.ResourceHost.own(rep, ty) for rep, ty in handles])
     except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
         failure = state.failure
         if isinstance(failure, r.ExitRequested):

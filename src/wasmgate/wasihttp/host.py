@@ -25,7 +25,14 @@ from typing import Any
 import wasmtime
 from wasmtime import component as cm
 
-from ..engine.lowlevel import ResourceBridge, add_raw_func, raw_codec, raw_funcs_supported
+from ..engine.lowlevel import (
+    ResourceBridge,
+    add_raw_func,
+    add_raw_resource,
+    hold_gil_in_component_calls,
+    raw_codec,
+    raw_funcs_supported,
+)
 from ..errors import LinkError
 from . import resources as r
 from .codec import public_codec
@@ -65,11 +72,15 @@ class _Bridge(ResourceBridge):
 BRIDGE = _Bridge()
 
 
-def _dropped(store: Any, rep: int) -> None:
+def _dropped_rep(rep: int) -> None:
     state = r.current()
     obj = state.table.pop(rep, None)
     if obj is not None:
         obj.dropped(state)
+
+
+def _dropped(store: Any, rep: int) -> None:
+    _dropped_rep(rep)
 
 
 def _failed(label: str) -> Callable[[BaseException], str]:
@@ -193,6 +204,8 @@ def link_component(
     if handle_index is None:
         raise LinkError(f"{label}: {export} has no handle function")
     fast = fast and raw_funcs_supported()
+    if fast:
+        hold_gil_in_component_calls()
     linker = cm.Linker(engine)
     imports = component.type.imports(engine)
     with linker.root() as root:
@@ -217,7 +230,9 @@ def _define(inst: cm.LinkerInstance, key: str, items: dict[str, Any], fast: bool
         if isinstance(ty, cm.ResourceType):
             cls = own.get(name)
             type_id = cls.TYPE if cls is not None else _NEVER_IDS.get((key, name))
-            if type_id is not None:  # else a ``use``d alias of another interface's resource
+            if type_id is None:  # a ``use``d alias of another interface's resource
+                continue
+            if not (fast and add_raw_resource(inst, name, type_id, _dropped_rep)):
                 inst.add_resource(name, cm.ResourceType.host(type_id), _dropped)
         elif isinstance(ty, cm.FuncType):
             impl = _resolve(key, name, ty)
