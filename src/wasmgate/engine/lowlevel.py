@@ -652,16 +652,15 @@ COMPONENT_QUICK_CALLS = (
     "wasmtime_component_val_new",
     "wasmtime_component_val_delete",
     "wasm_byte_vec_new_uninitialized",
-    "wasmtime_component_linker_instantiate",
     "wasmtime_component_instance_get_func",
 )
 _held_component: list[str] = []
 
 
 def hold_gil_in_component_calls() -> list[str]:
-    """``hold_gil_in_quick_calls`` for ``COMPONENT_QUICK_CALLS`` (instantiating a component
-    runs no guest code unless it has a start function: wasi:http handlers have none that
-    loops, and a deadline still bounds it). Idempotent; returns the names switched."""
+    """``hold_gil_in_quick_calls`` for ``COMPONENT_QUICK_CALLS``. Instantiation is not among
+    them: a component's start functions are guest code, which may run until its deadline.
+    Idempotent; returns the names switched."""
     if _held_component or _bindings is None or _ffi is None or not hasattr(_ffi, "dll"):
         return list(_held_component)
     library = ctypes.PyDLL(_ffi.dll._name, handle=_ffi.dll._handle)
