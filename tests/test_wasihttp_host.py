@@ -4,6 +4,7 @@ of engine.lowlevel checked against the binding's public conversion."""
 from __future__ import annotations
 
 import ctypes
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,15 @@ def test_component_calls_keep_the_gil_and_still_work() -> None:
     assert lowlevel.hold_gil_in_component_calls() == held  # idempotent
     host = cm.ResourceHost.own(7, 1234)
     assert (host.rep, host.type, host.owned) == (7, 1234, True)
+
+
+def test_raw_callbacks_go_with_their_linker() -> None:
+    # a reloaded route drops its linker: the host's callbacks must not pile up
+    guest = load_guest(ROOT / "examples" / "http" / "echo-http.wasm", get_engine())
+    before = len(lowlevel._raw_callbacks)
+    handler = ProxyHandler(guest, SETTINGS)
+    assert len(lowlevel._raw_callbacks) > before
+    assert handler.serve(HttpRequest("POST", "/", body=b"x")).status == 200
+    del handler
+    gc.collect()
+    assert len(lowlevel._raw_callbacks) == before

@@ -15,6 +15,7 @@ from __future__ import annotations
 import array
 import contextlib
 import ctypes
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -337,7 +338,16 @@ class ResourceBridge:
         raise NotImplementedError
 
 
-_raw_callbacks: list[Any] = []  # the ctypes thunks must outlive the linker that calls them
+# The ctypes thunks must outlive the linker that calls them: each is kept here under a key the
+# linker hands back to ``_finalize`` when it drops the definition (a reloaded route's linker).
+_raw_callbacks: dict[int, Any] = {}
+_raw_keys = itertools.count(1)
+
+
+def _keep(cb: Any) -> int:
+    key = next(_raw_keys)
+    _raw_callbacks[key] = cb
+    return key
 
 
 def add_raw_func(instance: Any, name: str, call: RawCall, on_error: Any) -> bool:
@@ -359,21 +369,21 @@ def add_raw_func(instance: Any, name: str, call: RawCall, on_error: Any) -> bool
         return 0
 
     cb = _ffi.wasmtime_component_func_callback_t(thunk)
-    _raw_callbacks.append(cb)
+    key = _keep(cb)
     raw = name.encode()
     err = _ffi.wasmtime_component_linker_instance_add_func(
-        instance.ptr(), ctypes.create_string_buffer(raw), len(raw), cb, None, _no_finalizer
+        instance.ptr(), ctypes.create_string_buffer(raw), len(raw), cb, key, _finalizer
     )
     if err:
         raise wasmtime.WasmtimeError._from_ptr(err)
     return True
 
 
-def _finalize(_data: Any) -> None:
-    return None
+def _finalize(key: int | None) -> None:
+    _raw_callbacks.pop(key or 0, None)
 
 
-_no_finalizer: Any = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_finalize)
+_finalizer: Any = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_finalize)
 
 
 def _kind(name: str) -> int:
@@ -697,7 +707,7 @@ def add_raw_resource(instance: Any, name: str, type_id: int, dropped: Any) -> bo
         return 0
 
     cb = _ffi.wasmtime_component_resource_destructor_t(thunk)
-    _raw_callbacks.append(cb)
+    key = _keep(cb)
     ty = cm.ResourceType.host(type_id)
     raw = name.encode()
     err = _ffi.wasmtime_component_linker_instance_add_resource(
@@ -706,8 +716,8 @@ def add_raw_resource(instance: Any, name: str, type_id: int, dropped: Any) -> bo
         len(raw),
         ty.ptr(),
         cb,
-        None,
-        _no_finalizer,
+        key,
+        _finalizer,
     )
     if err:
         raise wasmtime.WasmtimeError._from_ptr(err)
