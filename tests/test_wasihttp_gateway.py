@@ -242,3 +242,22 @@ def test_serve_one_component_one_liner(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
+
+
+def test_hostile_guests_leave_the_server_bounded(client: httpx.Client, server: Server) -> None:
+    # guests that pile up host resources, header fields, files and waits: each request fails
+    # alone, the server's memory stays bounded, and the next request is served
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from soak import tree_rss_kib
+
+    for _ in range(3):
+        client.get("/hog/handles")
+        client.get("/hog/fields")
+    before = tree_rss_kib(server.proc.pid)
+    for _ in range(20):
+        assert client.get("/hog/handles").status_code == 500
+        assert client.get("/hog/fields").status_code == 500
+        assert client.get("/fs/read/../modules.toml").status_code == 200
+    after = tree_rss_kib(server.proc.pid)
+    assert after - before < 64 * 1024, f"server RSS grew by {after - before} KiB"
+    assert client.get("/hello").content == b"Hello, world!\n"
