@@ -33,7 +33,7 @@ from . import files
 from . import resources as r
 from .outbound import perform, request_url
 from .resources import CLOSED, RequestState
-from .translate import field_error, method_to_wit, scheme_to_wit, valid_status
+from .translate import field_error, method_from_wit, method_to_wit, scheme_to_wit, valid_status
 
 __all__ = ["IMPLEMENTATIONS", "RESOURCES", "Impl"]
 
@@ -240,6 +240,15 @@ def _setter(attr: str) -> Impl:
         return OK
 
     return set_
+
+
+def outgoing_request_set_method(st: RequestState, req: r.OutgoingRequest, method: Any) -> Any:
+    try:
+        method_from_wit(method)
+    except ValueError:
+        return ERR
+    req.method = method
+    return OK
 
 
 def outgoing_request_headers(st: RequestState, req: r.OutgoingRequest) -> r.Fields:
@@ -529,7 +538,7 @@ IMPLEMENTATIONS: dict[str, dict[str, Impl]] = {
         "[constructor]outgoing-request": outgoing_request_new,
         "[method]outgoing-request.body": outgoing_request_body,
         "[method]outgoing-request.method": _getter("method"),
-        "[method]outgoing-request.set-method": _setter("method"),
+        "[method]outgoing-request.set-method": outgoing_request_set_method,
         "[method]outgoing-request.path-with-query": _getter("path_with_query"),
         "[method]outgoing-request.set-path-with-query": _setter("path_with_query"),
         "[method]outgoing-request.scheme": _getter("scheme"),
