@@ -12,7 +12,9 @@ Rules:
 - Output streams have a byte budget: a response body past ``max_response_body`` or a log past
   ``log_keep`` fails the write with ``closed`` (the body case is also recorded, for a 502).
 - Bodies are buffered: the request body is all there before the guest runs, and the response
-  body is all there when the guest returns (streaming is a later step of issue 11).
+  body is all there when the guest returns (streaming is a later step of issue 11). So a request
+  has no trailers, and trailers the guest finishes a body with are dropped: HTTP/1.1 carries
+  them only in a chunked, streamed response.
 - A guest cannot make the host hold unbounded memory: at most ``MAX_HANDLES`` live resources
   and ``FIELDS_BUDGET`` bytes of header fields (names and values, counted as they are made) per
   request; past either the guest traps. Bodies and logs have their own caps (above).
