@@ -34,8 +34,16 @@ ENV_PREFIX = "WASMGATE"
     show_default=True,
     help="The WAGI modules.toml to serve.",
 )
-@click.option("-l", "--listen", default="127.0.0.1:3000", show_default=True, help="HOST:PORT.")
-@click.option("--addr", help="Same as --listen (the spelling of `wasmtime serve`).")
+# --addr: the spelling of `wasmtime serve`, for `wasmgate serve app.wasm --addr HOST:PORT`.
+@click.option(
+    "-l",
+    "--listen",
+    "--addr",
+    "listen",
+    default="127.0.0.1:3000",
+    show_default=True,
+    help="HOST:PORT.",
+)
 @click.option("--hostname", help="Host:port for SERVER_NAME when a request has no Host header.")
 @click.option("-e", "--env", "env", multiple=True, type=ENV_ASSIGN, help="Guest env KEY=VALUE.")
 @click.option("--env-file", type=click.Path(path_type=Path, dir_okay=False), multiple=True)
@@ -90,7 +98,6 @@ def serve(
     component: Path | None,
     modules_toml: Path,
     listen: str,
-    addr: str | None,
     hostname: str | None,
     env: tuple[tuple[str, str], ...],
     env_file: tuple[Path, ...],
@@ -125,7 +132,6 @@ def serve(
     from ..wagi.cgi import parse_host
     from ..wagi.manifest import load_env_file
 
-    listen = addr or listen
     if component is not None:
         modules_toml = _one_route_manifest(component)
     _, port = parse_listen(listen)
