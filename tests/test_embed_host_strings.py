@@ -67,3 +67,20 @@ def test_invalid_utf8_from_the_guest_is_the_host_functions_error(guest: Guest) -
     inst = wasmgate.instantiate(guest("host_strings"), imports=_host([]))
     with pytest.raises(UnicodeDecodeError):
         inst.call_bytes("shout", b"\xff\xfe")
+
+
+def test_a_c_guest_uses_the_hosts_strings_and_frees_them() -> None:
+    from guestbuild import build
+
+    from conftest import GUESTS
+
+    plugin = build(GUESTS / "host_strings_c.c", ["-mexec-model=reactor"])
+    calls: list[object] = []
+    inst = wasmgate.instantiate(plugin, imports=_host(calls))
+    assert inst.call_str("shout", "banana") == "BANANA (3 a)"
+    assert calls == ["banana"]
+    assert inst.call_bytes("flip", b"abc\x00") == b"\x00cba"
+    before = inst.memory.size
+    for _ in range(2000):  # every string is freed by the guest: memory stays put
+        inst.call_str("shout", "x" * 1000)
+    assert inst.memory.size <= before + 4 * 65536
