@@ -70,7 +70,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, guest: Guest) -> Path:
         ("/big", "big.wat", 'max_response_body = "1MiB"'),
         ("/small-body", "echo.wasm", 'max_request_body = "1KiB"'),
         ("/sleep", "sleeper.wasm", 'timeout = "500ms"\nargv = "sleeper 30"'),
-        ("/noentry", "hello.wasm", 'entrypoint = "no_such_export"'),
     ]
     entries += [(f"/{name}", f"{name}.wat", "") for name in guests if name not in ("loop", "big")]
     toml = "".join(
@@ -271,7 +270,6 @@ def test_location_redirect(client: httpx.Client) -> None:
         ("/trap", 500, "trap"),
         ("/exit1", 500, "exit"),
         ("/noimport", 500, "link"),
-        ("/noentry", 500, "link"),
         ("/loop", 504, "timeout"),
         ("/fuel", 500, "fuel"),
         ("/big", 502, "too-large"),
@@ -451,6 +449,11 @@ def _wait_for(cond: Callable[[], bool], timeout: float = 40) -> None:
         ('[[module]]\nroute = "/x"\nmodule = "missing.wasm"\n', "missing.wasm"),
         ('[[module]]\nroute = "no-slash"\nmodule = "hello.wasm"\n', "route"),
         ('[[module]]\nroute = "/x"\nmodule = "garbage.wasm"\n', "module #1"),
+        # A missing entrypoint stops start-up like a missing file (issue 12, item 14).
+        (
+            '[[module]]\nroute = "/x"\nmodule = "hello.wasm"\nentrypoint = "nope"\n',
+            "module #1 (route \"/x\"): entrypoint 'nope' is not exported",
+        ),
     ],
 )
 def test_startup_errors(tmp_path: Path, site: Path, toml: str, message: str) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_BODY_MIN_RATE",
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_MAX_SEND_BUFFER",
     "DEFAULT_ROUTE_LIMITS",
     "DEFAULT_SEND_TIMEOUT",
     "CacheConfig",
@@ -32,6 +33,7 @@ DEFAULT_HEADER_TIMEOUT = 10.0  # seconds for the request line and headers
 DEFAULT_BODY_TIMEOUT = 20.0  # seconds of grace for the body before the minimum rate applies
 DEFAULT_BODY_MIN_RATE = 500.0  # bytes per second, for request bodies and for reading responses
 DEFAULT_SEND_TIMEOUT = 30.0  # seconds over which a client must read its response at that rate
+DEFAULT_MAX_SEND_BUFFER = 128 * 1024 * 1024  # response bytes a worker holds for slow readers
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,14 @@ class GatewayConfig:
     not fit gets 503 with ``Retry-After`` instead of being read. With ``threads + queue``
     bounding the requests admitted, it bounds the gateway's memory whatever the clients send.
 
+    ``max_send_buffer`` bounds the response bytes a worker process holds for clients that do not
+    read them fast enough (``--max-send-buffer``; see ``gateway/protocol.py``): past it, the
+    connection holding the most is cut off.
+
+    ``hostname`` is the authority (``name[:port]``) used for ``SERVER_NAME``/``SERVER_PORT`` and
+    ``X_FULL_URL`` when a request has no ``Host``; with ``pin_hostname`` (``wasmgate serve
+    --hostname``) it is used for every request, whatever ``Host`` the client sent.
+
     ``inline_budget`` (seconds; None: off) lets a quick, repeatable route run its guests on the
     event loop itself, skipping the hand-off to a guest thread; see ``gateway/placement.py``.
     """
@@ -122,6 +132,8 @@ class GatewayConfig:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     body_min_rate: float = DEFAULT_BODY_MIN_RATE
     send_timeout: float = DEFAULT_SEND_TIMEOUT
+    max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER
+    pin_hostname: bool = False
 
     def __post_init__(self) -> None:
         from .errors import UsageError
@@ -150,6 +162,8 @@ class GatewayConfig:
             raise UsageError("queue must be zero or more")
         if self.max_body_buffer < 1:
             raise UsageError("max_body_buffer must be at least 1 byte")
+        if self.max_send_buffer < 1:
+            raise UsageError("max_send_buffer must be at least 1 byte")
         if self.inline_budget is not None and not (0 < self.inline_budget <= 1):
             raise UsageError("inline_budget must be a number of seconds in (0, 1], or None")
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -44,7 +44,11 @@ ENV_PREFIX = "WASMGATE"
     show_default=True,
     help="HOST:PORT.",
 )
-@click.option("--hostname", help="Host:port for SERVER_NAME when a request has no Host header.")
+@click.option(
+    "--hostname",
+    help="Public host:port: pins SERVER_NAME, SERVER_PORT and X_FULL_URL's authority for every "
+    "request, whatever Host the client sent [the Host header, else localhost:PORT].",
+)
 @click.option("-e", "--env", "env", multiple=True, type=ENV_ASSIGN, help="Guest env KEY=VALUE.")
 @click.option("--env-file", type=click.Path(path_type=Path, dir_okay=False), multiple=True)
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False))
@@ -62,6 +66,12 @@ ENV_PREFIX = "WASMGATE"
     "--max-body-buffer",
     type=SIZE,
     help="Request body bytes a worker holds at once; past it, 503 [256MiB].",
+)
+@click.option(
+    "--max-send-buffer",
+    type=SIZE,
+    help="Response bytes a worker holds for clients that read slowly; past it, the one "
+    "holding the most is cut off [128MiB].",
 )
 @click.option(
     "--no-inline",
@@ -113,6 +123,7 @@ def serve(
     threads: int | None,
     queue: int,
     max_body_buffer: int | None,
+    max_send_buffer: int | None,
     no_inline: bool,
     metrics_listen: str | None,
     watch: bool,
@@ -154,6 +165,10 @@ def serve(
     extra: dict[str, Any] = {"threads": threads} if threads else {}
     if max_body_buffer:
         extra["max_body_buffer"] = max_body_buffer
+    if max_send_buffer:
+        extra["max_send_buffer"] = max_send_buffer
+    if hostname:
+        extra["pin_hostname"] = True
     if no_inline:
         extra["inline_budget"] = None
     guard = {

@@ -5,18 +5,27 @@ Rules:
   ``wagi.handler``. Nothing here blocks the event loop longer than an inline run's budget;
   other guests run on a fixed pool of ``threads`` worker threads (wasm calls release the GIL).
 - Admission is bounded: at most ``threads + queue`` requests are admitted at once; the next gets
-  503 with ``Retry-After`` at once. A request stays admitted until its guest has really finished,
-  so a guest stuck in a host call past its deadline (answered 504) still holds its slot: memory and
-  threads are never unbounded.
+  503 with ``Retry-After`` at once. Admission is per route too: one route may hold at most
+  ``threads + queue`` minus a reserve of a quarter of it (at least one slot), so a route
+  flooded with requests answers 503 for itself while the reserve stays for the other routes
+  (as the guest threads are shared, see ``guest_pool.py``). A request stays admitted until its
+  guest has really finished, so a guest stuck in a host call past its deadline (answered 504)
+  still holds its slot: memory and threads are never unbounded.
 - Request bodies are bounded by the route's ``max_request_body``: a larger ``Content-Length`` is
   refused before reading (413), and a body (chunked or not) that grows past it while being read
   is refused at that point.
 - Nothing is read for a request that cannot be admitted: when ``threads + queue`` requests are
   in, the next gets 503 before its body is read. Bodies being read are not admitted yet (a slow
   upload must not hold a guest slot), so their memory has its own bound: the bytes of all
-  bodies held at once stay within ``max_body_buffer`` (a declared length is reserved before
-  reading, a chunked body as it arrives); a body that does not fit gets 503. Both 503s carry
-  ``Retry-After``, and ``Connection: close`` when a body is left unread.
+  bodies held at once stay within ``max_body_buffer``. A body is charged for the bytes actually
+  received, as they arrive (a declared ``Content-Length`` reserves nothing: declaring 8 MiB and
+  trickling costs the buffer only what was sent). Shares keep a few clients from taking it
+  all: one client address may hold at most a quarter of ``max_body_buffer``, one route at most
+  half. A body that does not fit gets 503, logged with which bound it hit. Both 503s carry
+  ``Retry-After``, and ``Connection: close`` when a body is left unread. (Behind a reverse
+  proxy every client has the proxy's address, and shares one quarter.)
+- A request refused by the connection guard while its body arrived (408 for a slow body) is
+  reported with that status and cause, never as a client that hung up (499).
 - Where a request's guest runs is ``placement.Placement``'s decision: inline on the event loop
   under ``inline_budget`` for quick repeatable routes (re-run in full on a guest thread past
   it), else on the guest threads, which ``workers.GuestPool`` shares fairly between routes.
@@ -24,16 +33,31 @@ Rules:
 - ``/healthz`` answers 200 ``OK`` before any route, and cannot be overridden.
 - The state (route table) is replaced atomically on reload; a request keeps the state it started
   with, so a reload never drops or mixes requests. A broken new config keeps the old state.
-- Works mounted inside another ASGI app: ``root_path`` is stripped before routing, and the route
-  table is loaded on first use when no lifespan events arrive.
+- Works mounted inside another ASGI app: ``root_path`` is stripped before routing and given to
+  the guest in ``SCRIPT_NAME`` and ``X_FULL_URL`` (``wagi.cgi``). ``create_app`` loads the route
+  table at once, so a broken configuration raises ``ConfigError`` there, not at the first
+  request; it also makes sure the ``wasmgate`` loggers reach stderr at INFO when the host server
+  configured no handler for them, so the access log appears under any ASGI server.
+- Guest stderr is data, not log text: each captured line becomes its own record (and its own
+  line in ``--log-dir``), attributed to the route and the request id, with every control
+  character and backslash escaped (``\\n``, ``\\x1b``...), so a guest cannot start a new
+  record or forge one. The request id is in the access log line too. A ``--log-dir`` that
+  cannot be written is warned about once, until a write succeeds again.
+- Client faults (4xx) are logged at WARNING, server faults (5xx) at ERROR.
+- With ``pin_hostname`` (``--hostname``), the request's ``Host`` is replaced by ``hostname``
+  before the CGI translation, so ``SERVER_NAME``, ``SERVER_PORT`` and ``X_FULL_URL`` never come
+  from the client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import re
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -42,14 +66,15 @@ from typing import Any
 
 from ..config import GatewayConfig
 from ..engine import OutputPump, default_pump
-from ..errors import HTTP_STATUS, WasmgateError
+from ..errors import HTTP_STATUS, ConfigError, WasmgateError
 from ..wagi.cgi import CgiRequest
 from ..wagi.handler import OVER_BUDGET, HandlerResult, ModuleHandler
 from ..wagi.routes import HealthCheck, RouteMatch
 from .guest_pool import GuestPool
 from .metrics import GatewayMetrics, access_log
 from .placement import Placement
-from .state import GatewayState, load_state
+from .protocol import REFUSED_KEY
+from .state import GatewayState, load_state, read_manifest_text
 
 __all__ = ["Gateway", "create_app"]
 
@@ -76,35 +101,71 @@ class _ClientGone(Exception):
 
 
 class _BufferFull(Exception):
-    """The request body does not fit in what is left of ``max_body_buffer``."""
+    """The request body does not fit in what is left of ``max_body_buffer`` (or its share)."""
 
 
 class _BodyBudget:
-    """Bytes of request bodies held at once (event-loop thread only: no lock)."""
+    """Bytes of request bodies held at once, in all and per client address and route
+    (event-loop thread only: no lock). Pure bookkeeping; the shares are in the rules."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.client_share = max(1, limit // 4)
+        self.route_share = max(1, limit // 2)
         self.held = 0
+        self.by_client: dict[object, int] = {}
+        self.by_route: dict[object, int] = {}
 
-    def take(self, n: int) -> None:
+    def take(self, n: int, client: str, route: object) -> None:
+        by_client = self.by_client.get(client, 0) + n
+        by_route = self.by_route.get(route, 0) + n
         if self.held + n > self.limit:
-            raise _BufferFull
+            raise _BufferFull(f"request bodies held reach --max-body-buffer ({self.limit} bytes)")
+        if by_client > self.client_share:
+            raise _BufferFull(f"client's share of the body buffer ({self.client_share} bytes) used")
+        if by_route > self.route_share:
+            raise _BufferFull(f"route's share of the body buffer ({self.route_share} bytes) used")
         self.held += n
+        self.by_client[client] = by_client
+        self.by_route[route] = by_route
 
-    def give(self, n: int) -> None:
+    def give(self, n: int, client: str, route: object) -> None:
         self.held -= n
+        for table, key in ((self.by_client, client), (self.by_route, route)):
+            left = table[key] - n
+            if left:
+                table[key] = left
+            else:
+                del table[key]
 
 
 class Gateway:
     """An ASGI application serving one modules.toml."""
 
-    def __init__(self, config: GatewayConfig, *, pump: OutputPump | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        pump: OutputPump | None = None,
+        manifest_text: str | None = None,
+        manifest_file: Path | None = None,
+    ) -> None:
+        """``manifest_text`` is loaded instead of ``config.modules_toml`` at the first load;
+        ``manifest_file`` (a worker's copy of its master's validated text) at every load."""
         self.config = config
+        self.manifest_text = manifest_text
+        self._manifest_file = manifest_file
         self._pump = pump or default_pump()
         self._state: GatewayState | None = None
         self._pool = GuestPool(config.threads)
         self._capacity = config.threads + config.queue
+        # Per route: all but a reserve of a quarter (at least one slot) kept for other routes.
+        self._route_capacity = max(1, self._capacity - max(1, self._capacity // 4))
         self._admitted = 0
+        self._by_route: dict[ModuleHandler, int] = {}
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{os.getpid():x}-"
+        self._log_dir_failing = False
         self._bodies = _BodyBudget(config.max_body_buffer)
         self._gauge_timer: asyncio.TimerHandle | None = None
         self._placement = Placement()
@@ -112,6 +173,7 @@ class Gateway:
         self._log_files: dict[str, Path] = {}
         self._log_lock = threading.Lock()
         self.metrics = GatewayMetrics()
+        self.count_reloads = True  # False where another process counts them (see server.py)
 
     # --- state ---------------------------------------------------------------------------
 
@@ -121,9 +183,17 @@ class Gateway:
             raise RuntimeError("gateway not loaded")
         return self._state
 
+    def _manifest(self) -> str | None:
+        if self._manifest_file is not None:
+            return read_manifest_text(self._manifest_file)
+        return self.manifest_text
+
+    def _load_state(self) -> GatewayState:
+        return load_state(self.config, self._pump, self._manifest())
+
     def load(self) -> GatewayState:
         """Build the route table (blocking). Raises ``ConfigError`` for a bad configuration."""
-        state = load_state(self.config, self._pump)
+        state = self._load_state()
         for warning in state.warnings:
             log.warning("%s", warning)
         self._state = state
@@ -138,15 +208,17 @@ class Gateway:
         """Load the configuration again; keep the running state if the new one is broken."""
         loop = asyncio.get_running_loop()
         try:
-            state = await loop.run_in_executor(None, load_state, self.config, self._pump)
+            state = await loop.run_in_executor(None, self._load_state)
         except WasmgateError as e:
-            self.metrics.reloads.labels("failed").inc()
+            if self.count_reloads:
+                self.metrics.reloads.labels("failed").inc()
             log.error("reload failed, keeping the running configuration: %s", e)
             return False
         for warning in state.warnings:
             log.warning("%s", warning)
         self._state = state
-        self.metrics.reloads.labels("ok").inc()
+        if self.count_reloads:
+            self.metrics.reloads.labels("ok").inc()
         log.info("reloaded: serving %d routes", len(state.table.routes))
         return True
 
@@ -187,27 +259,31 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         state = await self._ensure_loaded()
-        request = CgiRequest.from_asgi_scope(scope)
-        root = scope.get("root_path") or ""
-        if root and request.raw_path.startswith(root):
-            request = replace(request, raw_path=request.raw_path[len(root) :] or "/")
+        request = CgiRequest.from_asgi_scope(scope)  # root_path removed from raw_path
+        if self.config.pin_hostname:
+            pinned = (b"host", self.config.hostname.encode("ascii"))
+            headers = tuple(h for h in request.headers if h[0] != b"host")
+            request = replace(request, headers=(*headers, pinned))
         found = state.table.match(request.raw_path)
         if isinstance(found, HealthCheck):
             await _respond(send, found.status, list(found.headers), found.body)
             return
+        rid = f"{self._id_prefix}{next(self._ids):x}"
         if found is None:
             await _respond(send, 404, _TEXT, b"Not Found\n")
-            self._finish(request, None, 404, "no-route", started, 0, 10, None)
+            self._finish(request, rid, None, 404, "no-route", started, 0, 10, None)
             return
         handler = found.route.handler
         has_body = bool(request.content_length) or (
             request.content_length is None and _chunked(request)
         )
-        if self._admitted >= self._capacity:
+        busy = self._busy(handler)
+        if busy is not None:
             await _respond(send, 503, _busy_headers(has_body), b"Service Unavailable\n")
-            self._finish(request, found, 503, "saturated", started, 0, 20, None)
+            self._finish(request, rid, found, 503, busy, started, 0, 20, None)
             return
-        held = _Held(self._bodies)
+        client = request.client[0] if request.client else "-"
+        held = _Held(self._bodies, client, handler)
         try:
             body = b""  # no Content-Length and not chunked: no body (RFC 9112 6.3)
             if has_body:
@@ -217,24 +293,33 @@ class Gateway:
             held.release()
             # Close: the rest of an over-limit body is not worth reading.
             await _respond(send, 413, [*_TEXT, (b"connection", b"close")], b"Payload Too Large\n")
-            self._finish(request, found, 413, "body-too-large", started, 0, 18, None)
+            self._finish(request, rid, found, 413, "body-too-large", started, 0, 18, None)
             return
-        except _BufferFull:
+        except _BufferFull as e:
+            received = held.size
             held.release()
+            log.warning("%s %s: 503 body-buffer-full: %s", _peer(request), request.raw_path, e)
             await _respond(send, 503, _busy_headers(True), b"Service Unavailable\n")
-            self._finish(request, found, 503, "body-buffer-full", started, 0, 20, None)
+            self._finish(request, rid, found, 503, "body-buffer-full", started, received, 20, None)
             return
         except _ClientGone:  # a truncated body must never reach a guest
+            received = held.size
             held.release()
-            self._finish(request, found, 499, "client-gone", started, 0, 0, None)
+            refused = scope.get(REFUSED_KEY)
+            if refused is not None:  # the connection guard answered (and counted) it
+                status, cause = refused
+                self._finish(request, rid, found, status, cause, started, received, 0, None, False)
+            else:
+                self._finish(request, rid, found, 499, "client-gone", started, received, 0, None)
             return
-        if self._admitted >= self._capacity:
+        busy = self._busy(handler)
+        if busy is not None:
             held.release()
             await _respond(send, 503, _busy_headers(False), b"Service Unavailable\n")
-            self._finish(request, found, 503, "saturated", started, len(body), 20, None)
+            self._finish(request, rid, found, 503, busy, started, len(body), 20, None)
             return
         try:
-            result = await self._run(handler, request, body, found)
+            result = await self._run(handler, request, body, found, rid)
         finally:
             held.release()
         if result.response is not None:
@@ -244,14 +329,42 @@ class Gateway:
         else:
             await _respond(send, result.status, [], b"")
             sent = 0
-            log.error(
-                "%s %s -> %d: %s",
+            # A client's fault (e.g. a bad Host: 400) is not the server's error.
+            level = logging.WARNING if result.status < 500 else logging.ERROR
+            log.log(
+                level,
+                "%s %s -> %d: %s (req %s, client %s)",
                 handler.label,
                 request.raw_path,
                 result.status,
                 result.reason,
+                rid,
+                _peer(request),
             )
-        self._finish(request, found, result.status, result.cause, started, len(body), sent, result)
+        self._finish(
+            request, rid, found, result.status, result.cause, started, len(body), sent, result
+        )
+
+    def _busy(self, handler: ModuleHandler) -> str | None:
+        """Why ``handler``'s next request cannot be admitted now (a cause), or None."""
+        if self._admitted >= self._capacity:
+            return "saturated"
+        if self._by_route.get(handler, 0) >= self._route_capacity:
+            return "route-saturated"
+        return None
+
+    def _admit(self, handler: ModuleHandler) -> None:
+        self._admitted += 1
+        self._by_route[handler] = self._by_route.get(handler, 0) + 1
+        self._publish_gauges()
+
+    def _release(self, handler: ModuleHandler) -> None:
+        self._admitted -= 1
+        left = self._by_route[handler] - 1
+        if left:
+            self._by_route[handler] = left
+        else:
+            del self._by_route[handler]
 
     async def _run(
         self,
@@ -259,27 +372,29 @@ class Gateway:
         request: CgiRequest,
         body: bytes,
         match: RouteMatch[ModuleHandler],
+        rid: str,
     ) -> HandlerResult:
         placement = self._placement
         placement.seen(handler)
         budget = self.config.inline_budget
         if budget is not None and placement.inline_ok(handler):
-            self._admitted += 1
-            self._publish_gauges()
+            self._admit(handler)
             cpu = time.thread_time()
             try:
                 result = handler.handle(request, body, match, budget)
             finally:
-                self._admitted -= 1
+                self._release(handler)
             if result.cause != OVER_BUDGET:
                 # CPU time, not wall time: waiting for the GIL is not the guest's doing.
                 placement.inline_ran(handler, time.thread_time() - cpu)
                 if result.stderr:  # file I/O: off the event loop, as for threaded runs
                     loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(None, self._log_stderr, handler, request, result)
+                    await loop.run_in_executor(
+                        None, self._log_stderr, handler, request, rid, result
+                    )
                 return result
             placement.overran(handler)
-        result = await self._run_on_thread(handler, request, body, match)
+        result = await self._run_on_thread(handler, request, body, match, rid)
         placement.thread_ran(handler, result.guest_seconds)
         return result
 
@@ -289,17 +404,17 @@ class Gateway:
         request: CgiRequest,
         body: bytes,
         match: RouteMatch[ModuleHandler],
+        rid: str,
     ) -> HandlerResult:
-        self._admitted += 1
-        self._publish_gauges()
+        self._admit(handler)
         state = [0.0, 0.0]  # [when _work started (0: queued), 1.0 once the client was answered]
         capped = self._placement.capped(handler)
         future = self._pool.submit(
-            self._work, handler, request, body, match, state, key=handler, capped=capped
+            self._work, handler, request, body, match, rid, state, key=handler, capped=capped
         )
 
         def release(_: object) -> None:
-            self._admitted -= 1
+            self._release(handler)
 
         future.add_done_callback(release)
         timeout = handler.limits.timeout
@@ -345,6 +460,7 @@ class Gateway:
         request: CgiRequest,
         body: bytes,
         match: RouteMatch[ModuleHandler],
+        rid: str,
         state: list[float],
     ) -> HandlerResult:
         state[0] = time.monotonic()
@@ -352,33 +468,49 @@ class Gateway:
             return HandlerResult(504, None, "timeout", "abandoned in the queue")
         result = handler.handle(request, body, match)
         if result.stderr:
-            self._log_stderr(handler, request, result)
+            self._log_stderr(handler, request, rid, result)
         return result
 
     def _log_stderr(
-        self, handler: ModuleHandler, request: CgiRequest, result: HandlerResult
+        self, handler: ModuleHandler, request: CgiRequest, rid: str, result: HandlerResult
     ) -> None:
-        text = result.stderr.decode("utf-8", "replace").rstrip("\n")
+        lines = [escape_line(line) for line in stderr_lines(result.stderr)]
         more = result.stderr_total - len(result.stderr)
         if more > 0:
-            text += f"\n[... {more} more bytes of stderr dropped]"
-        guest_log.info("%s %s: %s", handler.label, request.raw_path, text)
-        if self.config.log_dir is None:
+            lines.append(f"[... {more} more bytes of stderr dropped]")
+        route = handler.spec.route.text
+        for line in lines:
+            guest_log.info("route=%s req=%s stderr: %s", route, rid, line)
+        log_dir = self.config.log_dir
+        if log_dir is None:
             return
-        name = _log_name(handler.spec.route.text)
-        path = self.config.log_dir / f"{name}.stderr.log"
+        path = log_dir / f"{_log_name(route)}.stderr.log"
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        prefix = f"{stamp}Z req={rid} {request.method} {request.raw_path}: "
+        text = "".join(f"{prefix}{line}\n" for line in lines)
         with self._log_lock:
             try:
-                self.config.log_dir.mkdir(parents=True, exist_ok=True)
+                log_dir.mkdir(parents=True, exist_ok=True)
                 with path.open("a", encoding="utf-8") as f:
-                    f.write(f"[{stamp}Z {request.method} {request.raw_path}]\n{text}\n")
+                    f.write(text)
             except OSError as e:
-                log.warning("cannot write guest log %s: %s", path.name, e.strerror)
+                if not self._log_dir_failing:  # once, until a write succeeds again
+                    self._log_dir_failing = True
+                    log.warning(
+                        "cannot write guest logs to --log-dir (%s: %s); "
+                        "not repeated until writing works again",
+                        path.name,
+                        e.strerror,
+                    )
+                return
+            if self._log_dir_failing:
+                self._log_dir_failing = False
+                log.info("writing guest logs to --log-dir again")
 
     def _finish(
         self,
         request: CgiRequest,
+        rid: str,
         match: RouteMatch[ModuleHandler] | None,
         status: int,
         cause: str,
@@ -386,14 +518,21 @@ class Gateway:
         received: int,
         sent: int,
         result: HandlerResult | None,
+        count_answer: bool = True,
     ) -> None:
+        """Metrics and the access log for one request. Without a ``result`` the gateway
+        answered itself, counted in ``gateway_answered`` unless ``count_answer`` is False (the
+        connection guard counted it) or nothing was answered (499)."""
         duration = time.perf_counter() - started
         route = match.route.pattern.text if match is not None else "-"
         guest = result.guest_seconds if result is not None else None
         inline = result is not None and result.budget is not None
         self.metrics.observe(route, status, cause, duration, guest)
+        if result is None and count_answer and status != 499:
+            self.metrics.gateway_answered(status, cause)
         if self.config.access_log:
             access_log(
+                id=rid,
                 method=request.method,
                 path=request.raw_path,
                 route=route,
@@ -408,6 +547,40 @@ class Gateway:
             )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
+
+
+def stderr_lines(data: bytes) -> list[str]:
+    """Captured guest stderr as text lines (UTF-8, undecodable bytes replaced); a final line
+    without a newline is a line too."""
+    text = data.decode("utf-8", "replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def escape_line(line: str) -> str:
+    """``line`` with each backslash and control character (C0, DEL, C1, and the Unicode line
+    and paragraph separators) escaped as in Python literals: one log line, never two."""
+
+    def sub(m: re.Match[str]) -> str:
+        c = m.group()
+        if c == "\\":
+            return "\\\\"
+        named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c)
+        if named is not None:
+            return named
+        code = ord(c)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _CONTROL.sub(sub, line)
+
+
+def _peer(request: CgiRequest) -> str:
+    return f"{request.client[0]}:{request.client[1]}" if request.client else "client"
+
+
 def _log_name(route: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", route).strip("_")
     return slug or "root"
@@ -416,18 +589,21 @@ def _log_name(route: str) -> str:
 class _Held:
     """The part of the body budget one request holds; released once, when it is finished."""
 
-    __slots__ = ("_budget", "size")
+    __slots__ = ("_budget", "_client", "_route", "size")
 
-    def __init__(self, budget: _BodyBudget) -> None:
+    def __init__(self, budget: _BodyBudget, client: str, route: object) -> None:
         self._budget = budget
+        self._client = client
+        self._route = route
         self.size = 0
 
     def take(self, n: int) -> None:
-        self._budget.take(n)
+        self._budget.take(n, self._client, self._route)
         self.size += n
 
     def release(self) -> None:
-        self._budget.give(self.size)
+        if self.size:
+            self._budget.give(self.size, self._client, self._route)
         self.size = 0
 
 
@@ -443,10 +619,8 @@ def _busy_headers(unread_body: bool) -> list[tuple[bytes, bytes]]:
 
 
 async def _read_body(receive: Receive, declared: int | None, limit: int, held: _Held) -> bytes:
-    if declared is not None:
-        if declared > limit:
-            raise _BodyTooLarge
-        held.take(declared)
+    if declared is not None and declared > limit:
+        raise _BodyTooLarge
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -458,8 +632,7 @@ async def _read_body(receive: Receive, declared: int | None, limit: int, held: _
             size += len(chunk)
             if size > limit:
                 raise _BodyTooLarge
-            if size > held.size:  # chunked (or longer than declared: the server refuses that)
-                held.take(size - held.size)
+            held.take(len(chunk))  # charged as received (see the rules)
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
@@ -481,6 +654,28 @@ async def _respond(
 
 def create_app(config: GatewayConfig) -> Gateway:
     """An ASGI app serving ``config.modules_toml`` (for uvicorn, hypercorn, gunicorn workers, or
-    mounting inside Starlette/FastAPI). The route table loads at lifespan start-up, or on the
-    first request when the host server sends no lifespan events."""
-    return Gateway(config)
+    mounting inside Starlette/FastAPI). The route table is loaded here: a broken configuration
+    raises ``ConfigError`` at once. Log records of the ``wasmgate`` loggers (the access log
+    included) go to stderr at INFO unless the host application configured logging for them."""
+    gateway = Gateway(config)
+    try:
+        gateway.load()
+    except ConfigError:
+        gateway.close()
+        raise
+    _ensure_log_handler()
+    return gateway
+
+
+def _ensure_log_handler() -> None:
+    """A stderr handler on the ``wasmgate`` logger when nothing would show its INFO records:
+    gunicorn and hypercorn configure only their own loggers, and Python's last-resort handler
+    shows WARNING and above only."""
+    root = logging.getLogger("wasmgate")
+    if root.handlers or (logging.getLogger().handlers and root.getEffectiveLevel() <= logging.INFO):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)

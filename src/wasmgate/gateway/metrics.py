@@ -9,6 +9,11 @@ Rules:
 - Labels are bounded: ``route`` is the route *pattern* (from modules.toml), never the request path,
   and ``cause`` is one of a fixed set, so a client cannot create new time series. ``observe``
   runs on the event loop only; it keeps the metric children of each label set it has seen.
+- Every response the gateway answers itself (no guest ran: 400, 404, 408, 413, 414, 431, 501,
+  503, ...) is counted once in ``wasmgate_gateway_responses{status, cause}``, whether the
+  connection guard (``protocol.py``) or the application answered it; a connection the gateway
+  cuts (a slow reader, a slow body after the response began) is counted in
+  ``wasmgate_connections_closed{cause}``. Both label sets are fixed by the code.
 - The access log is one JSON object per line on the ``wasmgate.access`` logger.
 """
 
@@ -52,6 +57,18 @@ class GatewayMetrics:
             registry=r,
         )
         self.reloads = Counter("wasmgate_reloads", "Configuration reloads", ["result"], registry=r)
+        self.answered = Counter(
+            "wasmgate_gateway_responses",
+            "Responses the gateway answered itself (no guest), by status and cause",
+            ["status", "cause"],
+            registry=r,
+        )
+        self.closed = Counter(
+            "wasmgate_connections_closed",
+            "Connections the gateway closed on a client, by cause",
+            ["cause"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "wasmgate_in_flight",
             "Requests admitted and not yet finished",
@@ -87,6 +104,13 @@ class GatewayMetrics:
             guest_time.observe(guest_seconds)
         if errors is not None:
             errors.inc()
+
+    def gateway_answered(self, status: int, cause: str) -> None:
+        """One response the gateway answered itself (see the rules)."""
+        self.answered.labels(str(status), cause).inc()
+
+    def connection_closed(self, cause: str) -> None:
+        self.closed.labels(cause).inc()
 
 
 def access_log(**fields: object) -> None:

@@ -23,10 +23,28 @@ process's protocol class through ``guarded_protocol(config)``):
   body=20,MinRate=500``. Time while the server itself stopped reading (flow control) is not
   counted. On expiry: ``408`` if no response was started, and the connection is closed; the
   gateway sees a disconnect and runs no guest.
-- Response: while the server has more data waiting for a client than the transport buffers,
-  the client must read ``body_min_rate`` bytes a second on average over each ``send_timeout``
-  seconds (``--send-timeout``, default 30), or it is disconnected.
-- Every refusal is logged once on ``wasmgate.gateway`` with the client address and the reason.
+- Response: while bytes wait for a client (the transport stopped taking writes, or the
+  connection was closed with data still unsent, e.g. by the keep-alive timer), the client must
+  read ``body_min_rate`` bytes a second on average over each ``send_timeout`` seconds
+  (``--send-timeout``, default 30), or the connection is aborted and its bytes freed. A closed
+  connection is no exception: its unsent bytes are bounded by the same clock.
+- The bytes waiting for slow readers are bounded as a whole, per serving process:
+  ``max_send_buffer`` (``--max-send-buffer``, default 128 MiB). When a connection starts to wait
+  and the total of all waiting connections exceeds it, the connection holding the most is
+  aborted (the one that has read the least of what it asked for), until the total fits.
+- Request framing (RFC 9112): an HTTP/1.1 request without ``Host`` is ``400``; a request target
+  in absolute form (``http://host/path``) replaces the ``Host`` header with its authority
+  (RFC 9112 section 3.2.2); a ``Transfer-Encoding`` other than exactly ``chunked`` is ``501``
+  (no other coding is implemented, and passing a coded body on as if plain would be wrong).
+- ``Upgrade`` is never acted on (RFC 9110 section 7.8 lets a server ignore it): a request
+  carrying one is served as plain HTTP/1.1 and the bytes after it are parsed as the next
+  request. One with a body is refused with ``501`` (the parser stops at the head of an upgrade
+  request, so its body could not be read for the guest, and it must never be dropped).
+- Every refusal is logged once on ``wasmgate.gateway`` with the client address and the reason,
+  at WARNING (a client's fault, never ERROR), and counted in the metrics by status and cause
+  (``GatewayMetrics.gateway_answered``); every cut-off connection likewise
+  (``GatewayMetrics.connection_closed``). A refusal while a request's body is read is left in
+  the request's scope (``REFUSED_KEY``) so the application reports that status, not a hang-up.
 - ``limit_heap_retention()`` (called by the server in each serving process) keeps glibc from
   holding on to freed request and response buffers.
 - Writes are coalesced: everything the connection writes during one pass of the event loop
@@ -41,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httptools
@@ -50,14 +69,17 @@ from ..config import (
     DEFAULT_BODY_MIN_RATE,
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_SEND_BUFFER,
     DEFAULT_SEND_TIMEOUT,
     GatewayConfig,
 )
+from .metrics import GatewayMetrics
 
 __all__ = [
     "MAX_HEADERS",
     "MAX_HEAD_BYTES",
     "MAX_URL",
+    "REFUSED_KEY",
     "CoalescingTransport",
     "GuardedHttpToolsProtocol",
     "guarded_protocol",
@@ -70,7 +92,15 @@ MAX_URL = 8 * 1024
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 256
 
-_REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+_REASONS = {
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+}
+# Scope key under which a refusal made while the body was read is left for the application:
+# ``(status, cause)``.
+REFUSED_KEY = "wasmgate.refused"
 
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
@@ -92,10 +122,59 @@ def limit_heap_retention(threshold: int = 128 * 1024) -> bool:
 
 
 class _Refuse(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, cause: str) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.cause = cause
+
+
+def head_problem(
+    http_version: str, url: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, str, str] | None:
+    """The RFC 9112 rule a complete request head breaks, as ``(status, reason, cause)``; None
+    when it is acceptable. Pure: ``headers`` are (lower-cased name, value) pairs."""
+    codings: list[bytes] = []
+    hosts = 0
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            codings.extend(c.strip().lower() for c in value.split(b","))
+        elif name == b"host":
+            hosts += 1
+    if codings and codings != [b"chunked"]:
+        shown = b", ".join(codings).decode("latin-1")
+        return 501, f"unsupported transfer coding {shown!r} (only chunked)", "unsupported-coding"
+    if http_version == "1.1" and hosts == 0 and _absolute_authority(url) is None:
+        return 400, "HTTP/1.1 request without a Host header", "missing-host"
+    return None
+
+
+def _absolute_authority(url: bytes) -> bytes | None:
+    """The authority of an absolute-form request target (``http://host:port/path``), else None."""
+    lowered = url[:8].lower()
+    if not (lowered.startswith(b"http://") or lowered.startswith(b"https://")):
+        return None
+    rest = url.split(b"://", 1)[1]
+    end = len(rest)
+    for sep in (b"/", b"?", b"#"):
+        i = rest.find(sep)
+        if i >= 0:
+            end = min(end, i)
+    authority = rest[:end]
+    if b"@" in authority:  # userinfo is deprecated and never part of Host (RFC 9110 4.2.4)
+        authority = authority.rsplit(b"@", 1)[1]
+    return authority
+
+
+class _SendLedger:
+    """The connections of one serving process with bytes waiting for their client (event loop
+    only: no lock)."""
+
+    def __init__(self) -> None:
+        self.waiting: set[GuardedHttpToolsProtocol] = set()
+
+    def total(self) -> int:
+        return sum(p.transport.get_write_buffer_size() for p in self.waiting)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -113,6 +192,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     body_timeout: ClassVar[float] = DEFAULT_BODY_TIMEOUT
     body_min_rate: ClassVar[float] = DEFAULT_BODY_MIN_RATE
     send_timeout: ClassVar[float] = DEFAULT_SEND_TIMEOUT
+    max_send_buffer: ClassVar[int] = DEFAULT_MAX_SEND_BUFFER
+    metrics: ClassVar[GatewayMetrics | None] = None
+    ledger: ClassVar[_SendLedger] = _SendLedger()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,6 +207,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
         self._send_waiting = 0  # bytes waiting for the client when the send clock last started
+        self._cut_cause: str | None = None
 
     # --- timers ------------------------------------------------------------------------------
 
@@ -144,7 +227,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self._got_bytes:
             self.transport.close()  # never said anything: nothing to answer
             return
-        self._refuse(408, f"request head not received within {self.header_timeout:g}s")
+        self._refuse(
+            408, f"request head not received within {self.header_timeout:g}s", "head-timeout"
+        )
 
     def _body_check(self) -> None:
         self._timer = None
@@ -161,27 +246,65 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
         cycle = self.cycle
         if cycle is not None and cycle.response_started:
-            log.warning("%s: closing connection: %s", self._peer(), reason)
-            self.transport.close()
+            self._cut("body-timeout", reason)
         else:
-            self._refuse(408, reason)
+            self._refuse(408, reason, "body-timeout")
+
+    def _send_wait(self) -> None:
+        """Bytes now wait for the client: start the send clock, and keep the process total of
+        such bytes within ``max_send_buffer``."""
+        if self._send_timer is None:
+            self._send_waiting = self.transport.get_write_buffer_size()
+            self._send_timer = self.loop.call_later(self.send_timeout, self._send_check)
+        ledger = self.ledger
+        ledger.waiting.add(self)
+        total = ledger.total()
+        while total > self.max_send_buffer and ledger.waiting:
+            victim = max(ledger.waiting, key=lambda p: p.transport.get_write_buffer_size())
+            held = victim.transport.get_write_buffer_size()
+            reason = (
+                f"{total} bytes wait for slow clients, over the {self.max_send_buffer}-byte "
+                f"send buffer; this connection held {held}"
+            )
+            victim._cut("send-buffer-full", reason)
+            total -= held
+
+    def _send_done(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        self.ledger.waiting.discard(self)
 
     def _send_check(self) -> None:
         self._send_timer = None
-        if self.transport.is_closing() or not self.flow.write_paused:
-            return
         waiting = self.transport.get_write_buffer_size()
+        if waiting == 0 or not (self.flow.write_paused or self.transport.is_closing()):
+            self.ledger.waiting.discard(self)
+            return
         if self._send_waiting - waiting >= self.body_min_rate * self.send_timeout:
             self._send_waiting = waiting  # slow, but reading: give it another period
             self._send_timer = self.loop.call_later(self.send_timeout, self._send_check)
             return
-        log.warning(
-            "%s: closing connection: client read less than %d bytes in %gs",
-            self._peer(),
-            int(self.body_min_rate * self.send_timeout),
-            self.send_timeout,
+        self._cut(
+            "send-timeout",
+            f"client read less than {int(self.body_min_rate * self.send_timeout)} bytes "
+            f"in {self.send_timeout:g}s ({waiting} bytes unsent)",
         )
+
+    def _cut(self, cause: str, reason: str) -> None:
+        """Abort the connection (its unsent bytes are dropped), log and count it once."""
+        self._send_done()
+        if self._cut_cause is not None:
+            return
+        self._cut_cause = cause
+        log.warning("%s: closing connection: %s", self._peer(), reason)
+        if self.metrics is not None:
+            self.metrics.connection_closed(cause)
         self.transport.abort()
+
+    def closed_with_pending(self) -> None:
+        """The transport was closed with bytes still unsent (``CoalescingTransport.close``)."""
+        self._send_wait()
 
     # --- refusing ----------------------------------------------------------------------------
 
@@ -193,13 +316,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self._got_bytes:
             return None
         if len(self.url) > MAX_URL:
-            return _Refuse(414, f"request target longer than {MAX_URL} bytes")
+            return _Refuse(414, f"request target longer than {MAX_URL} bytes", "url-too-long")
         if len(self.headers) > MAX_HEADERS:
-            return _Refuse(431, f"more than {MAX_HEADERS} header fields")
+            return _Refuse(431, f"more than {MAX_HEADERS} header fields", "head-too-large")
         return None
 
-    def _refuse(self, status: int, reason: str) -> None:
+    def _refuse(self, status: int, reason: str, cause: str) -> None:
         log.warning("%s: %d %s", self._peer(), status, reason)
+        if self.metrics is not None:
+            self.metrics.gateway_answered(status, cause)
+        cycle = self.cycle
+        if self._in_body and cycle is not None and not cycle.response_complete:
+            cycle.scope[REFUSED_KEY] = (status, cause)  # type: ignore[literal-required]
         self._disarm()
         body = reason.encode("ascii", "replace") + b"\n"
         content = [STATUS_LINE.get(status, b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]))]
@@ -219,15 +347,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        coalescing = CoalescingTransport(transport, self.loop, self.closed_with_pending)
+        super().connection_made(coalescing)  # type: ignore[arg-type]
         self._head_started = self.loop.time()
         self._arm(self._head_started + self.header_timeout, self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        if self._send_timer is not None:
-            self._send_timer.cancel()
-            self._send_timer = None
+        self._send_done()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -239,31 +366,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_bytes += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            refusal = e.__context__
-            if isinstance(refusal, _Refuse):
-                self._refuse(refusal.status, refusal.reason)
+        while True:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError as e:
+                refusal = e.__context__
+                if isinstance(refusal, _Refuse):
+                    self._refuse(refusal.status, refusal.reason, refusal.cause)
+                else:
+                    self._refuse(400, f"invalid HTTP request ({e})", "bad-request")
                 return
-            msg = "Invalid HTTP request received."
-            self.logger.warning(msg)
-            self._disarm()
-            self.send_400_response(msg)
-            return
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
+            except httptools.HttpParserUpgrade as e:
+                # Never upgraded (see the rules): the request was complete at its head (one
+                # with a body was refused in on_headers_complete); what follows is the next
+                # request, for a fresh parser.
+                data = data[int(e.args[0]) :] if e.args else b""
+                self.parser = httptools.HttpRequestParser(self)
+                if data and not self.transport.is_closing():
+                    continue
+            break
         if self.transport.is_closing():
             return
         if self._in_head and self._got_bytes:  # a head left incomplete by this read
             problem = self._head_problem()
             if problem is None and self._head_bytes > MAX_HEAD_BYTES:
-                problem = _Refuse(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
+                problem = _Refuse(
+                    431, f"request head larger than {MAX_HEAD_BYTES} bytes", "head-too-large"
+                )
             if problem is not None:
-                self._refuse(problem.status, problem.reason)
+                self._refuse(problem.status, problem.reason, problem.cause)
             elif self._timer is None:
                 self._arm(self._head_started + self.header_timeout, self._head_timeout)
         elif self._in_body and self._timer is None:  # a body left incomplete by this read
@@ -271,15 +402,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        if self._send_timer is None:
-            self._send_waiting = self.transport.get_write_buffer_size()
-            self._send_timer = self.loop.call_later(self.send_timeout, self._send_check)
+        self._send_wait()
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        if self._send_timer is not None:
-            self._send_timer.cancel()
-            self._send_timer = None
+        if not self.transport.is_closing():  # a closed transport's rest stays on the clock
+            self._send_done()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        pass  # an Upgrade is ignored by rule (see the rules); nothing to warn about
 
     # --- parser callbacks (a _Refuse raised here ends parsing; see data_received) ---------------
 
@@ -294,9 +425,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if problem is None and self._head_bytes > MAX_HEAD_BYTES:  # maybe: count precisely
             size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
             if size > MAX_HEAD_BYTES:
-                problem = _Refuse(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
+                problem = _Refuse(
+                    431, f"request head larger than {MAX_HEAD_BYTES} bytes", "head-too-large"
+                )
         if problem is not None:
             raise problem
+        rfc = head_problem(self.parser.get_http_version(), self.url, self.headers)
+        if rfc is not None:
+            raise _Refuse(*rfc)
+        if self.parser.should_upgrade() and _declares_body(self.headers):
+            raise _Refuse(501, "Upgrade request with a body is not supported", "upgrade-body")
+        authority = _absolute_authority(self.url)
+        if authority is not None:  # RFC 9112 3.2.2: the target's authority is the Host
+            self.headers[:] = [(n, v) for n, v in self.headers if n != b"host"]
+            self.headers.append((b"host", authority))
         self._disarm()
         self._in_head = False
         self._in_body = True
@@ -317,15 +459,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
 
+def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length" and value.strip() not in (b"0", b""):
+            return True
+    return False
+
+
 class CoalescingTransport:
-    """A transport whose writes made in one event-loop pass are sent as one (see the rules)."""
+    """A transport whose writes made in one event-loop pass are sent as one (see the rules).
+    ``on_close_pending`` is called when ``close`` leaves bytes unsent in the transport."""
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = ("_loop", "_on_close_pending", "_pending", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        on_close_pending: Callable[[], None] | None = None,
+    ) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._on_close_pending = on_close_pending
 
     def write(self, data: bytes) -> None:
         if not self._pending:
@@ -341,7 +499,10 @@ class CoalescingTransport:
 
     def close(self) -> None:
         self._flush()
+        closing = self._transport.is_closing()
         self._transport.close()
+        if not closing and self._on_close_pending and self._transport.get_write_buffer_size():
+            self._on_close_pending()
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()
@@ -353,15 +514,21 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-def guarded_protocol(config: GatewayConfig) -> type[GuardedHttpToolsProtocol]:
+def guarded_protocol(
+    config: GatewayConfig, metrics: GatewayMetrics | None = None
+) -> type[GuardedHttpToolsProtocol]:
     """The protocol class to give uvicorn (``http=``) for ``config``: ``GuardedHttpToolsProtocol``
-    with ``config``'s header, body and send timeouts and minimum rate. Built in each serving
-    process from the ``GatewayConfig`` it was started with, so every worker gets the values."""
+    with ``config``'s header, body and send timeouts, minimum rate and send buffer, counting
+    into ``metrics``. Built in each serving process from the ``GatewayConfig`` it was started
+    with, so every worker gets the values (and its own ledger of waiting bytes)."""
 
     class ConfiguredGuard(GuardedHttpToolsProtocol):
         header_timeout = config.header_timeout
         body_timeout = config.body_timeout
         body_min_rate = config.body_min_rate
         send_timeout = config.send_timeout
+        max_send_buffer = config.max_send_buffer
+        ledger = _SendLedger()
 
+    ConfiguredGuard.metrics = metrics
     return ConfiguredGuard

@@ -3,6 +3,11 @@
 Rules:
 - The configuration is loaded before the socket is bound: a broken modules.toml stops start-up
   with one line and exit status 1, and nothing listens.
+- The address is claimed once, by the serving process (the master with ``--workers``), before
+  anything is logged as listening: a plain bind (no ``SO_REUSEPORT``), so an address another
+  program or another ``wasmgate serve`` listens on (with or without ``SO_REUSEPORT``) stops
+  start-up at once with one line, ``wasmgate: error: HOST:PORT is already in use``, and exit
+  status 1. Two servers never share a port silently.
 - uvicorn (httptools parser, uvloop when installed) was chosen by measurement: see README.
   SIGTERM/SIGINT stop accepting and let in-flight requests finish (up to ``graceful_timeout``).
 - SIGHUP, and with ``--watch`` any change to modules.toml or a module file, reloads the
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -29,9 +35,11 @@ from pathlib import Path
 import uvicorn
 
 from ..config import GatewayConfig
-from ..errors import UsageError
+from ..engine.capture import default_pump
+from ..errors import UsageError, WasmgateError
 from .app import Gateway
 from .protocol import guarded_protocol, limit_heap_retention
+from .state import load_state, read_manifest_text
 
 __all__ = ["parse_listen", "serve"]
 
@@ -73,10 +81,13 @@ async def _watch(gateway: Gateway) -> None:
 class _Server(uvicorn.Server):
     """uvicorn's server plus our SIGHUP reload and file watcher."""
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway, watch: bool) -> None:
+    def __init__(
+        self, config: uvicorn.Config, gateway: Gateway, watch: bool, master: int | None = None
+    ) -> None:
         super().__init__(config)
         self.gateway = gateway
         self.watch = watch
+        self.master = master  # a worker's master: stop when it is gone
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -90,6 +101,14 @@ class _Server(uvicorn.Server):
         if self.watch:
             task = loop.create_task(_watch(self.gateway))
             self._tasks.add(task)
+        if self.master is not None:
+            self._tasks.add(loop.create_task(self._watch_master(self.master)))
+
+    async def _watch_master(self, master: int) -> None:
+        while os.getppid() == master:
+            await asyncio.sleep(PARENT_CHECK)
+        log.warning("master process %d is gone; stopping", master)
+        self.should_exit = True
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -123,7 +142,7 @@ def _uvicorn_config(config: GatewayConfig, gateway: Gateway) -> uvicorn.Config:
         timeout_graceful_shutdown=int(config.graceful_timeout),
         ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
         ssl_keyfile=str(config.tls_key) if config.tls_key else None,
-        http=guarded_protocol(config),  # header/body/send timeouts from the config
+        http=guarded_protocol(config, gateway.metrics),  # timeouts and limits from the config
         # Never take the client address or scheme from X-Forwarded-* headers: uvicorn trusts them
         # from 127.0.0.1 by default, so any local process could set REMOTE_ADDR and X_FULL_URL.
         proxy_headers=False,
@@ -133,21 +152,67 @@ def _uvicorn_config(config: GatewayConfig, gateway: Gateway) -> uvicorn.Config:
 
 
 def serve(config: GatewayConfig) -> int:
-    """Run the gateway until SIGTERM/SIGINT. Returns the process exit status."""
+    """Run the gateway until SIGTERM/SIGINT. Returns the process exit status; raises
+    ``WasmgateError`` (one line) for a broken configuration or an address in use."""
     host, port = parse_listen(config.listen)
     limit_heap_retention()
-    gateway = Gateway(config)
+    _check_cache_dir(config)
+    text = read_manifest_text(config.modules_toml)
+    gateway = Gateway(config, manifest_text=text)
     gateway.load()  # refuse to start on a bad configuration, before binding anything
     scheme = "https" if config.tls_cert else "http"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if config.workers > 1:
         gateway.close()
-        return _serve_workers(config, host, port, scheme)
+        return _serve_workers(config, host, port, scheme, family, text)
+    sock = claim_address(family, host, port)
+    gateway.manifest_text = None  # one process: a reload reads the file again
     if config.metrics_listen:
         _start_metrics(config.metrics_listen, gateway.metrics.registry)
     server = _Server(_uvicorn_config(config, gateway), gateway, config.watch)
-    log.info("listening on %s://%s:%d (pid %d)", scheme, host, port, os.getpid())
-    server.run()
+    log.info("listening on %s://%s:%d (pid %d)", scheme, host, sock.getsockname()[1], os.getpid())
+    server.run(sockets=[sock])
     return 0 if server.started else 1
+
+
+def claim_address(family: int, host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A listening socket on (host, port) bound without ``SO_REUSEPORT`` (see the rules);
+    ``WasmgateError`` naming the address when it is taken or cannot be used."""
+    shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # SO_REUSEADDR only lets us reuse a port whose old connections linger in TIME_WAIT;
+        # it never lets two listeners share one.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise WasmgateError(f"{shown} is already in use") from None
+        raise WasmgateError(f"cannot listen on {shown}: {e.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _check_cache_dir(config: GatewayConfig) -> None:
+    """Warn once at start-up when the artifact cache cannot be written (modules are then
+    compiled by every process at every start, which is slow but works)."""
+    if not config.cache.enabled:
+        return
+    from ..engine import default_cache_dir
+
+    directory = config.cache.directory or default_cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        writable = os.access(directory, os.W_OK | os.X_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        log.warning(
+            "the artifact cache directory is not writable; modules will be compiled "
+            "at every start (set --cache-dir or WASMGATE_CACHE_DIR)"
+        )
 
 
 def _start_metrics(listen: str, registry: object) -> None:
@@ -161,41 +226,116 @@ def _start_metrics(listen: str, registry: object) -> None:
 # --- several worker processes ------------------------------------------------------------------
 #
 # Rules:
-# - The parent binds the address, then starts ``workers`` processes with the *spawn* method (fresh
-#   interpreters: wasmtime engines and threads do not survive fork). Each worker loads the route
-#   table from the shared on-disk artifact cache, which the parent's validation load has filled.
-# - Where the system has ``SO_REUSEPORT`` (Linux), each worker listens on a socket of its own
-#   bound to that address, and the kernel spreads new connections evenly over them. On one shared
-#   socket the first worker to wake takes whole bursts of connections, and keep-alive clients stay
-#   where they landed: measured, one worker of two serving all 32 connections of a benchmark at a
-#   third of the throughput. The parent keeps its socket bound but never listening (so it gets no
-#   connections, and the port stays ours while a worker restarts). Elsewhere, the workers accept
-#   on the parent's listening socket.
-# - The parent forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful stop) to every worker, and
-#   starts a replacement for a worker that dies unexpectedly.
+# - The master claims the address (``claim_address``), then starts ``workers`` processes with
+#   the *spawn* method (fresh interpreters: wasmtime engines and threads do not survive fork).
+# - Where the system has ``SO_REUSEPORT`` (Linux), the master then binds one more listening
+#   socket per worker on that address with ``SO_REUSEPORT`` and hands each worker its own; the
+#   kernel spreads new connections evenly over them. (On one shared socket the first worker to
+#   wake takes whole bursts of connections, and keep-alive clients stay where they landed:
+#   measured, one worker of two serving all 32 connections of a benchmark at a third of the
+#   throughput.) The claiming socket, which has no ``SO_REUSEPORT``, is then closed: its job
+#   was to prove the port free; the workers' listening sockets keep any later plain bind out.
+#   Elsewhere the workers accept on the claiming socket. Workers never bind anything.
+# - The configuration is the master's: it reads modules.toml, validates it (a full load), and
+#   keeps the text in its private run directory. Workers load that text, never the file, so a
+#   worker (re)started while the file is being edited or is broken serves what the others
+#   serve. SIGHUP, and ``--watch``, make the master validate the file again; only a valid one
+#   replaces the text, and then the workers are told to reload it. Reloads are counted once,
+#   by the master.
+# - A worker that dies is replaced, with back-off: 0.5 s after an exit, doubling up to 10 s
+#   while workers keep dying within 10 s of their start; one log line per exit. Its listening
+#   socket is closed at once (connections waiting in it are refused rather than left hanging)
+#   and the replacement gets a fresh one.
+# - Workers die with their master: each asks the kernel for SIGTERM when its parent dies
+#   (``PR_SET_PDEATHSIG``, Linux) and also checks once a second that its parent is still the
+#   master; either way it stops gracefully. A worker leaving after its master's death removes
+#   its metric files, and the last one removes the run directory.
+# - The master forwards SIGTERM/SIGINT (graceful stop) to every worker.
 # - Metrics: the parent serves the sum over workers (prometheus multiprocess mode).
 
+RESTART_FIRST = 0.5
+RESTART_MAX = 10.0
+RESTART_STABLE = 10.0  # a worker that lived this long resets the back-off
+PARENT_CHECK = 1.0
 
-def _worker_main(config: GatewayConfig, sock: socket.socket, index: int, reuse_port: bool) -> None:
+
+def _worker_main(
+    config: GatewayConfig,
+    sock: socket.socket,
+    index: int,
+    master: int,
+    run_dir: str,
+) -> None:
+    _die_with_parent()
     _setup_worker_logging(index)
+    if os.getppid() != master:  # the master died before we could ask to die with it
+        return
     limit_heap_retention()
-    gateway = Gateway(config)
-    gateway.load()
-    server = _Server(_uvicorn_config(config, gateway), gateway, config.watch)
-    if reuse_port:  # our own listening socket on the parent's address
-        own = _bind(sock.family, sock.getsockname()[:2], reuse_port=True)
-        sock.close()
-        own.listen(2048)
-        sock = own
-    server.run(sockets=[sock])
+    snapshot = Path(run_dir) / _SNAPSHOT
+    gateway = Gateway(config, manifest_file=snapshot)
+    gateway.count_reloads = False
+    try:
+        gateway.load()
+    except WasmgateError as e:  # e.g. a module file broken since the master checked it
+        log.error("worker %d cannot start: %s", index, e)
+        raise SystemExit(1) from None
+    server = _Server(_uvicorn_config(config, gateway), gateway, watch=False, master=master)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if os.getppid() != master:
+            _orphan_cleanup(run_dir)
 
 
-def _bind(family: int, address: tuple[str, int], *, reuse_port: bool) -> socket.socket:
+_SNAPSHOT = "modules.toml"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _orphan_cleanup(run_dir: str) -> None:
+    """After the master's death: remove this worker's metric files, and the run directory
+    when no process that wrote into it is alive any more."""
+    metrics = Path(run_dir) / "metrics"
+    _mark_dead(os.getpid())
+    alive = False
+    for f in metrics.glob("*.db"):
+        pid = f.stem.rpartition("_")[2]
+        if pid == str(os.getpid()):
+            with contextlib.suppress(OSError):
+                f.unlink()
+        elif pid.isdigit() and _alive(int(pid)):
+            alive = True
+    if not alive:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _bind_shared(family: int, address: tuple[str, int]) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(address)
+    sock.listen(2048)
+    sock.set_inheritable(True)
     return sock
 
 
@@ -206,28 +346,44 @@ def _setup_worker_logging(index: int) -> None:
     )
 
 
-def _serve_workers(config: GatewayConfig, host: str, port: int, scheme: str) -> int:
+def _write_snapshot(run_dir: Path, text: str) -> None:
+    tmp = run_dir / (_SNAPSHOT + ".new")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, run_dir / _SNAPSHOT)
+
+
+def _serve_workers(
+    config: GatewayConfig, host: str, port: int, scheme: str, family: int, text: str
+) -> int:
     import multiprocessing
     import shutil
     import tempfile
     import time
 
-    metrics_dir = tempfile.mkdtemp(prefix="wasmgate-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    claim = claim_address(family, host, port)
+    address = (host, claim.getsockname()[1])
     reuse_port = hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
-    sock = _bind(family, (host, port), reuse_port=reuse_port)
-    if not reuse_port:
-        sock.listen(2048)
-    sock.set_inheritable(True)
+    run_dir = Path(tempfile.mkdtemp(prefix="wasmgate-serve-"))
+    metrics_dir = run_dir / "metrics"
+    metrics_dir.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    _write_snapshot(run_dir, text)
     ctx = multiprocessing.get_context("spawn")
     procs: dict[int, multiprocessing.process.BaseProcess] = {}
+    socks: dict[int, socket.socket] = {}
+    started_at: dict[int, float] = {}
+    failures: dict[int, int] = {}
+    restart_at: dict[int, float] = {}
     stopping = False
+    reload_asked = False
 
     def start(index: int) -> None:
+        if reuse_port:
+            socks[index] = _bind_shared(family, address)
+        sock = socks[index] if reuse_port else claim
         p = ctx.Process(
             target=_worker_main,
-            args=(config, sock, index, reuse_port),
+            args=(config, sock, index, os.getpid(), str(run_dir)),
             name=f"wasmgate-worker-{index}",
         )
         # The new process inherits a blocked SIGHUP until its reload handler is installed: a
@@ -238,28 +394,58 @@ def _serve_workers(config: GatewayConfig, host: str, port: int, scheme: str) -> 
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         procs[index] = p
+        started_at[index] = time.monotonic()
 
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            stopping = True
-            # Our copy of the listening socket would keep accepting connections into the backlog
-            # that no draining worker will ever answer: close it, so new clients are refused.
-            sock.close()
+    def forward(signum: int) -> None:
         for p in procs.values():
             if p.pid is not None and p.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signum)
 
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping, reload_asked
+        if signum == signal.SIGHUP:
+            reload_asked = True  # validated by the main loop, outside the handler
+            return
+        stopping = True
+        # Our listening sockets would keep accepting connections into backlogs that no
+        # draining worker will ever answer: close them, so new clients are refused.
+        claim.close()
+        for sock in socks.values():
+            sock.close()
+        forward(signum)
+
+    from .metrics import GatewayMetrics
+
+    master_metrics = GatewayMetrics()  # the master's reload counts (multiprocess files)
+
+    def reload() -> None:
+        nonlocal text
+        log.info("reloading: checking %s", config.modules_toml.name)
+        try:
+            new = read_manifest_text(config.modules_toml)
+            state = load_state(config, default_pump(), new)
+        except WasmgateError as e:
+            master_metrics.reloads.labels("failed").inc()
+            log.error("reload failed, keeping the running configuration: %s", e)
+            return
+        text = new
+        _write_snapshot(run_dir, text)
+        master_metrics.reloads.labels("ok").inc()
+        del state
+        forward(signal.SIGHUP)
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
+        signal.signal(sig, on_signal)
     try:
+        if reuse_port:
+            claim.close()  # proved the port ours; the workers' sockets hold it now
         if config.metrics_listen:
             from prometheus_client import CollectorRegistry
             from prometheus_client.multiprocess import MultiProcessCollector
 
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+            MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
             _start_metrics(config.metrics_listen, registry)
         for i in range(config.workers):
             start(i)
@@ -267,21 +453,50 @@ def _serve_workers(config: GatewayConfig, host: str, port: int, scheme: str) -> 
             "listening on %s://%s:%d with %d workers (pid %d)",
             scheme,
             host,
-            sock.getsockname()[1],
+            address[1],
             config.workers,
             os.getpid(),
         )
+        watched = _mtimes(_watched(config, text)) if config.watch else {}
+        next_watch = time.monotonic() + WATCH_INTERVAL
         while True:
             time.sleep(0.2)
+            now = time.monotonic()
+            if reload_asked and not stopping:
+                reload_asked = False
+                reload()
+            if config.watch and not stopping and now >= next_watch:
+                next_watch = now + WATCH_INTERVAL
+                seen = _mtimes(_watched(config, text))
+                if seen != watched:
+                    log.info("change detected, reloading")
+                    reload()
+                    watched = _mtimes(_watched(config, text))
             for index, p in list(procs.items()):
                 if p.is_alive():
                     continue
                 p.join()
                 _mark_dead(p.pid)
+                del procs[index]
+                if index in socks:  # refuse what waits in it rather than leave it hanging
+                    socks.pop(index).close()
                 if stopping:
-                    del procs[index]
-                else:
-                    log.error("worker %d exited (status %s); starting a new one", index, p.exitcode)
+                    continue
+                lived = now - started_at[index]
+                failures[index] = 1 if lived >= RESTART_STABLE else failures.get(index, 0) + 1
+                delay = min(RESTART_MAX, RESTART_FIRST * 2 ** (failures[index] - 1))
+                restart_at[index] = now + delay
+                log.error(
+                    "worker %d exited (status %s); restarting it in %gs",
+                    index,
+                    p.exitcode,
+                    delay,
+                )
+            for index, when in list(restart_at.items()):
+                if stopping:
+                    restart_at.clear()
+                elif now >= when:
+                    del restart_at[index]
                     start(index)
             if stopping and not procs:
                 return 0
@@ -290,8 +505,22 @@ def _serve_workers(config: GatewayConfig, host: str, port: int, scheme: str) -> 
             if p.is_alive():
                 p.terminate()
                 p.join(5)
-        sock.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        claim.close()
+        for sock in socks.values():
+            sock.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _watched(config: GatewayConfig, text: str) -> tuple[Path, ...]:
+    """modules.toml and the module files the validated text names (for ``--watch``)."""
+    from ..wagi.manifest import parse_manifest
+
+    base = config.modules_toml.absolute().parent
+    try:
+        manifest = parse_manifest(text, base_dir=base, source=str(config.modules_toml))
+    except WasmgateError:
+        return (config.modules_toml,)
+    return (config.modules_toml, *sorted({m.module_path for m in manifest.modules}))
 
 
 def _mark_dead(pid: int | None) -> None:

@@ -3,6 +3,12 @@
 Rules:
 - A state is built completely, or not at all: any bad entry raises ``ConfigError`` naming it, so
   start-up refuses to begin and a reload keeps the running state.
+- A route whose ``entrypoint`` the module does not export stops start-up (``ConfigError`` naming
+  the route and the name), like a missing module file: it could only ever answer 500. A module
+  that cannot be instantiated (an import the host does not provide) is a warning, and answers
+  500, as in WAGI.
+- ``manifest_text``, when given, is used instead of reading ``modules.toml`` again (a worker
+  process gets the text its master validated, see ``server.py``).
 - Each distinct module file is compiled once per engine (through the artifact cache), however many
   routes use it; ``_routes`` is run at load time and its routes are placed before the parent.
 """
@@ -17,11 +23,11 @@ from ..config import GatewayConfig
 from ..engine import EngineSettings, LoadedGuest, OutputPump, get_engine, load_guest
 from ..errors import ConfigError, LoadError
 from ..wagi.handler import ModuleHandler
-from ..wagi.manifest import load_manifest
+from ..wagi.manifest import load_manifest, parse_manifest
 from ..wagi.routes import Route, RouteTable, expand_dynamic_routes
 from ..wasihttp.route import ComponentRoute, component_warnings
 
-__all__ = ["GatewayState", "load_state"]
+__all__ = ["GatewayState", "load_state", "read_manifest_text"]
 
 SERVER_SOFTWARE = f"wasmgate/{__version__}"
 
@@ -33,8 +39,25 @@ class GatewayState:
     watched: tuple[Path, ...]
 
 
-def load_state(config: GatewayConfig, pump: OutputPump) -> GatewayState:
-    manifest = load_manifest(config.modules_toml)
+def read_manifest_text(path: Path) -> str:
+    """The text of a modules.toml file; ``ConfigError`` (one line) if it cannot be read."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read file: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+
+
+def load_state(
+    config: GatewayConfig, pump: OutputPump, manifest_text: str | None = None
+) -> GatewayState:
+    if manifest_text is None:
+        manifest = load_manifest(config.modules_toml)
+    else:
+        toml = config.modules_toml
+        base = toml.absolute().parent
+        manifest = parse_manifest(manifest_text, base_dir=base, source=str(toml))
     warnings = list(manifest.warnings)
     global_env = dict(config.env)
     guests: dict[tuple[Path, EngineSettings], LoadedGuest] = {}
@@ -75,12 +98,15 @@ def load_state(config: GatewayConfig, pump: OutputPump) -> GatewayState:
                 "its requests will answer 500"
             )
         elif not handler.has_export(spec.entrypoint):
-            warnings.append(
-                f"{spec.label}: no exported function {spec.entrypoint!r}; "
-                "its requests will answer 500"
-            )
+            raise ConfigError(f"{spec.label}: entrypoint {spec.entrypoint!r} is not exported")
         route = Route(spec.route, handler, spec.entrypoint)
         declared = handler.discover_routes() if handler.link_error is None else []
+        for subroute, entrypoint in declared:
+            if not handler.has_export(entrypoint):
+                raise ConfigError(
+                    f"{spec.label}: _routes declares {subroute!r} with entrypoint "
+                    f"{entrypoint!r}, which is not exported"
+                )
         routes.extend(expand_dynamic_routes(route, declared) if declared else [route])
     watched = (config.modules_toml, *sorted({p for p, _ in guests}))
     return GatewayState(RouteTable(routes), tuple(warnings), watched)

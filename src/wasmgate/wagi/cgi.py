@@ -10,8 +10,11 @@ Request representation (``CgiRequest.from_asgi_scope``): ``method`` <- ``scope["
 ``scope["query_string"]``; ``headers`` <- ``scope["headers"]`` (names lower-cased); ``scheme``,
 ``http_version`` and ``client`` <- the scope keys of the same names; ``content_length`` <- a
 well-formed ``Content-Length`` header. In ``raw_path`` and ``query_string`` every byte outside
-printable ASCII is percent-encoded, so both are ASCII text. ``root_path`` is ignored: the gateway is
-the whole application. The gateway should set ``content_length`` to the length of the body it
+printable ASCII is percent-encoded, so both are ASCII text. ``root_path`` <- ``scope["root_path"]``
+(the mount point when the gateway is mounted inside another ASGI app, e.g. ``/wasm``), removed from
+the front of ``raw_path`` when the server left it there, so ``raw_path`` is the path within the
+gateway (the routes match it) and ``root_path + raw_path`` is the path the client asked for. The
+gateway should set ``content_length`` to the length of the body it
 actually read (``dataclasses.replace``) before building the environment.
 
 Environment rules:
@@ -21,8 +24,9 @@ Environment rules:
 - ``AUTH_TYPE`` and ``REMOTE_USER`` are empty: wasmgate authenticates nobody.
 - ``CONTENT_LENGTH`` is the body length, ``"0"`` when there is none; ``CONTENT_TYPE`` is the
   request's Content-Type, empty when absent (FIX: WAGI always left it empty).
-- ``SCRIPT_NAME`` is the route without ``/...`` (``""`` for ``/...``, where WAGI said ``"/"``:
-  this keeps RFC 3875's ``SCRIPT_NAME + PATH_INFO == path``). ``X_MATCHED_ROUTE`` is the route
+- ``SCRIPT_NAME`` is ``root_path`` + the route without ``/...`` (``""`` for ``/...`` unmounted,
+  where WAGI said ``"/"``: this keeps RFC 3875's ``SCRIPT_NAME + PATH_INFO == path``, the path the
+  client asked for, mount point included). ``X_MATCHED_ROUTE`` is the route
   text. ``X_RAW_PATH_INFO`` is the raw rest of the path; ``PATH_INFO`` and ``PATH_TRANSLATED`` are
   that rest percent-decoded. If the decoded bytes contain NUL (WASI environment entries are
   NUL-terminated) or are not UTF-8 (WASI environment entries are UTF-8 strings), the request is
@@ -33,8 +37,8 @@ Environment rules:
   header that is not ``name[:port]`` (letters, digits, ``-._~``, or a bracketed IPv6 literal; port
   at most 65535) or that is repeated is refused with ``CgiError(400)``, as RFC 7230 section 5.4
   requires, so it can never be injected into ``SERVER_NAME`` or ``X_FULL_URL``.
-- ``X_FULL_URL`` is ``scheme://SERVER_NAME:SERVER_PORT`` + raw path + ``?query`` (the ``?`` only
-  when there is a query). ``SERVER_PROTOCOL`` is ``HTTP/`` + the request's HTTP version.
+- ``X_FULL_URL`` is ``scheme://SERVER_NAME:SERVER_PORT`` + ``root_path`` + raw path + ``?query``
+  (the ``?`` only when there is a query). ``SERVER_PROTOCOL`` is ``HTTP/`` + the HTTP version.
 - ``HTTP_*``: one variable per request header, named ``HTTP_`` + the name upper-cased with ``-``
   turned into ``_``. Dropped: ``Authorization`` and ``Connection`` (RFC 3875 section 4.1.18),
   ``Proxy`` (so ``HTTP_PROXY`` cannot redirect a guest's outgoing HTTP: "httpoxy"), any name
@@ -191,6 +195,7 @@ class CgiRequest:
     http_version: str = "1.1"
     client: tuple[str, int] | None = None
     content_length: int | None = None
+    root_path: str = ""
 
     @classmethod
     def from_asgi_scope(cls, scope: Mapping[str, Any]) -> CgiRequest:
@@ -207,6 +212,11 @@ class CgiRequest:
             if name == b"content-length" and value.isdigit():
                 content_length = int(value)
         client = scope.get("client")
+        root = str(scope.get("root_path") or "")
+        if root:
+            root = urllib.parse.quote(root, safe=_PATH_SAFE).rstrip("/")
+            if path == root or path.startswith(root + "/"):
+                path = path[len(root) :] or "/"
         return cls(
             method=str(scope["method"]),
             raw_path=path,
@@ -216,6 +226,7 @@ class CgiRequest:
             http_version=str(scope.get("http_version", "1.1")),
             client=(str(client[0]), int(client[1])) if client else None,
             content_length=content_length,
+            root_path=root,
         )
 
 
@@ -343,7 +354,8 @@ def build_environ(
     pattern = match.route.pattern
     query = request.query_string
     client_host = request.client[0] if request.client else ""
-    full_url = f"{request.scheme}://{server_name}:{server_port}{request.raw_path}"
+    root = request.root_path
+    full_url = f"{request.scheme}://{server_name}:{server_port}{root}{request.raw_path}"
 
     env = dict(base_env)
     for variable, values in collected.items():
@@ -360,7 +372,7 @@ def build_environ(
     env["REMOTE_HOST"] = client_host
     env["REMOTE_USER"] = ""
     env["REQUEST_METHOD"] = request.method
-    env["SCRIPT_NAME"] = pattern.script_name
+    env["SCRIPT_NAME"] = root + pattern.script_name
     env["SERVER_NAME"] = server_name
     env["SERVER_PORT"] = server_port
     env["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
@@ -377,7 +389,7 @@ def build_argv(request: CgiRequest, match: RouteMatch[Any], template: str | None
     if template is None:
         return [request.raw_path, *query.split("&")] if query else [request.raw_path]
     values = {
-        "SCRIPT_NAME": match.route.pattern.script_name or "/",
+        "SCRIPT_NAME": request.root_path + match.route.pattern.script_name or "/",
         "ARGS": " ".join(query.split("&")),
     }
     return _TEMPLATE_FIELD.sub(lambda m: values[m.group(1)], template).split()

@@ -7,8 +7,10 @@ Rules:
   stdio, and runs the program through the engine's one entry (``Program.run``): the same store
   set-up, limits and outcomes as ``wasmgate run``.
 - Every request gets a fresh store and instance: nothing survives from one request to the next.
-- The guest's stdout is captured up to ``max_response_body`` (bytes past it fail the guest's
-  writes); stderr is kept up to ``STDERR_KEEP`` bytes for the logs and never reaches the client.
+- The guest's stdout is captured up to ``max_response_body`` plus the CGI header block's own
+  fixed cap (``cgi.MAX_HEADER_BYTES``; bytes past it fail the guest's writes), so
+  ``max_response_body`` measures the body alone (``parse_output`` checks it); stderr is kept
+  up to ``STDERR_KEEP`` bytes for the logs and never reaches the client.
 - The guest's fate maps to an HTTP status through the one table (``Outcome.http_status``): a
   guest failure is 500 with an empty body, a timeout 504; an invalid response is 502 and a bad
   request 400 (``CgiError.http_status``). The logged reason carries the outcome's hint, if any.
@@ -27,7 +29,14 @@ from ..capabilities import request_capabilities
 from ..engine import LoadedGuest, OutputPump, Program
 from ..errors import CgiError, ConfigError
 from ..limits import Limits
-from .cgi import CgiRequest, CgiResponse, build_argv, build_environ, parse_output
+from .cgi import (
+    MAX_HEADER_BYTES,
+    CgiRequest,
+    CgiResponse,
+    build_argv,
+    build_environ,
+    parse_output,
+)
 from .manifest import ModuleSpec
 from .outbound import IMPORT_MODULE, OutboundPolicy, define_outbound_http, outbound_session
 from .routes import RouteMatch, parse_routes_output
@@ -177,7 +186,7 @@ class ModuleHandler:
         limits = self.limits
         timeout = limits.timeout
         budgeted = budget is not None and (timeout is None or budget < timeout)
-        out = self._pump.open(self._max_response + 1, "close")
+        out = self._pump.open(self._max_response + MAX_HEADER_BYTES + 1, "close")
         err = self._pump.open(STDERR_KEEP, "discard")
         caps = request_capabilities(argv, env, self.spec.volumes, stdin, out.path, err.path)
         session = outbound_session(self._policy) if self._outbound else contextlib.nullcontext()
