@@ -16,6 +16,7 @@ from gateway_support import wat_guest
 from wasmgate.config import GatewayConfig
 from wasmgate.errors import ConfigError
 from wasmgate.gateway import create_app
+from wasmgate.gateway.app import Gateway
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "wagi"
 pytestmark = pytest.mark.anyio
@@ -61,14 +62,25 @@ async def test_mounted_inside_starlette(toml: Path) -> None:
         dumped = (await c.get("/wasm/dump/a/b?q=1")).text
         assert "/dump/a/b" in dumped
         assert "PATH_INFO=/a/b" in dumped
-        assert "SCRIPT_NAME=/dump" in dumped
+        # Issue 12, item 13: the mount point is part of the guest's view of its own URL.
+        assert "SCRIPT_NAME=/wasm/dump\n" in dumped
+        assert "X_FULL_URL=http://t:80/wasm/dump/a/b?q=1\n" in dumped
     gateway.close()
+
+
+async def test_create_app_validates_the_configuration_at_once(tmp_path: Path) -> None:
+    """Issue 12, item 13: a broken modules.toml used to pass create_app() and fail later, with a
+    traceback at the first request."""
+    bad = tmp_path / "modules.toml"
+    bad.write_text('[[module]]\nroute = "/x"\nmodule = "missing.wasm"\n')
+    with pytest.raises(ConfigError, match="missing.wasm"):
+        create_app(GatewayConfig(modules_toml=bad))
 
 
 async def test_lifespan_startup_reports_config_errors(tmp_path: Path) -> None:
     bad = tmp_path / "modules.toml"
     bad.write_text('[[module]]\nroute = "/x"\nmodule = "missing.wasm"\n')
-    app = create_app(GatewayConfig(modules_toml=bad))
+    app = Gateway(GatewayConfig(modules_toml=bad))
     sent: list[dict[str, object]] = []
     messages = iter([{"type": "lifespan.startup"}])
 

@@ -16,6 +16,7 @@ from wasmgate import cli
 from wasmgate.config import GatewayConfig
 from wasmgate.errors import UsageError
 from wasmgate.gateway import server
+from wasmgate.gateway.app import Gateway
 from wasmgate.gateway.protocol import GuardedHttpToolsProtocol, guarded_protocol
 
 FIELDS = ("header_timeout", "body_timeout", "body_min_rate", "send_timeout")
@@ -46,7 +47,7 @@ def test_guarded_protocol_takes_the_config_values() -> None:
 def test_server_gives_uvicorn_the_configured_guard() -> None:
     """What every serving process (single, or each spawned worker) builds from its config."""
     config = GatewayConfig(modules_toml=TOML, header_timeout=3, send_timeout=4)
-    uconfig = server._uvicorn_config(config, object())  # type: ignore[arg-type]
+    uconfig = server._uvicorn_config(config, Gateway(config))
     assert isinstance(uconfig.http, type)
     assert issubclass(uconfig.http, GuardedHttpToolsProtocol)
     assert _settings(uconfig.http) == (3, 20.0, 500.0, 4)

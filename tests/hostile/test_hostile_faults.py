@@ -74,7 +74,7 @@ def test_reload_under_load_loses_no_request(tmp_path: Path) -> None:
             _write_atomically(module, _version(6)[:40])  # truncated: must be refused
             s.proc.send_signal(signal.SIGHUP)
             deadline = time.monotonic() + 15
-            while s.output().count("reload failed") < 2:  # both workers refused it
+            while "reload failed" not in s.output():  # the master refused it
                 assert time.monotonic() < deadline, s.output()[-3000:]
                 time.sleep(0.05)
             time.sleep(0.3)

@@ -357,8 +357,10 @@ def test_full_url_comes_from_a_valid_host_only(hport: int) -> None:
     )
     got = exchange(hport, req)
     env = _env(got.responses[0].body)
-    assert env["X_FULL_URL"] == "http://good.test:8080/esc?env"
-    assert env["SERVER_NAME"] == "good.test"
+    # RFC 9112 3.2.2: an absolute-form target's authority replaces Host (issue 12, item 11).
+    assert env["X_FULL_URL"] == "http://evil.com:80/esc?env"
+    assert env["SERVER_NAME"] == "evil.com"
+    assert env["HTTP_HOST"] == "evil.com"
 
 
 def test_concurrent_garbage_does_not_disturb_good_requests(hport: int) -> None:

@@ -93,6 +93,7 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 256
 
 _REASONS = {
+    400: b"Bad Request",
     408: b"Request Timeout",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
@@ -330,7 +331,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.scope[REFUSED_KEY] = (status, cause)  # type: ignore[literal-required]
         self._disarm()
         body = reason.encode("ascii", "replace") + b"\n"
-        content = [STATUS_LINE.get(status, b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]))]
+        line = STATUS_LINE.get(status) or b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
+        content = [line]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
         content.extend(
