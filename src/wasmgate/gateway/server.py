@@ -156,12 +156,13 @@ def serve(config: GatewayConfig) -> int:
     ``WasmgateError`` (one line) for a broken configuration or an address in use."""
     host, port = parse_listen(config.listen)
     limit_heap_retention()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    claim_address(family, host, port, listen=False).close()  # taken? say so before anything
     _check_cache_dir(config)
     text = read_manifest_text(config.modules_toml)
     gateway = Gateway(config, manifest_text=text)
     gateway.load()  # refuse to start on a bad configuration, before binding anything
     scheme = "https" if config.tls_cert else "http"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if config.workers > 1:
         gateway.close()
         return _serve_workers(config, host, port, scheme, family, text)
@@ -175,9 +176,12 @@ def serve(config: GatewayConfig) -> int:
     return 0 if server.started else 1
 
 
-def claim_address(family: int, host: str, port: int, backlog: int = 2048) -> socket.socket:
+def claim_address(
+    family: int, host: str, port: int, backlog: int = 2048, *, listen: bool = True
+) -> socket.socket:
     """A listening socket on (host, port) bound without ``SO_REUSEPORT`` (see the rules);
-    ``WasmgateError`` naming the address when it is taken or cannot be used."""
+    ``WasmgateError`` naming the address when it is taken or cannot be used. With ``listen``
+    False, only bound: a check that the address is free (a bind conflicts with any listener)."""
     shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -185,7 +189,8 @@ def claim_address(family: int, host: str, port: int, backlog: int = 2048) -> soc
         # it never lets two listeners share one.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(backlog)
+        if listen:
+            sock.listen(backlog)
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
