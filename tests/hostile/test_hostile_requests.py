@@ -380,3 +380,77 @@ def test_concurrent_garbage_does_not_disturb_good_requests(hport: int) -> None:
         stop.set()
         for t in threads:
             t.join()
+
+
+# --- issue 12: Upgrade, RFC 9112 framing, client faults in the log ------------------------------
+
+
+def test_upgrade_with_a_body_is_refused_never_dropped(hostile: Server, hport: int) -> None:
+    """Item 5: the body used to be dropped (the guest ran with CONTENT_LENGTH=0 and answered
+    200) and the pipelined request after it ignored."""
+    req = (
+        b"POST /esc?env HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Content-Length: 5\r\n\r\nhelloGET /good?ok HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    got = exchange(hport, req, timeout=5)
+    assert [r.status for r in got.responses] == [501]
+    assert got.closed
+    wait_for_log(hostile, r"127\.0\.0\.1:\d+: 501 Upgrade request with a body is not supported")
+
+
+def test_upgrade_is_ignored_and_pipelined_requests_are_served(hostile: Server, hport: int) -> None:
+    req = (
+        b"GET /esc?env HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+        b"GET /good?ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    got = exchange(hport, req, timeout=5)
+    assert [r.status for r in got.responses] == [200, 200]
+    assert got.responses[1].body == b"ok\n"
+    time.sleep(0.2)
+    out = hostile.output()
+    assert "Unsupported upgrade request" not in out
+    assert "WebSocket library" not in out
+
+
+def test_http11_without_host_is_refused(hostile: Server, hport: int) -> None:
+    """Item 11 (RFC 9112 section 3.2): an HTTP/1.1 request without Host is 400; HTTP/1.0 may
+    omit it."""
+    got = exchange(hport, b"GET /good?ok HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert [r.status for r in got.responses] == [400]
+    wait_for_log(hostile, r"127\.0\.0\.1:\d+: 400 HTTP/1\.1 request without a Host header")
+    got = exchange(hport, b"GET /good?ok HTTP/1.0\r\n\r\n")
+    assert [r.status for r in got.responses] == [200]
+
+
+def test_gzip_chunked_is_501(hport: int) -> None:
+    """Item 11: ``gzip, chunked`` used to be de-chunked and passed on as if plain."""
+    req = b"POST /good?ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    got = exchange(hport, req + b"5\r\nhello\r\n0\r\n\r\n", timeout=3)
+    assert [r.status for r in got.responses] == [501]
+
+
+def test_parser_400_names_the_client(hostile: Server, hport: int) -> None:
+    """Item 12: parser 400s were logged without the client address."""
+    exchange(hport, b"NOT\x01HTTP\r\n\r\n")
+    wait_for_log(hostile, r"WARNING wasmgate\.gateway: 127\.0\.0\.1:\d+: 400 invalid HTTP request")
+
+
+def test_client_faults_are_not_errors(hostile: Server, hport: int) -> None:
+    """Item 12: a bad Host (400 from the CGI translation) was logged at ERROR."""
+    exchange(hport, b"GET /esc?env HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n")
+    line = wait_for_log(hostile, r".*/esc -> 400: invalid Host header.*").group(0)
+    assert " WARNING " in line
+    assert "client 127.0.0.1:" in line
+
+
+def test_slow_body_is_reported_as_408_not_499(hostile: Server, hport: int) -> None:
+    """Item 10: a body refused by the connection guard (408) was logged and counted as a client
+    that hung up (499)."""
+    head = b"POST /esc/slow408?env HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    data, _ = _trickle(hport, head, b"z", 0.2, 6)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    wait_for_log(
+        hostile, r'"path":"/esc/slow408","route":"/esc/...","status":408,"cause":"body-timeout"'
+    )
+    assert '"path":"/esc/slow408","route":"/esc/...","status":499' not in hostile.output()
