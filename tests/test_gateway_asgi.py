@@ -73,7 +73,7 @@ async def test_create_app_validates_the_configuration_at_once(tmp_path: Path) ->
     traceback at the first request."""
     bad = tmp_path / "modules.toml"
     bad.write_text('[[module]]\nroute = "/x"\nmodule = "missing.wasm"\n')
-    with pytest.raises(ConfigError, match="missing.wasm"):
+    with pytest.raises(ConfigError, match=r"missing\.wasm"):
         create_app(GatewayConfig(modules_toml=bad))
 
 
