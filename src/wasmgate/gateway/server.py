@@ -420,9 +420,14 @@ def _serve_workers(
             sock.close()
         forward(signum)
 
+    from prometheus_client import values
+
     from .metrics import GatewayMetrics
 
-    master_metrics = GatewayMetrics()  # the master's reload counts (multiprocess files)
+    # prometheus_client chose its value class when first imported, before the directory was
+    # set: choose again, so the master's own counters go to the shared files too.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    master_metrics = GatewayMetrics()  # the master's reload counts
 
     def reload() -> None:
         nonlocal text
