@@ -4,6 +4,7 @@ measuring the body alone, and the access log under an ASGI host that configured 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import signal
@@ -178,3 +179,78 @@ def test_access_log_under_a_host_without_logging(tmp_path: Path) -> None:
     assert re.search(
         r'INFO wasmgate\.access: \{"id":"[^"]+","method":"GET","path":"/hi"', r.stderr
     ), r.stderr
+
+
+def _cert(tmp_path: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_tls_idle_connections_follow_the_header_timeout(tmp_path: Path) -> None:
+    """Item 8: a TLS connection that never completed its handshake stayed open 60 s."""
+    cert, key = _cert(tmp_path)
+    toml = _site(tmp_path)
+    args = ("--tls-cert", str(cert), "--tls-key", str(key), "--header-timeout", "1s")
+    with running_server(toml, *args, scheme="https") as s:
+        port = int(s.base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            started = time.monotonic()
+            with contextlib.suppress(ConnectionResetError):
+                assert idle.recv(100) == b""
+            assert time.monotonic() - started < 4
+        r = httpx.get(s.base + "/hi", verify=False)
+        assert r.status_code == 200
+        assert r.text == "hi"
+        assert (
+            "http://"
+            not in httpx.get(s.base + "/env/x", verify=False).text.split("X_FULL_URL=")[1][:8]
+        )
+
+
+def test_bad_tls_files_stop_start_up_with_one_line(tmp_path: Path) -> None:
+    toml = _site(tmp_path)
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wasmgate",
+            "serve",
+            "-c",
+            str(toml),
+            "-l",
+            f"127.0.0.1:{free_port()}",
+            "--tls-cert",
+            str(tmp_path / "bad.pem"),
+            "--tls-key",
+            str(tmp_path / "bad.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert r.stderr.startswith("wasmgate: error: cannot load --tls-cert/--tls-key: "), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -40,6 +40,10 @@ process's protocol class through ``guarded_protocol(config)``):
   carrying one is served as plain HTTP/1.1 and the bytes after it are parsed as the next
   request. One with a body is refused with ``501`` (the parser stops at the head of an upgrade
   request, so its body could not be read for the guest, and it must never be dropped).
+- TLS: the handshake too must complete within ``header_timeout`` (the protocol wraps itself in
+  asyncio's TLS protocol with that handshake timeout, ``tls_protocol``), so a client that opens
+  a TLS connection and says nothing is dropped as soon as a plain one, not after asyncio's
+  default 60 s; the head clock then starts once the handshake is done.
 - Every refusal is logged once on ``wasmgate.gateway`` with the client address and the reason,
   at WARNING (a client's fault, never ERROR), and counted in the metrics by status and cause
   (``GatewayMetrics.gateway_answered``); every cut-off connection likewise
@@ -57,8 +61,10 @@ process's protocol class through ``guarded_protocol(config)``):
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import ctypes
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -84,6 +90,7 @@ __all__ = [
     "GuardedHttpToolsProtocol",
     "guarded_protocol",
     "limit_heap_retention",
+    "tls_protocol",
 ]
 
 log = logging.getLogger("wasmgate.gateway")
@@ -534,3 +541,35 @@ def guarded_protocol(
 
     ConfiguredGuard.metrics = metrics
     return ConfiguredGuard
+
+
+def tls_protocol(
+    config: GatewayConfig, context: ssl.SSLContext, metrics: GatewayMetrics | None = None
+) -> Callable[..., asyncio.BaseProtocol]:
+    """The protocol factory to give uvicorn (``http=``, with no ``ssl`` of its own) for TLS:
+    ``guarded_protocol(config)`` inside asyncio's TLS protocol, whose handshake must finish
+    within ``config.header_timeout`` (see the rules)."""
+    guard = guarded_protocol(config, metrics)
+
+    def factory(**kwargs: Any) -> asyncio.BaseProtocol:
+        app = guard(**kwargs)
+        # No waiter: nobody awaits the handshake (a failed one just closes the connection).
+        tls: Any = asyncio.sslproto.SSLProtocol  # typeshed: waiter required, timeout an int
+        protocol: asyncio.BaseProtocol = tls(
+            app.loop,
+            app,
+            context,
+            None,
+            server_side=True,
+            ssl_handshake_timeout=config.header_timeout,
+        )
+        return protocol
+
+    return factory
+
+
+def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server TLS context from PEM files (``OSError``/``ssl.SSLError`` if they are bad)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context

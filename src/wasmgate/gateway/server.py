@@ -28,9 +28,11 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -38,7 +40,7 @@ from ..config import GatewayConfig
 from ..engine.capture import default_pump
 from ..errors import UsageError, WasmgateError
 from .app import Gateway
-from .protocol import guarded_protocol, limit_heap_retention
+from .protocol import guarded_protocol, limit_heap_retention, server_tls_context, tls_protocol
 from .state import load_state, read_manifest_text
 
 __all__ = ["parse_listen", "serve"]
@@ -130,6 +132,9 @@ class _Server(uvicorn.Server):
 
 def _uvicorn_config(config: GatewayConfig, gateway: Gateway) -> uvicorn.Config:
     host, port = parse_listen(config.listen)
+    http: Any = guarded_protocol(config, gateway.metrics)  # timeouts and limits from the config
+    if config.tls_cert and config.tls_key:  # our TLS layer: its handshake is on the clock too
+        http = tls_protocol(config, _tls_context(config), gateway.metrics)
     return uvicorn.Config(
         gateway,
         host=host,
@@ -140,15 +145,23 @@ def _uvicorn_config(config: GatewayConfig, gateway: Gateway) -> uvicorn.Config:
         server_header=False,
         date_header=True,
         timeout_graceful_shutdown=int(config.graceful_timeout),
-        ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
-        ssl_keyfile=str(config.tls_key) if config.tls_key else None,
-        http=guarded_protocol(config, gateway.metrics),  # timeouts and limits from the config
+        http=http,
         # Never take the client address or scheme from X-Forwarded-* headers: uvicorn trusts them
         # from 127.0.0.1 by default, so any local process could set REMOTE_ADDR and X_FULL_URL.
         proxy_headers=False,
         loop="uvloop" if _has_uvloop() else "asyncio",
         backlog=2048,
     )
+
+
+def _tls_context(config: GatewayConfig) -> ssl.SSLContext:
+    assert config.tls_cert is not None
+    assert config.tls_key is not None
+    try:
+        return server_tls_context(str(config.tls_cert), str(config.tls_key))
+    except (OSError, ssl.SSLError) as e:
+        reason = getattr(e, "strerror", None) or getattr(e, "reason", None) or str(e)
+        raise WasmgateError(f"cannot load --tls-cert/--tls-key: {reason}") from None
 
 
 def serve(config: GatewayConfig) -> int:
@@ -159,6 +172,8 @@ def serve(config: GatewayConfig) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     claim_address(family, host, port, listen=False).close()  # taken? say so before anything
     _check_cache_dir(config)
+    if config.tls_cert:
+        _tls_context(config)  # a bad certificate stops start-up with one line
     text = read_manifest_text(config.modules_toml)
     gateway = Gateway(config, manifest_text=text)
     gateway.load()  # refuse to start on a bad configuration, before binding anything
