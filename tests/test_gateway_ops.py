@@ -254,3 +254,29 @@ def test_bad_tls_files_stop_start_up_with_one_line(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert r.stderr.startswith("wasmgate: error: cannot load --tls-cert/--tls-key: "), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unwritable_log_dir_warns_once_and_cache_dir_is_not_silent(tmp_path: Path) -> None:
+    """Item 12: a full or unwritable --log-dir warned on every request; an unwritable cache
+    directory said nothing."""
+    (tmp_path / "e.wat").write_text(wat_guest(b"Content-Type: text/plain\n\nok", stderr=b"oops\n"))
+    toml = tmp_path / "modules.toml"
+    toml.write_text('[[module]]\nroute = "/e"\nmodule = "e.wat"\n')
+    (tmp_path / "not-a-dir").write_text("a file where the log directory should be\n")
+    (tmp_path / "cache-file").write_text("a file where the cache directory should be\n")
+    args = (
+        "--log-dir",
+        str(tmp_path / "not-a-dir" / "logs"),
+        "--cache-dir",
+        str(tmp_path / "cache-file" / "c"),
+    )
+    with running_server(toml, *args) as s:
+        for _ in range(3):
+            assert httpx.get(s.base + "/e").status_code == 200
+        deadline = time.monotonic() + 5
+        while s.output().count("route=/e req=") < 3:
+            assert time.monotonic() < deadline, s.output()
+            time.sleep(0.05)
+        out = s.output()
+    assert out.count("cannot write guest logs to --log-dir") == 1, out
+    assert "artifact cache directory is not writable" in out
