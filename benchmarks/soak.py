@@ -4,18 +4,24 @@ Starts a real server on loopback (``--workers 1`` by default, so one process hol
 its memory is easy to read) with a modules.toml of well-behaved routes and hostile ones (guests
 that spin, trap, exhaust memory, flood their output, sleep in a host call, write invalid CGI
 output), then runs an asyncio raw-socket load generator against both, plus abusive clients (idle
-connections, trickled headers, garbage request lines), for ``--duration`` seconds.
+connections, trickled headers, garbage request lines, slow readers that ask for a 4 MiB answer
+and never read it, slow uploaders that declare an 8 MiB body and send 600 bytes a second, just
+above the minimum rate), for ``--duration`` seconds.
 
 Reports requests served, responses by status for each route class, p50/p99 latency, the server's
 resident memory (baseline after warm-up, peak while loaded, and after the load stopped), and
 whether the good routes saw zero errors (any non-200 answer or connection failure on a good route
-is an error). Exit status 0 when they did, 1 otherwise.
+is an error). With ``--compare-quiet`` a quiet soak (good clients only, same duration) runs first,
+and the report adds the good routes' p99 against the quiet one (the bar: within 2x) and whether
+the server's RSS came back within 10% of its baseline. Exit status 0 when the good routes saw no
+error (and, with ``--compare-quiet``, both bars were met), 1 otherwise.
 
 Usage::
 
     .venv/bin/python benchmarks/soak.py [--duration 30] [--good 8] [--hostile 8] [--abusive 4]
+                                        [--slow-readers 4] [--slow-uploaders 8]
                                         [--workers 1] [--threads 2] [--hostile-cap N]
-                                        [--access-log] [--workdir DIR] [--json]
+                                        [--compare-quiet] [--access-log] [--workdir DIR] [--json]
 
 Everything stays on 127.0.0.1; every loop is bounded by the duration.
 """
@@ -74,6 +80,8 @@ BAD_OUTPUT = {
     "/h/noblank": b"Content-Type: text/plain\n",
 }
 HOSTILE_STATUSES = {500, 502, 503, 504}
+BIG_ROUTE = "/big"  # a well-behaved route with large answers, for the slow readers
+SEND_TIMEOUT = 5.0  # the soak server's --send-timeout: slow readers are cut within the run
 
 
 def _wat_printer(output: bytes) -> str:
@@ -95,6 +103,7 @@ def build_site(root: Path, hostile_cap: int) -> Path:
     entries = []
     for route, (_, extra) in GOOD.items():
         entries.append(f'route = "{route}"\nmodule = "hog.wasm"\n{extra}')
+    entries.append(f'route = "{BIG_ROUTE}"\nmodule = "hog.wasm"\n')
     cap = f"max_concurrency = {hostile_cap}\n" if hostile_cap else ""
     entries.append(f'route = "{HOSTILE_ROUTE}"\nmodule = "hog.wasm"\n{HOSTILE_LIMITS}{cap}')
     for route, output in BAD_OUTPUT.items():
@@ -252,14 +261,91 @@ async def abusive(port: int, stop: float, counts: Counter[str]) -> None:
             writer.close()
 
 
+async def _held_connection(port: int, rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket()
+    if rcvbuf:  # a tiny window: the answer stays in the server, not in the kernel
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _outcome(sock: socket.socket) -> str:
+    """How a held connection ended: cut by the server, or still open when we let go."""
+    loop = asyncio.get_running_loop()
+    try:
+        data = await asyncio.wait_for(loop.sock_recv(sock, 1), 0.05)
+    except TimeoutError:
+        return "held"
+    except OSError:
+        return "cut"
+    return "cut" if not data else "held"
+
+
+async def slow_reader(port: int, stop: float, counts: Counter[str]) -> None:
+    """Asks for a 4 MiB answer, never reads it; a fresh connection every few seconds."""
+    while time.monotonic() < stop:
+        try:
+            sock = await _held_connection(port, rcvbuf=4096)
+        except OSError:
+            counts["slow-reader:connect-failed"] += 1
+            await asyncio.sleep(0.1)
+            continue
+        try:
+            sock.send(f"GET {BIG_ROUTE}?bigwrite&4 HTTP/1.1\r\nHost: soak\r\n\r\n".encode())
+            await asyncio.sleep(max(0.0, min(SEND_TIMEOUT + 3, stop - time.monotonic())))
+            counts[f"slow-reader:{await _outcome(sock)}"] += 1
+        except OSError:
+            counts["slow-reader:cut"] += 1
+        finally:
+            sock.close()
+
+
+async def slow_uploader(port: int, stop: float, counts: Counter[str]) -> None:
+    """Declares an 8 MiB body and sends 600 bytes a second (above the 500 B/s minimum), for up
+    to 10 s per connection."""
+    loop = asyncio.get_running_loop()
+    while time.monotonic() < stop:
+        try:
+            sock = await _held_connection(port)
+        except OSError:
+            counts["slow-upload:connect-failed"] += 1
+            await asyncio.sleep(0.1)
+            continue
+        head = b"POST /good?ok HTTP/1.1\r\nHost: soak\r\nContent-Length: 8388608\r\n\r\n"
+        until = min(stop, time.monotonic() + 10)
+        try:
+            await loop.sock_sendall(sock, head)
+            while time.monotonic() < until:
+                await loop.sock_sendall(sock, b"u" * 300)
+                await asyncio.sleep(0.5)
+            counts[f"slow-upload:{await _outcome(sock)}"] += 1
+        except OSError:
+            counts["slow-upload:cut"] += 1
+        finally:
+            sock.close()
+
+
 async def run_load(
-    port: int, duration: float, n_good: int, n_hostile: int, n_abusive: int
+    port: int,
+    duration: float,
+    n_good: int,
+    n_hostile: int,
+    n_abusive: int,
+    n_readers: int = 0,
+    n_uploaders: int = 0,
 ) -> tuple[Stats, Stats, Counter[str]]:
     good, hostile, abuse = Stats(), Stats(), Counter[str]()
     stop = time.monotonic() + duration
     tasks = [client(port, good, stop, True) for _ in range(n_good)]
     tasks += [client(port, hostile, stop, False) for _ in range(n_hostile)]
     tasks += [abusive(port, stop, abuse) for _ in range(n_abusive)]
+    tasks += [slow_reader(port, stop, abuse) for _ in range(n_readers)]
+    tasks += [slow_uploader(port, stop, abuse) for _ in range(n_uploaders)]
     await asyncio.gather(*tasks)
     return good, hostile, abuse
 
@@ -287,6 +373,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "wasmgate", "serve", "-c", str(toml)]
         cmd += ["-l", f"127.0.0.1:{port}", "--workers", str(args.workers)]
         cmd += ["--threads", str(args.threads), "--header-timeout", "2s"]
+        cmd += ["--send-timeout", f"{SEND_TIMEOUT:g}s"]
         if not args.access_log:
             cmd.append("--no-access-log")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -321,7 +408,13 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 sampler = asyncio.create_task(sample())
                 try:
                     return await run_load(
-                        port, args.duration, args.good, args.hostile, args.abusive
+                        port,
+                        args.duration,
+                        args.good,
+                        args.hostile,
+                        args.abusive,
+                        args.slow_readers,
+                        args.slow_uploaders,
                     )
                 finally:
                     done = True
@@ -330,7 +423,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             started = time.monotonic()
             good, hostile, abuse = asyncio.run(main())
             elapsed = time.monotonic() - started
-            time.sleep(1.0)  # let the last guests finish and their memory go back
+            time.sleep(2.0)  # let the last guests finish and their memory go back
             after = tree_rss_kib(proc.pid)
             still_serving = _get(port, "/good?ok") == 200
         finally:
@@ -344,7 +437,13 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         served = len(good.latencies) + len(hostile.latencies)
         return {
             "duration_s": round(elapsed, 2),
-            "clients": {"good": args.good, "hostile": args.hostile, "abusive": args.abusive},
+            "clients": {
+                "good": args.good,
+                "hostile": args.hostile,
+                "abusive": args.abusive,
+                "slow_readers": args.slow_readers,
+                "slow_uploaders": args.slow_uploaders,
+            },
             "server": {
                 "workers": args.workers,
                 "threads": args.threads,
@@ -389,6 +488,12 @@ def print_report(r: dict[str, Any]) -> None:
     )
     for e in r["good"]["errors"]:
         print(f"    {e}")
+    if "quiet" in r:
+        q = r["quiet"]
+        print(
+            f"  quiet soak: good p99 {q['p99_ms']} ms; loaded/quiet p99 {r['p99_ratio']}x "
+            f"(bar 2x); RSS after/baseline {r['rss_ratio']} (bar 1.10)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,6 +502,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--good", type=int, default=8, help="clients on good routes")
     parser.add_argument("--hostile", type=int, default=8, help="clients on hostile routes")
     parser.add_argument("--abusive", type=int, default=4, help="idle/trickle/garbage clients")
+    parser.add_argument("--slow-readers", type=int, default=4, help="clients never reading")
+    parser.add_argument(
+        "--slow-uploaders", type=int, default=8, help="clients uploading at 600 B/s"
+    )
+    parser.add_argument(
+        "--compare-quiet",
+        action="store_true",
+        help="run a quiet soak first and check p99 (2x) and RSS (10%%) against it",
+    )
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--threads", type=int, default=2, help="guest threads per worker")
     parser.add_argument(
@@ -410,9 +524,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 24 * 3600:
         parser.error("--duration must be between 0 and 86400 seconds")
+    quiet = None
+    if args.compare_quiet:
+        calm = argparse.Namespace(**vars(args))
+        calm.hostile = calm.abusive = calm.slow_readers = calm.slow_uploaders = 0
+        quiet = soak(calm)
     report = soak(args)
-    emit_report(report, args.json, print_report)
     ok = report["good_errors"] == 0 and report["still_serving"]
+    if quiet is not None:
+        rss = report["rss_kib"]
+        report["quiet"] = quiet["good"]
+        loaded_p99, quiet_p99 = report["good"]["p99_ms"], quiet["good"]["p99_ms"]
+        report["p99_ratio"] = round(loaded_p99 / quiet_p99, 2) if quiet_p99 else None
+        report["rss_ratio"] = round(rss["after"] / rss["baseline"], 3)
+        ok = ok and report["p99_ratio"] is not None and report["p99_ratio"] <= 2
+        ok = ok and report["rss_ratio"] <= 1.10
+    emit_report(report, args.json, print_report)
     return 0 if ok else 1
 
 
