@@ -62,9 +62,12 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import contextlib
 import ctypes
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -106,6 +109,8 @@ _REASONS = {
     431: b"Request Header Fields Too Large",
     501: b"Not Implemented",
 }
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, drops the rest
+
 # Scope key under which a refusal made while the body was read is left for the application:
 # ``(status, cause)``.
 REFUSED_KEY = "wasmgate.refused"
@@ -308,6 +313,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         log.warning("%s: closing connection: %s", self._peer(), reason)
         if self.metrics is not None:
             self.metrics.connection_closed(cause)
+        # Reset, not close: a closed socket would still hand the kernel's copy of the unsent
+        # bytes (megabytes) to the client as slowly as it reads.
+        sock = self.transport.get_extra_info("socket")
+        with contextlib.suppress(OSError, AttributeError, TypeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         self.transport.abort()
 
     def closed_with_pending(self) -> None:
