@@ -5,6 +5,7 @@ readers are bounded as a whole by ``--max-send-buffer``; each cut-off is logged 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import socket
@@ -23,25 +24,19 @@ SEND_TIMEOUT = 6.0  # longer than uvicorn's 5 s keep-alive timer: the case that 
 
 
 @pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory,
-    hostile_guest: Callable[[str], Path],
-    cache_dir: Path,
-) -> Iterator[tuple[Server, int]]:
+def site(tmp_path_factory: pytest.TempPathFactory, hostile_guest: Callable[[str], Path]) -> Path:
     d = tmp_path_factory.mktemp("slow-readers")
     shutil.copy(hostile_guest("hog"), d / "hog.wasm")
     (d / "modules.toml").write_text('[[module]]\nroute = "/big"\nmodule = "hog.wasm"\n')
+    return d / "modules.toml"
+
+
+@contextlib.contextmanager
+def _server(toml: Path, cache_dir: Path, *extra: str) -> Iterator[tuple[Server, int]]:
     mport = free_port()
-    args = (
-        "--send-timeout",
-        f"{SEND_TIMEOUT:g}s",
-        "--max-send-buffer",
-        "2MiB",
-        "--metrics-listen",
-        f"127.0.0.1:{mport}",
-    )
+    args = ("--send-timeout", f"{SEND_TIMEOUT:g}s", "--metrics-listen", f"127.0.0.1:{mport}")
     env = {"WASMGATE_CACHE_DIR": str(cache_dir)}
-    with running_server(d / "modules.toml", *args, env=env) as s:
+    with running_server(toml, *args, *extra, env=env) as s:
         yield s, mport
 
 
@@ -62,10 +57,12 @@ def _metric(mport: int, name: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def test_unsent_bytes_of_a_closed_connection_are_on_the_clock(
-    server: tuple[Server, int],
-) -> None:
-    s, mport = server
+def test_unsent_bytes_of_a_closed_connection_are_on_the_clock(site: Path, cache_dir: Path) -> None:
+    with _server(site, cache_dir) as (s, mport):
+        _closed_connection_case(s, mport)
+
+
+def _closed_connection_case(s: Server, mport: int) -> None:
     port = port_of(s)
     client = _non_reader(port, 4)
     local = client.getsockname()[1]
@@ -83,8 +80,12 @@ def test_unsent_bytes_of_a_closed_connection_are_on_the_clock(
     assert get(port, "/big?ok").status == 200
 
 
-def test_bytes_held_for_slow_readers_are_bounded_as_a_whole(server: tuple[Server, int]) -> None:
-    s, mport = server
+def test_bytes_held_for_slow_readers_are_bounded_as_a_whole(site: Path, cache_dir: Path) -> None:
+    with _server(site, cache_dir, "--max-send-buffer", "2MiB") as (s, mport):
+        _send_buffer_case(s, mport)
+
+
+def _send_buffer_case(s: Server, mport: int) -> None:
     port = port_of(s)
     clients = [_non_reader(port, 4) for _ in range(4)]  # ~16 MiB asked for, 2 MiB may wait
     try:

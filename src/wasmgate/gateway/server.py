@@ -255,7 +255,9 @@ def _start_metrics(listen: str, registry: object) -> None:
 #   measured, one worker of two serving all 32 connections of a benchmark at a third of the
 #   throughput.) The claiming socket, which has no ``SO_REUSEPORT``, is then closed: its job
 #   was to prove the port free; the workers' listening sockets keep any later plain bind out.
-#   Elsewhere the workers accept on the claiming socket. Workers never bind anything.
+#   Elsewhere the workers accept on the claiming socket. Workers never bind anything. (The
+#   claiming socket is closed just before the workers' sockets are bound: a plain socket and
+#   ``SO_REUSEPORT`` ones cannot be bound at once.)
 # - The configuration is the master's: it reads modules.toml, validates it (a full load), and
 #   keeps the text in its private run directory. Workers load that text, never the file, so a
 #   worker (re)started while the file is being edited or is broken serves what the others
@@ -397,9 +399,13 @@ def _serve_workers(
     stopping = False
     reload_asked = False
 
-    def start(index: int) -> None:
+    def start(index: int) -> bool:
         if reuse_port:
-            socks[index] = _bind_shared(family, address)
+            try:
+                socks[index] = _bind_shared(family, address)
+            except OSError as e:  # every worker was down and someone took the port meanwhile
+                log.error("worker %d: cannot listen on %s: %s", index, config.listen, e.strerror)
+                return False
         sock = socks[index] if reuse_port else claim
         p = ctx.Process(
             target=_worker_main,
@@ -415,6 +421,7 @@ def _serve_workers(
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         procs[index] = p
         started_at[index] = time.monotonic()
+        return True
 
     def forward(signum: int) -> None:
         for p in procs.values():
@@ -473,7 +480,8 @@ def _serve_workers(
             MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
             _start_metrics(config.metrics_listen, registry)
         for i in range(config.workers):
-            start(i)
+            if not start(i):
+                raise WasmgateError(f"{config.listen} is already in use")
         log.info(
             "listening on %s://%s:%d with %d workers (pid %d)",
             scheme,
@@ -522,7 +530,8 @@ def _serve_workers(
                     restart_at.clear()
                 elif now >= when:
                     del restart_at[index]
-                    start(index)
+                    if not start(index):
+                        restart_at[index] = now + RESTART_MAX
             if stopping and not procs:
                 return 0
     finally:
