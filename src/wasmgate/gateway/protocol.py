@@ -164,6 +164,8 @@ def head_problem(
 
 def _absolute_authority(url: bytes) -> bytes | None:
     """The authority of an absolute-form request target (``http://host:port/path``), else None."""
+    if url[:1] == b"/":  # origin form: nearly every request
+        return None
     lowered = url[:8].lower()
     if not (lowered.startswith(b"http://") or lowered.startswith(b"https://")):
         return None
