@@ -1,13 +1,17 @@
 """``wasmgate serve``: the gateway on an embedded uvicorn server, with reload and metrics.
 
 Rules:
-- The configuration is loaded before the socket is bound: a broken modules.toml stops start-up
-  with one line and exit status 1, and nothing listens.
-- The address is claimed once, by the serving process (the master with ``--workers``), before
-  anything is logged as listening: a plain bind (no ``SO_REUSEPORT``), so an address another
-  program or another ``wasmgate serve`` listens on (with or without ``SO_REUSEPORT``) stops
-  start-up at once with one line, ``wasmgate: error: HOST:PORT is already in use``, and exit
-  status 1. Two servers never share a port silently.
+- Start-up order: the address is checked first (a bind without listening, then released),
+  then the configuration (and the TLS files) are loaded, then the address is claimed for real
+  and only then is "listening" logged. A broken modules.toml stops start-up with one line and
+  exit status 1, and nothing listens.
+- The address is claimed once, by the serving process (the master with ``--workers``): a plain
+  bind (no ``SO_REUSEPORT``), so an address another program or another ``wasmgate serve``
+  listens on (with or without ``SO_REUSEPORT``) stops start-up at once with one line,
+  ``wasmgate: error: HOST:PORT is already in use``, and exit status 1 (the check above says it
+  before any configuration is loaded). Two servers never share a port silently.
+- TLS is terminated by the gateway's own layer (``protocol.tls_protocol``), so the handshake is
+  bounded by ``--header-timeout``; uvicorn is given no certificate.
 - uvicorn (httptools parser, uvloop when installed) was chosen by measurement: see README.
   SIGTERM/SIGINT stop accepting and let in-flight requests finish (up to ``graceful_timeout``).
 - SIGHUP, and with ``--watch`` any change to modules.toml or a module file, reloads the
