@@ -29,7 +29,10 @@ Check = Callable[[GatewayConfig, Path], bool]
 CASES: dict[str, tuple[Callable[[Path], str], Check]] = {
     "modules_toml": (lambda d: str(d / "m.toml"), lambda c, d: c.modules_toml == d / "m.toml"),
     "listen": (lambda d: "127.0.0.1:4321", lambda c, d: c.listen == "127.0.0.1:4321"),
-    "hostname": (lambda d: "gw.example:80", lambda c, d: c.hostname == "gw.example:80"),
+    "hostname": (
+        lambda d: "gw.example:80",
+        lambda c, d: c.hostname == "gw.example:80" and c.pin_hostname,
+    ),
     "env": (lambda d: "A=1 B=two", lambda c, d: {("A", "1"), ("B", "two")} <= set(c.env)),
     "env_file": (lambda d: str(d / "e.env"), lambda c, d: ("FROM_FILE", "yes") in c.env),
     "log_dir": (lambda d: str(d / "logs"), lambda c, d: c.log_dir == d / "logs"),
@@ -44,6 +47,7 @@ CASES: dict[str, tuple[Callable[[Path], str], Check]] = {
     "threads": (lambda d: "5", lambda c, d: c.threads == 5),
     "queue": (lambda d: "9", lambda c, d: c.queue == 9),
     "max_body_buffer": (lambda d: "1MiB", lambda c, d: c.max_body_buffer == 1 << 20),
+    "max_send_buffer": (lambda d: "2MiB", lambda c, d: c.max_send_buffer == 2 << 20),
     "no_inline": (lambda d: "1", lambda c, d: c.inline_budget is None),
     "metrics_listen": (
         lambda d: "127.0.0.1:9999",
