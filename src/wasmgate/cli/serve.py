@@ -50,10 +50,27 @@ ENV_PREFIX = "WASMGATE"
     "request, whatever Host the client sent [the Host header, else localhost:PORT].",
 )
 @click.option("-e", "--env", "env", multiple=True, type=ENV_ASSIGN, help="Guest env KEY=VALUE.")
-@click.option("--env-file", type=click.Path(path_type=Path, dir_okay=False), multiple=True)
-@click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="File of KEY=VALUE lines for every guest's environment (repeatable; -e wins).",
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for each route's guest stderr log (one file per module).",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="PEM certificate chain: serve HTTPS (with --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="PEM private key for --tls-cert.",
+)
 @click.option("--timeout", type=DURATION, help="Default per-request guest timeout [30s].")
 @click.option("--max-memory", type=SIZE, help="Default guest linear memory cap [256MiB].")
 @click.option("--fuel", type=POSITIVE_INT, help="Default per-request fuel budget [none].")
@@ -61,7 +78,13 @@ ENV_PREFIX = "WASMGATE"
 @click.option("--max-response-body", type=SIZE, help="Default response size limit [16MiB].")
 @click.option("--workers", type=POSITIVE_INT, help="Worker processes [number of cores].")
 @click.option("--threads", type=POSITIVE_INT, help="Guest threads per worker [cores, min 2].")
-@click.option("--queue", type=click.IntRange(min=0), default=64, show_default=True)
+@click.option(
+    "--queue",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Requests a worker admits beyond its guest threads before answering 503.",
+)
 @click.option(
     "--max-body-buffer",
     type=SIZE,
