@@ -21,10 +21,12 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import wasmtime
 
-from ..engine import EngineHandle, arm_call, classify_failure, cut_off, timed_out
+from ..capabilities import Capabilities
+from ..engine import EngineHandle, Program, arm_call, classify_failure, cut_off, timed_out
 from ..errors import WasmgateError
 from ..limits import Limits
 
@@ -46,8 +48,21 @@ class CallGuard:
         self._memory_size: Callable[[], int | None] = lambda: None
         self.pending: BaseException | None = None
 
-    def attach(self, store: wasmtime.Store) -> None:
+    def start(self, program: Program, capabilities: Capabilities) -> tuple[wasmtime.Store, Any]:
+        """Instantiate ``program`` through the engine entry under these limits and keep its
+        store; a host function's exception raised meanwhile wins over the failure it caused."""
+        try:
+            store, raw = program.instantiate(capabilities, self.limits)
+        except WasmgateError:
+            pending = self.take_pending()
+            if pending is not None:
+                raise pending from None
+            raise
+        except BaseException:
+            self.pending = None
+            raise
         self._store = store
+        return store, raw
 
     def set_memory_probe(self, memory_size: Callable[[], int | None]) -> None:
         self._memory_size = memory_size

@@ -31,7 +31,7 @@ from wasmtime import component as cm
 
 from ..capabilities import Capabilities
 from ..engine import CacheConfig, EngineSettings, LoadedGuest, Program, item_type, named_types
-from ..errors import GuestTrap, LinkError, UsageError, WasmgateError
+from ..errors import GuestTrap, LinkError, UsageError
 from ..limits import Limits
 from .call_limits import CallGuard
 from .hostfuncs import HostFunction, HostFunctions
@@ -334,18 +334,8 @@ def instantiate_component(
     program = Program(
         guest, define=lambda linker: _define_imports(linker, provided, builder, guard)
     )
-    try:
-        store, raw = program.instantiate(capabilities or Capabilities(), limits)
-    except WasmgateError:
-        pending = guard.take_pending()
-        if pending is not None:
-            raise pending from None
-        raise
-    except BaseException:
-        guard.pending = None
-        raise
+    store, raw = guard.start(program, capabilities or Capabilities())
     assert isinstance(raw, cm.Instance)
-    guard.attach(store)
     inst = ComponentInstance(guest, store, raw, guard, builder)
     inst.capabilities = capabilities or Capabilities()
     return inst

@@ -37,7 +37,7 @@ import wasmtime
 
 from ..capabilities import Capabilities
 from ..engine import CacheConfig, EngineSettings, LoadedGuest, Program, core_type
-from ..errors import LinkError, UsageError, WasmgateError, given
+from ..errors import LinkError, UsageError, given
 from ..limits import Limits
 from .call_limits import CallGuard
 from .hostfuncs import HostFunctions, define_core_function
@@ -333,18 +333,8 @@ def instantiate(
             define_core_function(linker, hf, sig, guard)
 
     program = Program(guest, define=define)
-    try:
-        store, raw = program.instantiate(capabilities or Capabilities(), limits)
-    except WasmgateError:
-        pending = guard.take_pending()
-        if pending is not None:
-            raise pending from None
-        raise
-    except BaseException:
-        guard.pending = None
-        raise
+    store, raw = guard.start(program, capabilities or Capabilities())
     assert isinstance(raw, wasmtime.Instance)
-    guard.attach(store)
     inst = Instance(guest, store, raw, guard)
     inst.capabilities = capabilities or Capabilities()
     if "_initialize" in inst.export_names():

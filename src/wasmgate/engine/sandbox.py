@@ -141,22 +141,8 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities) -> str | None:
             cfg.stdin_file = stdin
         except wasmtime.WasmtimeError:
             raise UsageError(f"cannot open stdin file {stdin}") from None
-    # A str is INHERIT (CAPTURE became a Captured); a Path is a file; the rest are writers.
-    out, err = io.stdout, io.stderr
-    if out is not None:
-        if isinstance(out, str):
-            cfg.inherit_stdout()
-        elif isinstance(out, Path):
-            cfg.stdout_file = out
-        else:
-            cfg.stdout_custom = _writer(out)
-    if err is not None:
-        if isinstance(err, str):
-            cfg.inherit_stderr()
-        elif isinstance(err, Path):
-            cfg.stderr_file = err
-        else:
-            cfg.stderr_custom = _writer(err)
+    _output(cfg, "stdout", io.stdout)
+    _output(cfg, "stderr", io.stderr)
     try:
         store.set_wasi(cfg)
     except BaseException:
@@ -168,6 +154,19 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities) -> str | None:
 
 
 _EIO = 5
+
+
+def _output(cfg: wasmtime.WasiConfig, name: str, stream: Any) -> None:
+    """Point the guest's ``name`` stream at ``stream``: a str is INHERIT (CAPTURE became a
+    ``Captured``), a Path a file, anything else a writer; None leaves it closed."""
+    if stream is None:
+        return
+    if isinstance(stream, str):
+        getattr(cfg, f"inherit_{name}")()
+    elif isinstance(stream, Path):
+        setattr(cfg, f"{name}_file", stream)
+    else:
+        setattr(cfg, f"{name}_custom", _writer(stream))
 
 
 def _writer(stream: Any) -> Callable[[bytes], int | None]:
