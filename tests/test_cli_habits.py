@@ -155,3 +155,17 @@ def test_other_wasmtime_flags_get_a_hint(wasmgate: Run, spin: Path, flag: str, h
 def test_long_spellings_of_the_option_groups(wasmgate: Run, spin: Path) -> None:
     r = wasmgate("run", "--wasm", "timeout=100ms", spin)
     assert r.returncode == 124
+
+
+@pytest.mark.parametrize("command", ["run", "call", "serve", "compile", "inspect"])
+def test_every_flag_has_a_help_line(command: str) -> None:
+    import click
+
+    from wasmgate.cli.main import cli
+
+    ctx = click.Context(cli)
+    cmd = cli.get_command(ctx, command)
+    assert cmd is not None
+    for param in cmd.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"{command} {param.opts[0]} has no help line"

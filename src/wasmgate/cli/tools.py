@@ -18,7 +18,13 @@ __all__ = ["compile", "inspect"]
 
 @click.command()
 @click.argument("module", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to write the native artifact.",
+)
 @click.option("--fuel-metering", is_flag=True, help="Compile for runs that use --fuel.")
 def compile(module: Path, output: Path, fuel_metering: bool) -> None:
     """Precompile MODULE to a native artifact (load it with `run --allow-precompiled`)."""
