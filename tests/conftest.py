@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +73,12 @@ def wasmgate(cache_dir: Path) -> Callable[..., Result]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``redis-server`` on a free loopback port for the session (tests/state_support)."""
+    from state_support import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url

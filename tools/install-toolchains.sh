@@ -4,6 +4,7 @@
 #
 #   Rust  rustc + cargo 1.63 and libstd-rust-dev-wasm32 (the wasm32-wasi std), lld-14 (wasm-ld)
 #   Go    golang-1.23-go from bookworm-backports (bookworm's own Go 1.19 has no GOOS=wasip1)
+#   Redis redis-server (the state tests start one on a loopback port; tests/test_state*.py)
 #
 # C, C++ and Zig come from PyPI `ziglang` (tools/setup.sh installs it), WAT from `wasmtime`, and
 # AssemblyScript from npm: examples/languages/build.py runs `npm ci` on first use. This script
@@ -18,11 +19,12 @@ need=()
 [ -d /usr/lib/rustlib/wasm32-wasi/lib ] || need+=(libstd-rust-dev-wasm32)
 command -v wasm-ld-14 >/dev/null 2>&1 || [ -x /usr/lib/llvm-14/bin/wasm-ld ] || need+=(lld-14)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 need_go=0
 [ -x /usr/lib/go-1.23/bin/go ] || need_go=1
 
 if [ ${#need[@]} -eq 0 ] && [ $need_go -eq 0 ]; then
-    echo "install-toolchains: Rust (wasm32-wasi), Go 1.23 and npm are present"
+    echo "install-toolchains: Rust (wasm32-wasi), Go 1.23, npm and redis-server are present"
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
