@@ -108,6 +108,10 @@ class GatewayConfig:
 
     ``inline_budget`` (seconds; None: off) lets a quick, repeatable route run its guests on the
     event loop itself, skipping the hand-off to a guest thread; see ``gateway/placement.py``.
+
+    ``runtime_config_file`` (Spin's runtime-config TOML) names the backend of each key-value
+    store label; ``state_dir`` holds the SQLite files of stores it does not place (``default``
+    at least; None: ``.wasmgate/state``). See ``state.runtime_config``.
     """
 
     modules_toml: Path
@@ -134,6 +138,8 @@ class GatewayConfig:
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER
     pin_hostname: bool = False
+    runtime_config_file: Path | None = None
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
         from .errors import UsageError

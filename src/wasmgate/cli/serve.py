@@ -126,6 +126,16 @@ ENV_PREFIX = "WASMGATE"
     help="Period over which a client must read --body-min-rate bytes/s of its response, "
     "else it is disconnected [30s].",
 )
+@click.option(
+    "--runtime-config-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Spin-style runtime config: [key_value_store.<label>] backends (see README, State).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for SQLite key-value stores, created on first use [.wasmgate/state].",
+)
 @cache_options
 def serve(
     component: Path | None,
@@ -155,6 +165,8 @@ def serve(
     body_timeout: float | None,
     body_min_rate: int | None,
     send_timeout: float | None,
+    runtime_config_file: Path | None,
+    state_dir: Path | None,
     cache_dir: Path | None,
     no_cache: bool,
 ) -> None:
@@ -217,6 +229,8 @@ def serve(
         watch=watch,
         access_log=not no_access_log,
         cache=cache_config(cache_dir, no_cache),
+        runtime_config_file=runtime_config_file,
+        state_dir=state_dir,
         **extra,
     )
     _setup_logging()

@@ -22,6 +22,8 @@ from .. import __version__
 from ..config import GatewayConfig
 from ..engine import EngineSettings, LoadedGuest, OutputPump, get_engine, load_guest
 from ..errors import ConfigError, LoadError
+from ..state.grants import RouteState
+from ..state.runtime_config import registry_for
 from ..wagi.handler import ModuleHandler
 from ..wagi.manifest import load_manifest, parse_manifest
 from ..wagi.routes import Route, RouteTable, expand_dynamic_routes
@@ -60,6 +62,7 @@ def load_state(
         manifest = parse_manifest(manifest_text, base_dir=base, source=str(toml))
     warnings = list(manifest.warnings)
     global_env = dict(config.env)
+    registry = registry_for(config.runtime_config_file, config.state_dir)
     guests: dict[tuple[Path, EngineSettings], LoadedGuest] = {}
     routes: list[Route[ModuleHandler]] = []
     for spec in manifest.modules:
@@ -91,6 +94,12 @@ def load_state(
             default_host=config.hostname,
             server_software=SERVER_SOFTWARE,
             pump=pump,
+            state=RouteState(registry, spec.key_value_stores, spec.variables),
+        )
+        warnings.extend(
+            f"{spec.label}: key_value_stores: no store {label!r} is configured "
+            "(opening it answers no-such-store)"
+            for label in handler.route_state.missing()
         )
         if handler.link_error is not None:
             warnings.append(

@@ -25,10 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import wasmtime
+
 from ..capabilities import request_capabilities
 from ..engine import LoadedGuest, OutputPump, Program
 from ..errors import CgiError, ConfigError
 from ..limits import Limits
+from ..state.grants import RouteState, active
+from ..state.wagi_kv import IMPORT_MODULE as KV_MODULE
+from ..state.wagi_kv import define_wagi_kv
 from .cgi import (
     MAX_HEADER_BYTES,
     CgiRequest,
@@ -40,6 +45,13 @@ from .cgi import (
 from .manifest import ModuleSpec
 from .outbound import IMPORT_MODULE, OutboundPolicy, define_outbound_http, outbound_session
 from .routes import RouteMatch, parse_routes_output
+
+
+def _define_host(linker: wasmtime.Linker) -> None:
+    """WAGI's host modules: outbound HTTP and the key-value stores (``state.wagi_kv``)."""
+    define_outbound_http(linker)
+    define_wagi_kv(linker)
+
 
 __all__ = ["OVER_BUDGET", "STDERR_KEEP", "HandlerResult", "ModuleHandler"]
 
@@ -74,8 +86,10 @@ class ModuleHandler:
         default_host: str,
         server_software: str,
         pump: OutputPump,
+        state: RouteState | None = None,
     ) -> None:
         self.spec = spec
+        self.route_state = state or RouteState(None, (), {})
         self.guest = guest
         self.limits = limits  # the entry's limits merged over the server's (every one set)
         self.label = spec.label
@@ -94,8 +108,10 @@ class ModuleHandler:
         if guest.kind != "module":
             raise ConfigError(f"{spec.label}: {spec.module} is a component; WAGI serves modules")
         # Only a guest importing the outbound HTTP module needs a session (handles, policy).
-        self._outbound = any(i.module == IMPORT_MODULE for i in guest.core().imports)
-        self.program = Program(guest, define=define_outbound_http)
+        imported = {i.module for i in guest.core().imports}
+        self._outbound = IMPORT_MODULE in imported
+        self._kv = KV_MODULE in imported  # stores: writes are effects, see ``repeatable``
+        self.program = Program(guest, define=_define_host)
         self.link_error = self.program.link_error
         self._exports = self.program.exports
 
@@ -117,10 +133,10 @@ class ModuleHandler:
 
     @property
     def repeatable(self) -> bool:
-        """Whether running a request twice is invisible outside the guest: no volumes and no
-        outbound HTTP, so a run's only effects are its captured output (the guest may read
-        clocks and random numbers, which differ from run to run anyway)."""
-        return not self.spec.volumes and not self._outbound
+        """Whether running a request twice is invisible outside the guest: no volumes, no
+        outbound HTTP and no key-value stores, so a run's only effects are its captured output
+        (the guest may read clocks and random numbers, which differ from run to run anyway)."""
+        return not self.spec.volumes and not self._outbound and not self._kv
 
     def handle(
         self,
@@ -192,7 +208,7 @@ class ModuleHandler:
         session = outbound_session(self._policy) if self._outbound else contextlib.nullcontext()
         started = time.perf_counter()
         try:
-            with session:
+            with session, active(self.route_state):
                 outcome = self.program.run(
                     caps, limits, entry=entrypoint, timeout=budget if budgeted else None
                 )

@@ -11,6 +11,9 @@
   the entry run at once; more are answered 503, so one slow or hostile route cannot take every
   worker thread from the others). All limits are optional; an absent one is ``None`` (the
   caller's default; for ``max_concurrency``, no per-route limit).
+- State (Spin's spellings; rules in ``state.grants``): ``key_value_stores`` (the store labels the
+  route may open, none by default) and ``variables`` (``{name = "value"}``, or
+  ``{name = { env = "NAME" }}`` / ``{ file = "path" }`` with ``secret``) for ``wasi:config``.
 - ``module`` is a path or a ``file://`` URL (``file:///abs/x.wasm``, ``file:rel/x.wasm``) to a
   ``.wasm`` or ``.wat`` file; ``bindle:``, ``oci:`` and ``http(s):`` references are refused.
   Relative paths, for ``module`` and for volume host directories, resolve against the folder
@@ -58,6 +61,7 @@ from typing import Any
 from ..capabilities import DirGrant
 from ..errors import ConfigError, UsageError
 from ..limits import LIMIT_FIELDS, Limits
+from ..state.grants import Variable, parse_store_grants, parse_variables
 from ..units import parse_duration, parse_size
 from .cgi import CGI_VARIABLES
 from .routes import DEFAULT_ENTRYPOINT, HEALTH_PATH, RoutePattern
@@ -84,6 +88,8 @@ _KNOWN_KEYS = (
     "argv",
     "allowed_hosts",
     "http_max_concurrency",
+    "key_value_stores",
+    "variables",
     "timeout",
     "max_memory",
     "fuel",
@@ -93,6 +99,7 @@ _KNOWN_KEYS = (
 )
 _UNSUPPORTED_WAGI_KEYS = frozenset({"repository", "bindle_server"})
 _EMPTY_ENV: Mapping[str, str] = MappingProxyType({})
+_EMPTY_VARS: Mapping[str, Variable] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +117,8 @@ class ModuleSpec:
     allowed_hosts: tuple[str, ...] | None = None
     http_max_concurrency: int | None = None
     limits: Limits = Limits()  # the entry's own; a limit it does not set is None (the default's)
+    key_value_stores: tuple[str, ...] = ()  # store labels granted (state.grants)
+    variables: Mapping[str, Variable] = field(default_factory=lambda: _EMPTY_VARS)
 
     @property
     def label(self) -> str:
@@ -387,6 +396,8 @@ def _module_spec(
         allowed_hosts=entry.string_list("allowed_hosts"),
         http_max_concurrency=entry.positive_int("http_max_concurrency"),
         limits=_limits(entry, route.text),
+        key_value_stores=parse_store_grants(entry.table.get("key_value_stores"), entry.error),
+        variables=parse_variables(entry.table.get("variables"), base_dir, entry.error),
     )
 
 

@@ -24,6 +24,7 @@ from ..engine.capture import OutputPump
 from ..engine.loader import LoadedGuest
 from ..errors import LinkError
 from ..limits import Limits
+from ..state.grants import RouteState, active
 from ..wagi.cgi import CgiRequest
 from ..wagi.handler import HandlerResult, ModuleHandler
 from ..wagi.manifest import ModuleSpec
@@ -58,8 +59,10 @@ class ComponentRoute(ModuleHandler):
         default_host: str,
         server_software: str,
         pump: OutputPump,
+        state: RouteState | None = None,
     ) -> None:
         self.spec = spec
+        self.route_state = state or RouteState(None, (), {})
         self.guest = guest
         self.limits = limits
         self.label = spec.label
@@ -97,4 +100,5 @@ class ComponentRoute(ModuleHandler):
     ) -> HandlerResult:
         if self._proxy is None:
             return HandlerResult(500, None, "link", f"cannot instantiate: {self.link_error}")
-        return self._proxy.handle(request, body, match, budget)
+        with active(self.route_state):
+            return self._proxy.handle(request, body, match, budget)
