@@ -120,7 +120,8 @@ def denial(fty: cm.FuncType) -> Any:
 def _resolve(key: str, name: str, fty: cm.FuncType) -> Impl:
     impl = IMPLEMENTATIONS.get(key, {}).get(name)
     if impl is not None:
-        return impl
+        # A factory marked ``typed`` adapts to the imported shape (draft interfaces vary).
+        return impl(fty) if getattr(impl, "wasmgate_typed", False) else impl
     denied = denial(fty)
     if denied is not None:
         return lambda st, *args: denied

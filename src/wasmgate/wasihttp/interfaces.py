@@ -16,6 +16,8 @@ What each interface grants (the README lists the same):
   ends the request (status 0 keeps a response already set).
 - ``wasi:filesystem``: the route's volumes, read-only ones for reading only (see ``files``).
 - ``wasi:sockets``: every operation is ``access-denied``.
+- ``wasi:keyvalue/*`` and ``wasi:config/store``: the route's granted stores and its variables
+  (``state.keyvalue``).
 Functions with no entry here resolve to ``denial`` when their result carries an error the
 interface defines for it (``access-denied``, ``access``, ``HTTP-request-denied``), so a guest
 gets the interface's error value instead of a trap.
@@ -29,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..state import keyvalue
 from . import files
 from . import resources as r
 from .outbound import perform, request_url
@@ -616,6 +619,7 @@ IMPLEMENTATIONS: dict[str, dict[str, Impl]] = {
     "wasi:sockets/tcp": {},
     "wasi:sockets/udp": {},
     "wasi:sockets/ip-name-lookup": {},
+    **keyvalue.IMPLEMENTATIONS,  # wasi:keyvalue and wasi:config (the route's state)
 }
 
 # The resources each interface defines (not those it only ``use``s), with their host classes.
@@ -641,6 +645,7 @@ RESOURCES: dict[str, dict[str, type[r.Resource]]] = {
         "descriptor": files.Descriptor,
         "directory-entry-stream": files.DirectoryEntryStream,
     },
+    **keyvalue.RESOURCES,
 }
 
 # Resources no host function ever creates here (no terminal, no socket): they are

@@ -93,7 +93,8 @@ class ComponentRoute(ModuleHandler):
 
     @property
     def repeatable(self) -> bool:
-        return self._proxy is not None and self._proxy.repeatable
+        granted = bool(self.route_state.granted)  # store writes are effects
+        return self._proxy is not None and self._proxy.repeatable and not granted
 
     def handle(
         self, request: CgiRequest, body: bytes, match: Any, budget: float | None = None

@@ -1,0 +1,194 @@
+"""``wasi:keyvalue`` (store, atomics, batch @0.2.0-draft2) and ``wasi:config/store``
+(@0.2.0-draft) for components, beside the proxy-world host.
+
+These are entries of the wasi:http host's tables (``wasihttp.interfaces`` merges them), so they
+are linked the same way: by name, from the component's own type, any ``@0.2.x`` version
+(pre-release tags included). Every implementation is ``fn(state, *args)`` on the value codecs'
+shapes (a variant ``(case, payload)``, a result ``("ok", v)``/``("err", e)``, ``list<u8>`` as
+``bytes``, a record a ``dict``).
+
+Rules:
+- ``store.open(label)`` applies the route's grants (``grants``): a label the route's
+  ``key_value_stores`` does not list is ``error.access-denied``; a granted label with no store
+  configured is ``error.no-such-store``. A ``bucket`` is a handle on the backend; every failure
+  of the backend (limits, a server that is down) is ``error.other(message)``, never a trap; the
+  message names the store and the operation, never a value.
+- ``atomics.increment`` is the backend's atomic increment. ``cas.new`` (and ``new-with-read``)
+  reads the key's current value; ``swap`` writes only if the key still holds it, else answers
+  ``cas-failed`` with a fresh ``cas`` on the value now there (and, when the component's type has
+  the later draft's shape ``tuple<cas, option<list<u8>>>``, that value too).
+- ``batch`` is the backend's batch operations; ``get-many`` answers in the component's shape:
+  ``list<option<tuple<key, value>>>`` (draft2) or ``list<tuple<key, option<value>>>``.
+- ``wasi:config/store`` (and its earlier name ``wasi:config/runtime``): ``get`` and ``get-all``
+  over the route's ``variables``; they never fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wasmtime import component as cm
+
+from ..wasihttp import resources as r
+from ..wasihttp.resources import RequestState
+from . import grants
+from .backends import Backend, StoreError
+
+__all__ = ["IMPLEMENTATIONS", "RESOURCES", "typed"]
+
+
+@dataclass(eq=False, slots=True)
+class Bucket(r.Resource):
+    TYPE = 501
+    backend: Backend
+
+
+@dataclass(eq=False, slots=True)
+class Cas(r.Resource):
+    TYPE = 502
+    backend: Backend
+    key: str
+    seen: bytes | None
+
+
+def typed(factory: Any) -> Any:
+    """Mark an implementation factory that needs the imported function's type (the host calls
+    ``factory(func_type)`` at link time)."""
+    factory.wasmgate_typed = True
+    return factory
+
+
+def _err(e: StoreError) -> tuple[str, Any]:
+    if e.kind == "other":
+        return ("err", ("other", e.message))
+    return ("err", (e.kind, None))
+
+
+def store_open(st: RequestState, label: str) -> Any:
+    try:
+        return ("ok", Bucket(grants.current().open(label)))
+    except StoreError as e:
+        return _err(e)
+
+
+def _op(fn: Any) -> Any:
+    def impl(st: RequestState, bucket: Bucket, *args: Any) -> Any:
+        try:
+            return ("ok", fn(bucket.backend, *args))
+        except StoreError as e:
+            return _err(e)
+
+    return impl
+
+
+def _list_keys(b: Backend, cursor: str | None) -> dict[str, Any]:
+    page = b.list_keys(cursor)
+    return {"keys": page.keys, "cursor": page.cursor}
+
+
+def cas_new(st: RequestState, bucket: Bucket, key: str) -> Any:
+    try:
+        return ("ok", Cas(bucket.backend, key, bucket.backend.cas_read(key)))
+    except StoreError as e:
+        return _err(e)
+
+
+def cas_new_with_read(st: RequestState, bucket: Bucket, key: str) -> Any:
+    try:
+        seen = bucket.backend.cas_read(key)
+    except StoreError as e:
+        return _err(e)
+    return ("ok", (Cas(bucket.backend, key, seen), seen))
+
+
+def cas_current(st: RequestState, cas: Cas) -> Any:
+    return ("ok", cas.seen)
+
+
+def _cas_failed_with_value(fty: cm.FuncType) -> bool:
+    result = fty.result
+    if not isinstance(result, cm.ResultType) or not isinstance(result.err, cm.VariantType):
+        return False
+    for name, payload in result.err.cases:
+        if name == "cas-failed":
+            return isinstance(payload, cm.TupleType)
+    return False
+
+
+@typed
+def swap(fty: cm.FuncType) -> Any:
+    with_value = _cas_failed_with_value(fty)
+
+    def impl(st: RequestState, cas: Cas, value: bytes) -> Any:
+        try:
+            if cas.backend.cas_swap(cas.key, cas.seen, value):
+                return ("ok", None)
+            now = cas.backend.cas_read(cas.key)
+        except StoreError as e:
+            return ("err", ("store-error", _err(e)[1]))
+        fresh = Cas(cas.backend, cas.key, now)
+        return ("err", ("cas-failed", (fresh, now) if with_value else fresh))
+
+    return impl
+
+
+@typed
+def get_many(fty: cm.FuncType) -> Any:
+    result = fty.result
+    pairs_outside = True  # draft2: list<option<tuple<key, value>>>
+    if isinstance(result, cm.ResultType) and isinstance(result.ok, cm.ListType):
+        pairs_outside = isinstance(result.ok.element, cm.OptionType)
+
+    def impl(st: RequestState, bucket: Bucket, keys: list[str]) -> Any:
+        try:
+            values = bucket.backend.get_many(keys)
+        except StoreError as e:
+            return _err(e)
+        pairs = list(zip(keys, values, strict=True))
+        if pairs_outside:
+            return ("ok", [None if v is None else (k, v) for k, v in pairs])
+        return ("ok", pairs)
+
+    return impl
+
+
+def config_get(st: RequestState, key: str) -> Any:
+    return ("ok", grants.current().variable(key))
+
+
+def config_get_all(st: RequestState) -> Any:
+    return ("ok", grants.current().all_variables())
+
+
+_CONFIG = {"get": config_get, "get-all": config_get_all}
+
+IMPLEMENTATIONS: dict[str, dict[str, Any]] = {
+    "wasi:keyvalue/store": {
+        "open": store_open,
+        "[method]bucket.get": _op(lambda b, k: b.get(k)),
+        "[method]bucket.set": _op(lambda b, k, v: b.set(k, v)),
+        "[method]bucket.delete": _op(lambda b, k: b.delete(k)),
+        "[method]bucket.exists": _op(lambda b, k: b.exists(k)),
+        "[method]bucket.list-keys": _op(_list_keys),
+    },
+    "wasi:keyvalue/atomics": {
+        "increment": _op(lambda b, k, d: b.increment(k, d)),
+        "[static]cas.new": cas_new,
+        "[static]cas.new-with-read": cas_new_with_read,
+        "[method]cas.current": cas_current,
+        "swap": swap,
+    },
+    "wasi:keyvalue/batch": {
+        "get-many": get_many,
+        "set-many": _op(lambda b, items: b.set_many(items)),
+        "delete-many": _op(lambda b, keys: b.delete_many(keys)),
+    },
+    "wasi:config/store": _CONFIG,
+    "wasi:config/runtime": _CONFIG,
+}
+
+RESOURCES: dict[str, dict[str, type[r.Resource]]] = {
+    "wasi:keyvalue/store": {"bucket": Bucket},
+    "wasi:keyvalue/atomics": {"cas": Cas},
+}
