@@ -1,0 +1,136 @@
+"""Parsing the state settings: runtime config (Spin's format), grants and variables in
+modules.toml, and the deny-by-default rules of ``RouteState``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wasmgate.errors import ConfigError
+from wasmgate.state.backends import StoreError
+from wasmgate.state.grants import RouteState, Variable, parse_variables
+from wasmgate.state.runtime_config import StoreRegistry, parse_runtime_config
+from wasmgate.wagi.manifest import parse_manifest
+
+
+def _rc(text: str, tmp_path: Path) -> dict[str, object]:
+    return dict(parse_runtime_config(text, base_dir=tmp_path, source="rc.toml"))
+
+
+def test_runtime_config_spellings(tmp_path: Path) -> None:
+    stores = parse_runtime_config(
+        '[key_value_store.default]\ntype = "spin"\npath = "data/kv.db"\n'
+        '[key_value_store.cache]\ntype = "redis"\nurl = "redis://:pw@127.0.0.1:1/0"\n'
+        'prefix = "app:"\ntimeout = 0.5\nmax_value_bytes = 10\n',
+        base_dir=tmp_path,
+        source="rc.toml",
+    )
+    assert stores["default"].type == "sqlite"
+    assert stores["default"].path == tmp_path / "data" / "kv.db"
+    cache = stores["cache"]
+    assert (cache.type, cache.prefix, cache.timeout) == ("redis", "app:", 0.5)
+    assert cache.limits.max_value_bytes == 10
+    assert "pw" not in repr(cache)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[key_value_store.x]\ntype = "mysql"\n', "type must be"),
+        ('[key_value_store.x]\ntype = "redis"\nurl = "http://h"\n', "url must be"),
+        ('[key_value_store.x]\ntype = "redis"\nurl = "redis://:pw@h"\nurll = 1\n', "'urll'"),
+        ('[key_value_store.X]\ntype = "sqlite"\n', "lower-case"),
+        ('[key_value_store.x]\ntype = "sqlite"\nmax_key_bytes = 0\n', "positive"),
+        ('[sqlite_database.x]\ntype = "sqlite"\n', "unknown table"),
+    ],
+)
+def test_runtime_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        _rc(text, tmp_path)
+    assert message in str(e.value)
+    assert "pw" not in str(e.value)
+
+
+def test_default_store_without_a_runtime_config(tmp_path: Path) -> None:
+    registry = StoreRegistry({}, tmp_path / "state")
+    assert registry.configured("default")
+    assert not registry.configured("cache")
+    assert not (tmp_path / "state").exists()  # created on first use, not before
+    registry.open("default").set("k", b"v")
+    assert (tmp_path / "state" / "default.db").exists()
+    registry.close()
+
+
+def test_grants_deny_by_default(tmp_path: Path) -> None:
+    registry = StoreRegistry({}, tmp_path)
+    state = RouteState(registry, ("default", "ghost"), {})
+    assert state.open("default").label == "default"
+    with pytest.raises(StoreError) as e:
+        state.open("cache")
+    assert e.value.kind == "access-denied"
+    with pytest.raises(StoreError) as e:
+        state.open("ghost")
+    assert e.value.kind == "no-such-store"
+    assert state.missing() == ["ghost"]
+    with pytest.raises(StoreError) as e:
+        RouteState(registry, (), {}).open("default")
+    assert e.value.kind == "access-denied"
+
+
+def test_variables(tmp_path: Path) -> None:
+    (tmp_path / "pw.txt").write_text("s3cret\n")
+
+    def error(message: str) -> ConfigError:
+        return ConfigError(message)
+
+    variables = parse_variables(
+        {
+            "plain": "v",
+            "from_env": {"env": "TOKEN", "secret": True},
+            "from_file": {"file": "pw.txt"},
+            "public_file": {"file": "pw.txt", "secret": False},
+        },
+        tmp_path,
+        error,
+        environ={"TOKEN": "tok-9"},
+    )
+    assert variables["plain"] == Variable("v")
+    assert variables["from_env"].value == "tok-9"
+    assert variables["from_env"].secret
+    assert variables["from_file"].value == "s3cret"
+    assert variables["from_file"].secret
+    assert not variables["public_file"].secret
+    shown = repr(dict(variables))
+    assert "tok-9" not in shown
+    assert shown.count("s3cret") == 1  # the public one only
+    for bad, message in [
+        ({"Bad": "v"}, "lower-case"),
+        ({"x": {"env": "NOPE"}}, "has no NOPE"),
+        ({"x": {"file": "missing.txt"}}, "cannot read"),
+        ({"x": {"env": "TOKEN", "file": "pw.txt"}}, "exactly one"),
+        ({"x": 3}, "a string or a table"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            parse_variables(bad, tmp_path, error, environ={"TOKEN": "tok-9"})
+
+
+def test_manifest_keys(tmp_path: Path) -> None:
+    (tmp_path / "m.wasm").write_bytes(b"\0asm\1\0\0\0")
+    manifest = parse_manifest(
+        '[[module]]\nroute = "/a"\nmodule = "m.wasm"\nkey_value_stores = ["default", "cache"]\n'
+        'variables = { greeting = "hi" }\n'
+        '[[module]]\nroute = "/b"\nmodule = "m.wasm"\n',
+        base_dir=tmp_path,
+    )
+    a, b = manifest.modules
+    assert a.key_value_stores == ("default", "cache")
+    assert a.variables["greeting"].value == "hi"
+    assert b.key_value_stores == ()
+    assert dict(b.variables) == {}
+    assert not manifest.warnings
+    with pytest.raises(ConfigError, match="key_value_stores"):
+        parse_manifest(
+            '[[module]]\nroute = "/a"\nmodule = "m.wasm"\nkey_value_stores = "default"\n',
+            base_dir=tmp_path,
+        )
