@@ -61,6 +61,12 @@ CASES: dict[str, tuple[Callable[[Path], str], Check]] = {
     "send_timeout": (lambda d: "6s", lambda c, d: c.send_timeout == 6.0),
     "cache_dir": (lambda d: str(d / "cache"), lambda c, d: c.cache.directory == d / "cache"),
     "no_cache": (lambda d: "1", lambda c, d: c.cache.enabled is False),
+    # Any existing file will do: the runtime config is read when the server loads its routes.
+    "runtime_config_file": (
+        lambda d: str(d / "e.env"),
+        lambda c, d: c.runtime_config_file == d / "e.env",
+    ),
+    "state_dir": (lambda d: str(d / "st"), lambda c, d: c.state_dir == d / "st"),
 }
 
 
