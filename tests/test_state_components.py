@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from gateway_support import running_server
+from state_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "state"
@@ -47,7 +48,7 @@ def _site(tmp_path: Path, counter_py: Path) -> Path:
     toml = tmp_path / "modules.toml"
     toml.write_text(
         '[[module]]\nroute = "/..."\nmodule = "counter-py.wasm"\n'
-        'key_value_stores = ["default", "cache", "ghost"]\n'
+        'key_value_stores = ["default", "cache", "ghost", "down"]\n'
         "[module.variables]\n"
         'greeting = "hello"\n'
         'token = { env = "KV_TEST_TOKEN", secret = true }\n'
@@ -64,6 +65,8 @@ def test_component_stores_grants_and_config(
     rc.write_text(
         f'[key_value_store.cache]\ntype = "redis"\nurl = "{redis_url}"\n'
         f'prefix = "c:{uuid.uuid4().hex}:"\n'
+        f'[key_value_store.down]\ntype = "redis"\nurl = "redis://:pw9@127.0.0.1:{free_port()}"\n'
+        "timeout = 0.5\n"
     )
     env = {"KV_TEST_TOKEN": "env-secret-17"}
     args = ("--runtime-config-file", str(rc), "--state-dir", str(tmp_path / "state"))
@@ -79,6 +82,10 @@ def test_component_stores_grants_and_config(
         assert (r.status_code, r.text) == (403, "error=Error_AccessDenied \n")
         r = get("/count?store=ghost")
         assert (r.status_code, r.text) == (404, "error=Error_NoSuchStore \n")
+        r = get("/count?store=down")  # an error value, and the route keeps serving
+        assert r.status_code == 503
+        assert r.text == "error=Error_Other store 'down': increment: Redis server unreachable\n"
+        assert get("/count").text == "count=3\n"
         assert get("/batch").text.splitlines() == [
             "get-many [('b00', b'0'), None, ('b24', b'24')]",
             "list-keys 25 keys",
