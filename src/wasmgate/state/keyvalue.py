@@ -26,27 +26,38 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from wasmtime import component as cm
 
-from ..wasihttp import resources as r
-from ..wasihttp.resources import RequestState
 from . import grants
 from .backends import Backend, StoreError
+
+if TYPE_CHECKING:  # the wasi:http host imports this module: no import back at run time
+    from ..wasihttp.resources import RequestState
 
 __all__ = ["IMPLEMENTATIONS", "RESOURCES", "typed"]
 
 
+class _Resource:
+    """The shape of the wasi:http host's resources (``wasihttp.resources.Resource``): a host
+    type id, and nothing to do when the guest drops its handle."""
+
+    TYPE: ClassVar[int] = 0
+
+    def dropped(self, state: RequestState) -> None:
+        pass
+
+
 @dataclass(eq=False, slots=True)
-class Bucket(r.Resource):
-    TYPE = 501
+class Bucket(_Resource):
+    TYPE: ClassVar[int] = 501
     backend: Backend
 
 
 @dataclass(eq=False, slots=True)
-class Cas(r.Resource):
-    TYPE = 502
+class Cas(_Resource):
+    TYPE: ClassVar[int] = 502
     backend: Backend
     key: str
     seen: bytes | None
@@ -188,7 +199,7 @@ IMPLEMENTATIONS: dict[str, dict[str, Any]] = {
     "wasi:config/runtime": _CONFIG,
 }
 
-RESOURCES: dict[str, dict[str, type[r.Resource]]] = {
+RESOURCES: dict[str, dict[str, type[Any]]] = {
     "wasi:keyvalue/store": {"bucket": Bucket},
     "wasi:keyvalue/atomics": {"cas": Cas},
 }
