@@ -179,13 +179,13 @@ def _count_in_process(path: str, n: int) -> None:
 def test_sqlite_increment_is_atomic_across_processes(tmp_path: Path) -> None:
     path = str(tmp_path / "shared.db")
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_count_in_process, args=(path, 100)) for _ in range(4)]
+    procs = [ctx.Process(target=_count_in_process, args=(path, 100)) for _ in range(6)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    assert SqliteBackend("p", Path(path), StoreLimits()).get("procs") == b"400"
+    assert SqliteBackend("p", Path(path), StoreLimits()).get("procs") == b"600"
 
 
 def test_sqlite_persists_and_creates_its_folder(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Rules:
 - One table ``kv(key TEXT PRIMARY KEY, value BLOB)`` per file; the file and its folder are
   created on first use. The journal is WAL (readers never block the writer) with
   ``synchronous=NORMAL``; every process and thread opens its own connection (one per thread), so
-  ``--workers`` processes share the file safely.
+  ``--workers`` processes share the file safely (opening retries while another process creates
+  the file: SQLite answers some of those races "locked" without waiting).
 - Single-key reads and writes are single statements (autocommit). ``increment``, ``cas_swap`` and
   the batch writes run in ``BEGIN IMMEDIATE`` transactions: the write lock is taken before the
   read, so a read-modify-write is atomic across processes. A writer waits up to ``busy_timeout``
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -43,23 +45,42 @@ class SqliteBackend(Backend):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                os.fspath(self.path),
-                timeout=self.busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(_SCHEMA)
-        except (sqlite3.Error, OSError) as e:
-            raise self.fail("open", f"cannot open the database ({type(e).__name__})") from None
+        # Processes opening a new file at once race to create the table and switch it to WAL;
+        # SQLite answers some of those races "locked" at once, without its busy handler, so the
+        # set-up is retried until the busy timeout.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn = self._open_once()
+                break
+            except sqlite3.OperationalError as e:
+                if _reason(e) != "database is locked" or time.monotonic() > deadline:
+                    raise self.fail("open", f"cannot open the database ({_reason(e)})") from None
+                time.sleep(0.01)
+            except (sqlite3.Error, OSError) as e:
+                raise self.fail("open", f"cannot open the database ({type(e).__name__})") from None
         self._local.conn = conn
         with self._lock:
             self._all.append(conn)
+        return conn
+
+    def _open_once(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            os.fspath(self.path),
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @contextmanager
