@@ -328,21 +328,33 @@ def _die_with_parent() -> None:
 
 def _orphan_cleanup(run_dir: str) -> None:
     """After the master's death: remove this worker's metric files, and the run directory
-    when no process that wrote into it is alive any more."""
-    metrics = Path(run_dir) / "metrics"
-    _mark_dead(os.getpid())
-    alive = False
-    for f in metrics.glob("*.db"):
-        pid = f.stem.rpartition("_")[2]
-        if pid == str(os.getpid()):
-            with contextlib.suppress(OSError):
-                f.unlink()
-        elif pid.isdigit() and _alive(int(pid)):
-            alive = True
-    if not alive:
-        import shutil
+    when no process that wrote into it is alive any more. Workers do this one at a time (a lock
+    in the run directory): two leaving at once would each see the other alive, and neither
+    would remove the directory."""
+    import fcntl
 
-        shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        lock = os.open(os.path.join(run_dir, ".cleanup"), os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError:  # another worker removed the directory already
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        metrics = Path(run_dir) / "metrics"
+        _mark_dead(os.getpid())
+        alive = False
+        for f in metrics.glob("*.db"):
+            pid = f.stem.rpartition("_")[2]
+            if pid == str(os.getpid()):
+                with contextlib.suppress(OSError):
+                    f.unlink()
+            elif pid.isdigit() and _alive(int(pid)):
+                alive = True
+        if not alive:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+    finally:
+        os.close(lock)
 
 
 def _alive(pid: int) -> bool:
