@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+import abc
 import array
 import contextlib
 import ctypes
@@ -327,15 +328,15 @@ def raw_funcs_supported() -> bool:
     return _bindings is not None and _has(*_RAW_FUNC_SYMBOLS)
 
 
-class ResourceBridge:
+class ResourceBridge(abc.ABC):
     """How resources cross a raw host call; subclassed by the host that owns the tables."""
 
     def lift(self, rep: int, owned: bool) -> Any:
         return rep
 
+    @abc.abstractmethod
     def lower(self, value: Any) -> tuple[int, int]:
         """(rep, host resource type id) of a new own handle for ``value``."""
-        raise NotImplementedError
 
 
 # The ctypes thunks must outlive the linker that calls them: each is kept here under a key the
