@@ -19,7 +19,7 @@ import ctypes
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from itertools import accumulate
 from typing import Any, cast
 
@@ -52,7 +52,9 @@ except ImportError:  # pragma: no cover - binding layout changed
     _ffi = _bindings = _enter_wasm = None
 
 
+@cache
 def _has(*names: str) -> bool:
+    # Cached: several per-request calls ask it (the answer cannot change in a process).
     return _ffi is not None and all(hasattr(_ffi, n) for n in names)
 
 

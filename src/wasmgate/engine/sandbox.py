@@ -141,8 +141,23 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities) -> str | None:
             cfg.stdin_file = stdin
         except wasmtime.WasmtimeError:
             raise UsageError(f"cannot open stdin file {stdin}") from None
-    _output(cfg, "stdout", io.stdout)
-    _output(cfg, "stderr", io.stderr)
+    # Spelled out for both streams: this runs for every request, and a shared helper naming
+    # the setters by string cost the gateway 2% of its time (measured with py-spy).
+    out, err = io.stdout, io.stderr
+    if out is not None:
+        if isinstance(out, str):  # INHERIT (CAPTURE became a Captured)
+            cfg.inherit_stdout()
+        elif isinstance(out, Path):
+            cfg.stdout_file = out
+        else:
+            cfg.stdout_custom = _writer(out)
+    if err is not None:
+        if isinstance(err, str):
+            cfg.inherit_stderr()
+        elif isinstance(err, Path):
+            cfg.stderr_file = err
+        else:
+            cfg.stderr_custom = _writer(err)
     try:
         store.set_wasi(cfg)
     except BaseException:
@@ -154,19 +169,6 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities) -> str | None:
 
 
 _EIO = 5
-
-
-def _output(cfg: wasmtime.WasiConfig, name: str, stream: Any) -> None:
-    """Point the guest's ``name`` stream at ``stream``: a str is INHERIT (CAPTURE became a
-    ``Captured``), a Path a file, anything else a writer; None leaves it closed."""
-    if stream is None:
-        return
-    if isinstance(stream, str):
-        getattr(cfg, f"inherit_{name}")()
-    elif isinstance(stream, Path):
-        setattr(cfg, f"{name}_file", stream)
-    else:
-        setattr(cfg, f"{name}_custom", _writer(stream))
 
 
 def _writer(stream: Any) -> Callable[[bytes], int | None]:
