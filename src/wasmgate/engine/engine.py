@@ -73,12 +73,16 @@ class _EpochTicker:
         self._engine = engine
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._started = time.monotonic()
+        self._ticks = 0
         _tickers.add(self)
 
     def after_fork_in_child(self) -> None:
         # The thread did not survive the fork: the next deadline starts a new one.
         self._lock = threading.Lock()
         self._thread = None
+        self._started = time.monotonic()
+        self._ticks = 0
 
     def ensure_running(self) -> None:
         if self._thread is not None:
@@ -93,14 +97,20 @@ class _EpochTicker:
         # The epoch follows the clock, not the number of wake-ups: on a busy machine a sleep of
         # one tick can last many, and a deadline counted in wake-ups would stretch with them.
         engine = self._engine
-        started = time.monotonic()
-        ticks = 0
+        self._started = time.monotonic()
         while True:
             time.sleep(EPOCH_TICK)
-            due = int((time.monotonic() - started) / EPOCH_TICK)
-            while ticks < due:
+            due = int((time.monotonic() - self._started) / EPOCH_TICK)
+            while self._ticks < due:
                 engine.increment_epoch()
-                ticks += 1
+                self._ticks += 1
+
+    def lag(self) -> int:
+        """Ticks the epoch is behind the clock now (the ticker has not run for a while): a new
+        deadline adds them, or the catching-up ticker would end it that much early."""
+        if self._thread is None:
+            return 0
+        return max(0, int((time.monotonic() - self._started) / EPOCH_TICK) - self._ticks)
 
 
 _tickers: weakref.WeakSet[_EpochTicker] = weakref.WeakSet()
@@ -133,9 +143,12 @@ class EngineHandle:
         self.fingerprint = settings.fingerprint()
         self._ticker = _EpochTicker(self.engine)
 
-    def ensure_ticker(self) -> None:
-        """Start the epoch ticker if no store has needed a deadline yet."""
-        self._ticker.ensure_running()
+    def ensure_ticker(self) -> int:
+        """Start the epoch ticker if no store has needed a deadline yet; returns the ticks the
+        epoch lags behind the clock (see ``_EpochTicker.lag``)."""
+        ticker = self._ticker
+        ticker.ensure_running()
+        return ticker.lag()
 
 
 _engines: dict[EngineSettings, EngineHandle] = {}

@@ -70,8 +70,8 @@ def new_store(
     if timeout is None:
         store.set_epoch_deadline(NO_DEADLINE)
     else:
-        engine.ensure_ticker()
-        store.set_epoch_deadline(deadline_ticks(timeout))
+        lag = engine.ensure_ticker()
+        store.set_epoch_deadline(deadline_ticks(timeout) + lag)
     if engine.settings.consume_fuel:
         store.set_fuel(limits.fuel if limits.fuel is not None else UNLIMITED_FUEL)
     if limits.max_memory is not None:
@@ -88,8 +88,8 @@ def arm_call(
     if host_calls:
         set_host_deadline(timeout)
     if timeout is not None:
-        engine.ensure_ticker()
-        store.set_epoch_deadline(deadline_ticks(timeout))
+        lag = engine.ensure_ticker()
+        store.set_epoch_deadline(deadline_ticks(timeout) + lag)
     if limits.fuel is not None:
         store.set_fuel(limits.fuel)
 
