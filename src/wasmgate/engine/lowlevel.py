@@ -245,10 +245,15 @@ def hold_gil_in_quick_calls() -> list[str]:
     """Make the binding call the ``QUICK_CALLS`` without releasing the GIL (through a
     ``ctypes.PyDLL`` handle on the same library, with the same signatures). Idempotent; returns
     the names switched (those the binding has)."""
-    if _held or _bindings is None or _ffi is None or not hasattr(_ffi, "dll"):
-        return list(_held)
+    return _hold_gil(QUICK_CALLS, _held)
+
+
+def _hold_gil(names: Sequence[str], held_names: list[str]) -> list[str]:
+    """Switch ``names`` to GIL-holding calls once; ``held_names`` records what was switched."""
+    if held_names or _bindings is None or _ffi is None or not hasattr(_ffi, "dll"):
+        return list(held_names)
     library = ctypes.PyDLL(_ffi.dll._name, handle=_ffi.dll._handle)
-    for name in QUICK_CALLS:
+    for name in names:
         private = "_" + name
         released = getattr(_bindings, private, None)
         if released is None or not hasattr(library, name):
@@ -257,8 +262,8 @@ def hold_gil_in_quick_calls() -> list[str]:
         held.argtypes = released.argtypes
         held.restype = released.restype
         setattr(_bindings, private, held)
-        _held.append(name)
-    return list(_held)
+        held_names.append(name)
+    return list(held_names)
 
 
 def caller_store_id(caller: wasmtime.Caller) -> int | None:
@@ -674,20 +679,7 @@ def hold_gil_in_component_calls() -> list[str]:
     """``hold_gil_in_quick_calls`` for ``COMPONENT_QUICK_CALLS``. Instantiation is not among
     them: a component's start functions are guest code, which may run until its deadline.
     Idempotent; returns the names switched."""
-    if _held_component or _bindings is None or _ffi is None or not hasattr(_ffi, "dll"):
-        return list(_held_component)
-    library = ctypes.PyDLL(_ffi.dll._name, handle=_ffi.dll._handle)
-    for name in COMPONENT_QUICK_CALLS:
-        private = "_" + name
-        released = getattr(_bindings, private, None)
-        if released is None or not hasattr(library, name):
-            continue
-        held = getattr(library, name)
-        held.argtypes = released.argtypes
-        held.restype = released.restype
-        setattr(_bindings, private, held)
-        _held_component.append(name)
-    return list(_held_component)
+    return _hold_gil(COMPONENT_QUICK_CALLS, _held_component)
 
 
 def add_raw_resource(instance: Any, name: str, type_id: int, dropped: Any) -> bool:
