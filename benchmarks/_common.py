@@ -374,3 +374,22 @@ def summarise_targets(
     for name in ("ratios", "goal", "skipped"):
         report.pop(name, None)
     return report
+
+
+def per_call(fn: Callable[[], None], n: int) -> float:
+    """Microseconds per call of ``fn`` over ``n`` calls (wall clock)."""
+    import time
+
+    started = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - started) / n * 1e6
+
+
+def in_process_args(doc: str) -> argparse.Namespace:
+    """The flags of the in-process per-request benchmarks: --rounds, --n, --json."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args()

@@ -17,14 +17,12 @@ Guests: examples/wagi/hello.c (no body) and examples/wagi/echo.c with a 10 KB bo
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +31,7 @@ import wasmtime
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 
+from _common import in_process_args, per_call  # noqa: E402
 from guestbuild import build  # noqa: E402
 
 from wasmgate.config import GatewayConfig  # noqa: E402
@@ -100,19 +99,8 @@ def public_api_case(
     return run
 
 
-def per_call(fn: Callable[[], None], n: int) -> float:
-    started = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - started) / n * 1e6
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--n", type=int, default=300)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = in_process_args(__doc__ or "")
 
     tmp = Path(tempfile.mkdtemp(prefix="wasmgate-bench-"))
     try:

@@ -18,14 +18,12 @@ of the two store calls through ``wasmgate_kv`` (guest -> host -> backend and bac
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 sys.path.insert(0, str(REPO / "tests"))
 
+from _common import in_process_args, per_call  # noqa: E402
 from guestbuild import build  # noqa: E402
 
 from wasmgate.config import GatewayConfig  # noqa: E402
@@ -71,19 +70,8 @@ def case(state: object, path: str, body: bytes) -> Callable[[], None]:
     return run
 
 
-def per_call(fn: Callable[[], None], n: int) -> float:
-    started = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - started) / n * 1e6
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--n", type=int, default=300)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = in_process_args(__doc__ or "")
 
     tmp = Path(tempfile.mkdtemp(prefix="wasmgate-bench-state-"))
     try:
