@@ -192,10 +192,10 @@ def test_body_limits(echo_guest: LoadedGuest) -> None:
 
 def test_max_concurrency_busy_answers_503(echo_guest: LoadedGuest) -> None:
     handler = ProxyHandler(echo_guest, settings(max_concurrency=1))
-    handler._running = 1  # one request is running
+    handler._cap._running = 1  # one request is running
     request = CgiRequest(method="GET", raw_path="/")
     assert handler.handle(request, b"").status == 503
-    handler._running = 0
+    handler._cap._running = 0
     assert handler.handle(request, b"").status == 200
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,7 +53,7 @@ def _define_host(linker: wasmtime.Linker) -> None:
     define_wagi_kv(linker)
 
 
-__all__ = ["OVER_BUDGET", "STDERR_KEEP", "HandlerResult", "ModuleHandler"]
+__all__ = ["OVER_BUDGET", "STDERR_KEEP", "HandlerResult", "ModuleHandler", "RouteCap"]
 
 STDERR_KEEP = 16 * 1024
 OVER_BUDGET = "over-budget"  # the cause of a run stopped at the caller's budget (see handle)
@@ -71,6 +71,30 @@ class HandlerResult:
     stderr: bytes = b""
     stderr_total: int = 0
     budget: float | None = None  # the budget the guest ran under (see ModuleHandler.handle)
+
+
+class RouteCap:
+    """A route's ``max_concurrency``: at most ``cap`` requests run at once, and one more is
+    answered 503 at once without running its guest. Shared by every route kind."""
+
+    __slots__ = ("_lock", "_running", "cap")
+
+    def __init__(self, cap: int | None) -> None:
+        self.cap = cap
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def run(self, serve: Callable[[], HandlerResult]) -> HandlerResult:
+        with self._lock:
+            if self._running >= (self.cap or 0):
+                reason = f"route busy: {self.cap} requests already running (max_concurrency)"
+                return HandlerResult(503, None, "route-busy", reason)
+            self._running += 1
+        try:
+            return serve()
+        finally:
+            with self._lock:
+                self._running -= 1
 
 
 class ModuleHandler:
@@ -98,8 +122,7 @@ class ModuleHandler:
         self._server_software = server_software
         self._pump = pump
         self._base_env = {**global_env, **spec.environment}
-        self._running = 0  # requests in handle() now (for max_concurrency)
-        self._running_lock = threading.Lock()
+        self._cap = RouteCap(limits.max_concurrency)
         self._policy = OutboundPolicy(
             allowed_hosts=spec.allowed_hosts,
             max_concurrency=spec.http_max_concurrency,
@@ -152,19 +175,9 @@ class ModuleHandler:
         when it runs out is stopped and the result's cause is ``OVER_BUDGET``: nothing was
         answered, and the caller may run the request again with the full timeout (only for a
         ``repeatable`` route)."""
-        cap = self.limits.max_concurrency
-        if cap is None:
+        if self._cap.cap is None:
             return self._handle(request, body, match, budget)
-        with self._running_lock:
-            if self._running >= cap:
-                reason = f"route busy: {cap} requests already running (max_concurrency)"
-                return HandlerResult(503, None, "route-busy", reason)
-            self._running += 1
-        try:
-            return self._handle(request, body, match, budget)
-        finally:
-            with self._running_lock:
-                self._running -= 1
+        return self._cap.run(lambda: self._handle(request, body, match, budget))
 
     def _handle(
         self, request: CgiRequest, body: bytes, match: RouteMatch[Any], budget: float | None

@@ -23,7 +23,6 @@ Rules:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -38,7 +37,7 @@ from ..engine.outcome import Outcome, classify_failure, fold_error, timed_out
 from ..engine.sandbox import new_store
 from ..limits import Limits
 from ..wagi.cgi import CgiRequest, CgiResponse
-from ..wagi.handler import OVER_BUDGET, STDERR_KEEP, HandlerResult
+from ..wagi.handler import OVER_BUDGET, STDERR_KEEP, HandlerResult, RouteCap
 from ..wagi.outbound import OutboundPolicy
 from . import resources as r
 from .files import Volume
@@ -151,8 +150,7 @@ class ProxyHandler:
         self.linked = link_component(
             guest.as_component(), guest.engine.engine, label=self.label, fast=fast
         )
-        self._running = 0
-        self._running_lock = threading.Lock()
+        self._cap = RouteCap(limits.max_concurrency)
 
     @property
     def repeatable(self) -> bool:
@@ -166,19 +164,9 @@ class ProxyHandler:
         """The gateway's entry (as ``ModuleHandler.handle``): answers 503 at once beyond the
         route's ``max_concurrency``."""
         req = request_from_cgi(request, body, self.default_host)
-        cap = self.limits.max_concurrency
-        if cap is None:
+        if self._cap.cap is None:
             return self.serve(req, budget)
-        with self._running_lock:
-            if self._running >= cap:
-                reason = f"route busy: {cap} requests already running (max_concurrency)"
-                return HandlerResult(503, None, "route-busy", reason)
-            self._running += 1
-        try:
-            return self.serve(req, budget)
-        finally:
-            with self._running_lock:
-                self._running -= 1
+        return self._cap.run(lambda: self.serve(req, budget))
 
     def serve(self, request: HttpRequest, budget: float | None = None) -> HandlerResult:
         """Run the guest for one request (blocking). A request without an authority gets the
