@@ -293,24 +293,35 @@ def _worker_main(
     run_dir: str,
 ) -> None:
     _die_with_parent()
-    _setup_worker_logging(index)
-    if os.getppid() != master:  # the master died before we could ask to die with it
-        return
-    limit_heap_retention()
-    snapshot = Path(run_dir) / _SNAPSHOT
-    gateway = Gateway(config, manifest_file=snapshot)
-    gateway.count_reloads = False
+    # SIGTERM (the master's death, or its stop) ends the worker through the ``finally`` below,
+    # not by the default action, which would leave its files behind: before uvicorn installs
+    # its handlers, and after, when uvicorn raises the signal it caught again.
+    signal.signal(signal.SIGTERM, _stop_starting)
     try:
-        gateway.load()
-    except WasmgateError as e:  # e.g. a module file broken since the master checked it
-        log.error("worker %d cannot start: %s", index, e)
-        raise SystemExit(1) from None
-    server = _Server(_uvicorn_config(config, gateway), gateway, watch=False, master=master)
-    try:
+        _setup_worker_logging(index)
+        if os.getppid() != master:  # the master died before we could ask to die with it
+            return
+        limit_heap_retention()
+        snapshot = Path(run_dir) / _SNAPSHOT
+        gateway = Gateway(config, manifest_file=snapshot)
+        gateway.count_reloads = False
+        try:
+            gateway.load()
+        except WasmgateError as e:  # e.g. a module file broken since the master checked it
+            log.error("worker %d cannot start: %s", index, e)
+            raise SystemExit(1) from None
+        server = _Server(_uvicorn_config(config, gateway), gateway, watch=False, master=master)
         server.run(sockets=[sock])
     finally:
         if os.getppid() != master:
-            _orphan_cleanup(run_dir)
+            # uvicorn raises the SIGTERM it caught again once it has stopped: let nothing cut
+            # the clean-up short.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _orphan_cleanup(run_dir, master)
+
+
+def _stop_starting(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 _SNAPSHOT = "modules.toml"
@@ -326,11 +337,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def _orphan_cleanup(run_dir: str) -> None:
+def _orphan_cleanup(run_dir: str, master: int) -> None:
     """After the master's death: remove this worker's metric files, and the run directory
     when no process that wrote into it is alive any more. Workers do this one at a time (a lock
     in the run directory): two leaving at once would each see the other alive, and neither
-    would remove the directory."""
+    would remove the directory. The master's own files never count: it is dead, though until
+    its parent reaps it, it still answers as a process (a zombie)."""
     import fcntl
 
     try:
@@ -341,13 +353,21 @@ def _orphan_cleanup(run_dir: str) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         metrics = Path(run_dir) / "metrics"
         _mark_dead(os.getpid())
+        # A worker that has been through here counts as gone even while its process lives on:
+        # its metric threads may write a file again before it exits.
+        Path(run_dir, f".left-{os.getpid()}").touch()
         alive = False
         for f in metrics.glob("*.db"):
             pid = f.stem.rpartition("_")[2]
             if pid == str(os.getpid()):
                 with contextlib.suppress(OSError):
                     f.unlink()
-            elif pid.isdigit() and _alive(int(pid)):
+            elif (
+                pid.isdigit()
+                and int(pid) != master
+                and _alive(int(pid))
+                and not Path(run_dir, f".left-{pid}").exists()
+            ):
                 alive = True
         if not alive:
             import shutil
