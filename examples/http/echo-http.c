@@ -17,6 +17,11 @@
 //   /fs/list        answers the folder's entries, one name a line
 //                   (a filesystem failure answers "error=N\n", N: the error-code case)
 //   /clock          answers "ok" if the clocks and random numbers look right
+//   /stream/N       answers N lines "event I", waiting 100 ms after each (a streamed response),
+//                   then ends with the trailer x-events: N
+//   /trailers       answers "body" and ends with the trailer x-checksum: 42
+//   /request-trailers  reads the whole body, then answers "bytes=N" and each request trailer
+//                   as a line "NAME: VALUE"
 //   /fetch/AUTHORITY/PATH   GETs http://AUTHORITY/PATH (wasi:http/outgoing-handler) and answers
 //                   "status=NNN\n" and the body it got, or "error=N\n" (N: the error-code case)
 // A path /t/NAME/REST is read as /REST (so a server can mount it under routes with other limits).
@@ -40,6 +45,9 @@ IMPORT(HTTP, "[method]incoming-request.consume") void req_consume(h32, void *ret
 IMPORT(HTTP, "[resource-drop]incoming-request") void req_drop(h32);
 IMPORT(HTTP, "[method]incoming-body.stream") void inbody_stream(h32, void *ret);
 IMPORT(HTTP, "[resource-drop]incoming-body") void inbody_drop(h32);
+IMPORT(HTTP, "[static]incoming-body.finish") h32 inbody_finish(h32);
+IMPORT(HTTP, "[method]future-trailers.subscribe") h32 trailers_subscribe(h32);
+IMPORT(HTTP, "[method]future-trailers.get") void trailers_get(h32, void *ret);
 IMPORT(HTTP, "[constructor]fields") h32 fields_new(void);
 IMPORT(HTTP, "[method]fields.append")
 void fields_append(h32, const char *n, size_t nlen, const uint8_t *v, size_t vlen, void *ret);
@@ -305,6 +313,59 @@ static void files(const uint8_t *cmd, size_t n, h32 request, h32 out) {
     fs_drop(file);
 }
 
+static void sleep_ms(int64_t ms) {
+    h32 p = subscribe_duration(ms * 1000 * 1000);
+    pollable_block(p);
+    pollable_drop(p);
+}
+
+// Each "NAME: VALUE" line of a fields resource's entries.
+static void write_fields(h32 fields, h32 out) {
+    fields_entries(fields, RET);
+    const int32_t *entries = (const int32_t *)(uintptr_t)RET32(0);
+    size_t count = (size_t)RET32(4);
+    for (size_t i = 0; i < count; i++) {
+        const int32_t *e = entries + 4 * i;
+        write_all(out, (const uint8_t *)(uintptr_t)e[0], (size_t)e[1]);
+        write_all(out, (const uint8_t *)": ", 2);
+        write_all(out, (const uint8_t *)(uintptr_t)e[2], (size_t)e[3]);
+        write_all(out, (const uint8_t *)"\n", 1);
+    }
+}
+
+// /request-trailers: count the body, then wait for its trailers and write them.
+static void request_trailers(h32 request, h32 out) {
+    req_consume(request, RET);
+    check(RET[0] == 0);
+    h32 inbody = RET32(4);
+    inbody_stream(inbody, RET);
+    check(RET[0] == 0);
+    h32 in = RET32(4);
+    uint32_t total = 0;
+    uintptr_t mark = heap_top;
+    for (;;) {
+        in_read(in, 65536, RET);
+        if (RET[0] != 0) break;
+        total += (uint32_t)RET32(8);
+        heap_top = mark;
+    }
+    in_drop(in);
+    char text[24] = "bytes=";
+    size_t k = decimal(total, text + 6);
+    text[6 + k] = '\n';
+    write_all(out, (const uint8_t *)text, 7 + k);
+    h32 future = inbody_finish(inbody);
+    h32 ready = trailers_subscribe(future);
+    pollable_block(ready);
+    pollable_drop(ready);
+    // option<result<result<option<own<trailers>>, error-code>>>: some @0, ok @8, ok @16,
+    // some @24, handle @28
+    trailers_get(future, RET);
+    check(RET[0] == 1 && RET[8] == 0);
+    if (RET[16] != 0) { write_all(out, (const uint8_t *)"error\n", 6); return; }
+    if (RET[24]) write_fields(RET32(28), out);
+}
+
 static void set_ok(h32 outparam, h32 resp) { outparam_set(outparam, 0, resp, 0, 0, 0, 0, 0, 0); }
 
 EXPORT("wasi:http/incoming-handler@0.2.12#handle")
@@ -393,6 +454,8 @@ void handle(h32 request, h32 outparam) {
     outbody_write(body, RET);
     check(RET[0] == 0);
     h32 out = RET32(4);
+    const char *trailer_name = 0, *trailer_value = 0;
+    size_t trailer_len = 0;
 
     if (prefix(path, plen, "/big/")) {
         static uint8_t xs[4096];
@@ -431,6 +494,26 @@ void handle(h32 request, h32 outparam) {
         files(path + 4, plen - 4, request, out);
     } else if (prefix(path, plen, "/fetch/")) {
         fetch(path + 7, plen - 7, out);
+    } else if (prefix(path, plen, "/stream/")) {
+        uint32_t n = number(path + 8, plen - 8);
+        for (uint32_t i = 0; i < n; i++) {
+            char text[24] = "event ";
+            size_t k = decimal(i, text + 6);
+            text[6 + k] = '\n';
+            write_all(out, (const uint8_t *)text, 7 + k);
+            sleep_ms(100);
+        }
+        static char count[10];
+        trailer_value = count;
+        trailer_len = decimal(n, count);
+        trailer_name = "x-events";
+    } else if (same(path, plen, "/trailers")) {
+        write_all(out, (const uint8_t *)"body\n", 5);
+        trailer_name = "x-checksum";
+        trailer_value = "42";
+        trailer_len = 2;
+    } else if (same(path, plen, "/request-trailers")) {
+        request_trailers(request, out);
     } else {
         // the request body, chunk by chunk, straight back
         req_consume(request, RET);
@@ -441,7 +524,13 @@ void handle(h32 request, h32 outparam) {
     check(RET[0] == 0);
     out_drop(out);
     if (same(path, plen, "/unfinished")) return;
-    outbody_finish(body, 0, 0, RET);
+    if (trailer_name) {
+        h32 trailers = fields_new();
+        append(trailers, trailer_name, slen(trailer_name), (const uint8_t *)trailer_value, trailer_len);
+        outbody_finish(body, 1, trailers, RET);
+    } else {
+        outbody_finish(body, 0, 0, RET);
+    }
     check(RET[0] == 0);
     if (same(path, plen, "/exit-ok")) cli_exit(0);
 }

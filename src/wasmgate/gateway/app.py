@@ -70,10 +70,12 @@ from ..errors import HTTP_STATUS, ConfigError, WasmgateError
 from ..wagi.cgi import CgiRequest
 from ..wagi.handler import OVER_BUDGET, HandlerResult, ModuleHandler
 from ..wagi.routes import HealthCheck, RouteMatch
+from ..wasihttp.streaming import WINDOW, Exchange
 from .guest_pool import GuestPool
 from .metrics import GatewayMetrics, access_log
 from .placement import Placement
-from .protocol import REFUSED_KEY
+from .protocol import ABORT_KEY, REFUSED_KEY
+from .relay import NOT_TRAILERS, Relay
 from .state import GatewayState, load_state, read_manifest_text
 
 __all__ = ["Gateway", "create_app"]
@@ -90,6 +92,10 @@ Send = Any
 BLOCKED_GRACE = 1.0
 GAUGE_PERIOD = 0.25  # seconds between updates of the in-flight and queued gauges
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+# A wasi:http route streams a request body (the guest reads it as it arrives) when it is
+# chunked or longer than this; a shorter one is read first, as for every route.
+STREAM_AFTER = 64 * 1024
+_TRAILERS = "http.response.trailers"  # ASGI's extension for response trailers
 
 
 class _BodyTooLarge(Exception):
@@ -284,10 +290,20 @@ class Gateway:
             return
         client = request.client[0] if request.client else "-"
         held = _Held(self._bodies, client, handler)
+        limit = handler.limits.max_request_body or 0
+        # A wasi:http route reads a long or chunked body as it arrives (see ``relay``).
+        stream_in = (
+            handler.streams
+            and has_body
+            and (request.content_length is None or request.content_length > STREAM_AFTER)
+        )
         try:
             body = b""  # no Content-Length and not chunked: no body (RFC 9112 6.3)
-            if has_body:
-                limit = handler.limits.max_request_body or 0
+            if stream_in:
+                if request.content_length is not None and request.content_length > limit:
+                    raise _BodyTooLarge
+                held.take(min(WINDOW, request.content_length or WINDOW))  # what it may hold
+            elif has_body:
                 body = await _read_body(receive, request.content_length, limit, held)
         except _BodyTooLarge:
             held.release()
@@ -315,35 +331,139 @@ class Gateway:
         busy = self._busy(handler)
         if busy is not None:
             held.release()
-            await _respond(send, 503, _busy_headers(False), b"Service Unavailable\n")
+            await _respond(send, 503, _busy_headers(stream_in), b"Service Unavailable\n")
             self._finish(request, rid, found, 503, busy, started, len(body), 20, None)
             return
+        relay: Relay | None = None
         try:
-            result = await self._run(handler, request, body, found, rid)
+            result: HandlerResult | None = None
+            if not stream_in:
+                result = await self._run_inline(handler, request, body, found, rid)
+            if result is None:
+                if handler.streams:
+                    relay = Relay(
+                        scope,
+                        receive,
+                        send,
+                        prefix=body,
+                        complete=not stream_in,
+                        limit=handler.limits.max_request_body,
+                    )
+                    relay.start()
+                exchange = relay.exchange if relay is not None else None
+                result = await self._run_on_thread(handler, request, body, found, rid, exchange)
+                self._placement.thread_ran(handler, result.guest_seconds)
         finally:
             held.release()
+        if relay is not None:
+            await self._conclude(request, rid, found, started, relay, result, scope, send)
+            return
+        await self._answer(request, rid, found, started, len(body), result, send, scope)
+
+    async def _answer(
+        self,
+        request: CgiRequest,
+        rid: str,
+        found: RouteMatch[ModuleHandler],
+        started: float,
+        received: int,
+        result: HandlerResult,
+        send: Send,
+        scope: Scope,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Send a guest's buffered answer (or its failure's status), then log and count it.
+        Trailers go out only where the server offers ASGI's trailers extension."""
         if result.response is not None:
             response = result.response
-            await _respond(send, response.status, response.headers, response.body)
+            headers = [*response.headers, *extra] if extra else response.headers
+            if result.trailers and _TRAILERS in scope.get("extensions", ()):
+                await _respond_with_trailers(send, response.status, headers, response.body, result)
+            else:
+                await _respond(send, response.status, headers, response.body)
             sent = len(response.body)
         else:
-            await _respond(send, result.status, [], b"")
+            await _respond(send, result.status, extra or [], b"")
             sent = 0
-            # A client's fault (e.g. a bad Host: 400) is not the server's error.
-            level = logging.WARNING if result.status < 500 else logging.ERROR
-            log.log(
-                level,
-                "%s %s -> %d: %s (req %s, client %s)",
-                handler.label,
-                request.raw_path,
-                result.status,
-                result.reason,
-                rid,
-                _peer(request),
-            )
+            self._log_failure(found.route.handler, request, rid, result)
         self._finish(
-            request, rid, found, result.status, result.cause, started, len(body), sent, result
+            request, rid, found, result.status, result.cause, started, received, sent, result
         )
+
+    def _log_failure(
+        self, handler: ModuleHandler, request: CgiRequest, rid: str, result: HandlerResult
+    ) -> None:
+        # A client's fault (e.g. a bad Host: 400) is not the server's error.
+        level = logging.WARNING if result.status < 500 else logging.ERROR
+        log.log(
+            level,
+            "%s %s -> %d: %s (req %s, client %s)",
+            handler.label,
+            request.raw_path,
+            result.status,
+            result.reason,
+            rid,
+            _peer(request),
+        )
+
+    async def _conclude(
+        self,
+        request: CgiRequest,
+        rid: str,
+        found: RouteMatch[ModuleHandler],
+        started: float,
+        relay: Relay,
+        result: HandlerResult,
+        scope: Scope,
+        send: Send,
+    ) -> None:
+        """End a request whose bodies streamed: complete or cut off a response already started,
+        or answer as for a buffered one (413 for a body that grew past its limit, nothing for a
+        client that left)."""
+        try:
+            if result.streamed:
+                if result.cause == "ok":
+                    await relay.finish()
+                if not relay.ended:
+                    _abort(scope)
+                    # Why it was cut off: the body's limit or the client first, whatever the
+                    # guest made of the failed read or write.
+                    if relay.too_large:
+                        limit = found.route.handler.limits.max_request_body
+                        reason = f"request body over {limit} bytes"
+                        result = replace(result, status=413, cause="body-too-large", reason=reason)
+                    elif relay.client_gone or result.cause == "ok":
+                        reason = "the client closed the connection during the response"
+                        result = replace(result, status=499, cause="client-gone", reason=reason)
+                    self._log_failure(found.route.handler, request, rid, result)
+                received = relay.exchange.received
+                self._finish(
+                    request,
+                    rid,
+                    found,
+                    result.status,
+                    result.cause,
+                    started,
+                    received,
+                    relay.sent,
+                    result,
+                )
+                return
+        finally:
+            await relay.close()
+        received = relay.exchange.received
+        if relay.too_large:
+            limit = found.route.handler.limits.max_request_body
+            result = HandlerResult(413, None, "body-too-large", f"request body over {limit} bytes")
+            await _respond(send, 413, [*_TEXT, (b"connection", b"close")], b"Payload Too Large\n")
+            self._finish(request, rid, found, 413, "body-too-large", started, received, 18, result)
+            return
+        if relay.client_gone:
+            self._finish(request, rid, found, 499, "client-gone", started, received, 0, result)
+            return
+        # A body the guest left unread is not worth reading: close after the answer.
+        extra = None if relay.body_complete else [(b"connection", b"close")]
+        await self._answer(request, rid, found, started, received, result, send, scope, extra)
 
     def _busy(self, handler: ModuleHandler) -> str | None:
         """Why ``handler``'s next request cannot be admitted now (a cause), or None."""
@@ -366,36 +486,35 @@ class Gateway:
         else:
             del self._by_route[handler]
 
-    async def _run(
+    async def _run_inline(
         self,
         handler: ModuleHandler,
         request: CgiRequest,
         body: bytes,
         match: RouteMatch[ModuleHandler],
         rid: str,
-    ) -> HandlerResult:
+    ) -> HandlerResult | None:
+        """Run the guest on the event loop when ``Placement`` says so; None when it was not (or
+        ran past its budget, to be run again on a guest thread)."""
         placement = self._placement
         placement.seen(handler)
         budget = self.config.inline_budget
-        if budget is not None and placement.inline_ok(handler):
-            self._admit(handler)
-            cpu = time.thread_time()
-            try:
-                result = handler.handle(request, body, match, budget)
-            finally:
-                self._release(handler)
-            if result.cause != OVER_BUDGET:
-                # CPU time, not wall time: waiting for the GIL is not the guest's doing.
-                placement.inline_ran(handler, time.thread_time() - cpu)
-                if result.stderr:  # file I/O: off the event loop, as for threaded runs
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(
-                        None, self._log_stderr, handler, request, rid, result
-                    )
-                return result
+        if budget is None or not placement.inline_ok(handler):
+            return None
+        self._admit(handler)
+        cpu = time.thread_time()
+        try:
+            result = handler.handle(request, body, match, budget)
+        finally:
+            self._release(handler)
+        if result.cause == OVER_BUDGET:
             placement.overran(handler)
-        result = await self._run_on_thread(handler, request, body, match, rid)
-        placement.thread_ran(handler, result.guest_seconds)
+            return None
+        # CPU time, not wall time: waiting for the GIL is not the guest's doing.
+        placement.inline_ran(handler, time.thread_time() - cpu)
+        if result.stderr:  # file I/O: off the event loop, as for threaded runs
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._log_stderr, handler, request, rid, result)
         return result
 
     async def _run_on_thread(
@@ -405,12 +524,22 @@ class Gateway:
         body: bytes,
         match: RouteMatch[ModuleHandler],
         rid: str,
+        exchange: Exchange | None = None,
     ) -> HandlerResult:
         self._admit(handler)
         state = [0.0, 0.0]  # [when _work started (0: queued), 1.0 once the client was answered]
         capped = self._placement.capped(handler)
         future = self._pool.submit(
-            self._work, handler, request, body, match, rid, state, key=handler, capped=capped
+            self._work,
+            handler,
+            request,
+            body,
+            match,
+            rid,
+            state,
+            exchange,
+            key=handler,
+            capped=capped,
         )
 
         def release(_: object) -> None:
@@ -462,11 +591,15 @@ class Gateway:
         match: RouteMatch[ModuleHandler],
         rid: str,
         state: list[float],
+        exchange: Exchange | None,
     ) -> HandlerResult:
         state[0] = time.monotonic()
         if state[1]:  # the client already got its 504 while this waited for a thread
             return HandlerResult(504, None, "timeout", "abandoned in the queue")
-        result = handler.handle(request, body, match)
+        if exchange is not None:  # bodies stream (``streams``): the body is the exchange's
+            result = handler.handle(request, b"", match, exchange=exchange)  # type: ignore[call-arg]
+        else:
+            result = handler.handle(request, body, match)
         if result.stderr:
             self._log_stderr(handler, request, rid, result)
         return result
@@ -637,6 +770,30 @@ async def _read_body(receive: Receive, declared: int | None, limit: int, held: _
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _abort(scope: Scope) -> None:
+    """Reset the connection of a response that cannot be completed (the protocol's
+    ``ABORT_KEY``); under a server without it, raising makes the server close it."""
+    abort = scope.get(ABORT_KEY)
+    if abort is None:
+        raise RuntimeError("streamed response cut off")
+    abort()
+
+
+async def _respond_with_trailers(
+    send: Send,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    result: HandlerResult,
+) -> None:
+    """A buffered answer that ends with trailers (chunked, so that they can follow it)."""
+    start = {"type": "http.response.start", "status": status, "headers": headers, "trailers": True}
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    trailers = [(n, v) for n, v in result.trailers if n.lower() not in NOT_TRAILERS]
+    await send({"type": "http.response.trailers", "headers": trailers})
 
 
 async def _respond(

@@ -51,6 +51,15 @@ process's protocol class through ``guarded_protocol(config)``):
   the request's scope (``REFUSED_KEY``) so the application reports that status, not a hang-up.
 - ``limit_heap_retention()`` (called by the server in each serving process) keeps glibc from
   holding on to freed request and response buffers.
+- Trailers (HTTP/1.1 carries them after a chunked body): a request's trailer fields are kept
+  apart from its headers, never merged into them, and left in the scope under
+  ``REQUEST_TRAILERS_KEY`` by the time its body is complete; they count against the same
+  limits as the head (``MAX_HEADERS`` fields, ``MAX_HEAD_BYTES`` bytes: 431 past them). A
+  response may end with trailers through ASGI's ``http.response.trailers`` extension (a
+  chunked response only; the scope lists the extension).
+- ``ABORT_KEY`` in the scope is a callable that resets the connection: how the application ends
+  a response it can no longer complete (a streamed guest that failed half-way), so the client
+  sees an error and never a short body as if it were whole.
 - Writes are coalesced: everything the connection writes during one pass of the event loop
   (a response's head and body are two ASGI messages, so two writes) goes out in one system call
   at the start of the next pass. All writes of the connection, the protocol's own included, go
@@ -72,7 +81,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from ..config import (
     DEFAULT_BODY_MIN_RATE,
@@ -85,10 +98,12 @@ from ..config import (
 from .metrics import GatewayMetrics
 
 __all__ = [
+    "ABORT_KEY",
     "MAX_HEADERS",
     "MAX_HEAD_BYTES",
     "MAX_URL",
     "REFUSED_KEY",
+    "REQUEST_TRAILERS_KEY",
     "CoalescingTransport",
     "GuardedHttpToolsProtocol",
     "guarded_protocol",
@@ -114,6 +129,11 @@ _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST,
 # Scope key under which a refusal made while the body was read is left for the application:
 # ``(status, cause)``.
 REFUSED_KEY = "wasmgate.refused"
+# Scope key of a request's trailer fields (``[(name, value)]``, lower-case names), once sent.
+REQUEST_TRAILERS_KEY = "wasmgate.request_trailers"
+# Scope key of a callable that resets the connection (see the rules).
+ABORT_KEY = "wasmgate.abort"
+_EXTENSIONS: dict[str, dict[str, Any]] = {"http.response.trailers": {}}
 
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
@@ -467,6 +487,34 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_deadline = self.loop.time() + self.body_timeout
         super().on_headers_complete()
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_body:
+            super().on_header(name, value)
+            return
+        # A trailer field (see the rules): kept apart, within the head's limits.
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+        trailers: list[tuple[bytes, bytes]] = scope.setdefault(REQUEST_TRAILERS_KEY, [])
+        trailers.append((name.lower(), value))
+        self._head_bytes += len(name) + len(value) + 4
+        if len(trailers) > MAX_HEADERS or self._head_bytes > MAX_HEAD_BYTES:
+            raise _Refuse(431, "request trailers too large", "head-too-large")
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        cycle.__class__ = _TrailerCycle  # same state, a send that also knows trailers
+        scope: Any = cycle.scope
+        scope["extensions"] = _EXTENSIONS
+        scope[ABORT_KEY] = self._abort
+        super()._start_asgi_task(cycle, app)
+
+    def _abort(self) -> None:
+        """Reset the connection (see the rules); what is unsent is dropped."""
+        if not self.transport.is_closing():
+            with contextlib.suppress(OSError, AttributeError):
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            self.transport.abort()
+
     def on_body(self, body: bytes) -> None:
         self._body_deadline += len(body) / self.body_min_rate
         super().on_body(body)
@@ -478,6 +526,45 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._got_bytes = False
         self._head_bytes = 0
         super().on_message_complete()
+
+
+class _TrailerCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle plus ASGI's ``http.response.trailers`` extension: a
+    response started with ``"trailers": True`` holds its last chunk until the trailers."""
+
+    async def send(self, message: Any) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self._trailing = bool(message.get("trailers")) and self.scope["method"] != "HEAD"
+        elif kind == "http.response.body" and getattr(self, "_trailing", False):
+            if not message.get("more_body", False):
+                # Hold the end: the trailers come in their own message.
+                message = {**message, "more_body": True}
+                self._trailers_due = True
+        elif kind == "http.response.trailers":
+            if not getattr(self, "_trailers_due", False) or self.more_trailers_sent():
+                raise RuntimeError("http.response.trailers without a trailing response")
+            await self._send_trailers(message.get("headers", []))
+            return
+        await super().send(message)
+
+    def more_trailers_sent(self) -> bool:
+        return self.response_complete
+
+    async def _send_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        if self.chunked_encoding:
+            lines = [b"0\r\n", *(b"%s: %s\r\n" % (n, v) for n, v in headers), b"\r\n"]
+            self.transport.write(b"".join(lines))
+        # else: framed by content-length, no trailers can follow: they are dropped
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
 
 
 def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import wasmtime
 
@@ -71,6 +71,10 @@ class HandlerResult:
     stderr: bytes = b""
     stderr_total: int = 0
     budget: float | None = None  # the budget the guest ran under (see ModuleHandler.handle)
+    # The response head already went out through a streamed exchange (wasi:http routes): the
+    # server ends that response (``status`` < 500 and cause "ok") or cuts it off (anything else).
+    streamed: bool = False
+    trailers: tuple[tuple[bytes, bytes], ...] = ()  # sent after a buffered body (chunked)
 
 
 class RouteCap:
@@ -99,6 +103,10 @@ class RouteCap:
 
 class ModuleHandler:
     """A ``[[module]]`` entry ready to serve: build once, call ``handle`` from any thread."""
+
+    # Whether ``handle`` takes an ``exchange`` to stream bodies through (wasi:http routes do;
+    # a CGI guest reads its whole body from stdin and writes its whole answer to stdout).
+    streams: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -202,7 +202,7 @@ class _FileInput(r.InputStream):
         self.desc = desc
         self.offset = offset
 
-    def read(self, n: int) -> tuple[str, Any]:
+    def read(self, n: int, block: bool = False) -> tuple[str, Any]:
         try:
             chunk = os.pread(self.desc.handle(), min(n, READ_CHUNK), self.offset)
         except (OSError, _Refused) as e:
@@ -213,7 +213,7 @@ class _FileInput(r.InputStream):
         self.offset += len(chunk)
         return ("ok", chunk)
 
-    def skip(self, n: int) -> tuple[str, Any]:
+    def skip(self, n: int, block: bool = False) -> tuple[str, Any]:
         got = self.read(n)
         return got if got[0] == "err" else ("ok", len(got[1]))
 

@@ -42,6 +42,7 @@ from ..wagi.outbound import OutboundPolicy
 from . import resources as r
 from .files import Volume
 from .host import LinkedComponent, link_component
+from .streaming import Exchange
 from .translate import (
     HttpRequest,
     check_content_length,
@@ -159,16 +160,24 @@ class ProxyHandler:
         return not self.volumes and (self.outbound is None or not self.outbound.allowed_hosts)
 
     def handle(
-        self, request: CgiRequest, body: bytes, match: Any = None, budget: float | None = None
+        self,
+        request: CgiRequest,
+        body: bytes,
+        match: Any = None,
+        budget: float | None = None,
+        exchange: Exchange | None = None,
     ) -> HandlerResult:
         """The gateway's entry (as ``ModuleHandler.handle``): answers 503 at once beyond the
-        route's ``max_concurrency``."""
+        route's ``max_concurrency``. With an ``exchange`` the bodies stream through it (then
+        ``body`` is empty: the exchange holds what arrived)."""
         req = request_from_cgi(request, body, self.default_host)
         if self._cap.cap is None:
-            return self.serve(req, budget)
-        return self._cap.run(lambda: self.serve(req, budget))
+            return self.serve(req, budget, exchange)
+        return self._cap.run(lambda: self.serve(req, budget, exchange))
 
-    def serve(self, request: HttpRequest, budget: float | None = None) -> HandlerResult:
+    def serve(
+        self, request: HttpRequest, budget: float | None = None, exchange: Exchange | None = None
+    ) -> HandlerResult:
         """Run the guest for one request (blocking). A request without an authority gets the
         server's hostname: guests build URLs from it (StarlingMonkey traps without one)."""
         limits = self.limits
@@ -177,6 +186,8 @@ class ProxyHandler:
         limit = limits.max_request_body
         if limit is not None and len(request.body) > limit:
             return HandlerResult(413, None, "too-large", f"request body over {limit} bytes")
+        if exchange is not None and exchange.limit is None:
+            exchange.limit = limit
         timeout = limits.timeout
         budgeted = budget is not None and (timeout is None or budget < timeout)
         if budgeted:
@@ -189,14 +200,35 @@ class ProxyHandler:
             deadline=None if timeout is None else time.monotonic() + timeout,
             outbound=self.outbound,
             volumes=self.volumes,
+            exchange=exchange,
         )
         started = time.perf_counter()
         outcome = run_guest(self.guest, self.linked, limits, timeout, state)
         elapsed = time.perf_counter() - started
+        if exchange is not None and exchange.started:
+            status, cause, reason = _judge_streamed(state, outcome, limits)
+            if cause == "ok":
+                body = state.response[1].body  # type: ignore[index]
+                exchange.finish(body.trailers.as_bytes() if body.trailers is not None else [])
+            return HandlerResult(
+                status,
+                None,
+                cause,
+                reason,
+                guest_seconds=elapsed,
+                stderr=bytes(state.log),
+                stderr_total=state.log_total,
+                streamed=True,
+            )
         status, response, cause, reason = _judge(state, outcome, limits)
         if budgeted and outcome.status == "timeout":
             status, response, cause = 504, None, OVER_BUDGET
             reason = f"still running after its {budget}s budget"
+        trailers: tuple[tuple[bytes, bytes], ...] = ()
+        if response is not None and state.response is not None:
+            finished = state.response[1].body
+            if finished is not None and finished.trailers is not None:
+                trailers = tuple(finished.trailers.as_bytes())
         return HandlerResult(
             status,
             response,
@@ -206,7 +238,34 @@ class ProxyHandler:
             stderr=bytes(state.log),
             stderr_total=state.log_total,
             budget=budget,
+            trailers=trailers,
         )
+
+
+def _judge_streamed(
+    state: r.RequestState, outcome: Outcome, limits: Limits
+) -> tuple[int, str, str]:
+    """(status, cause, reason) for a response whose head already went out: the guest's own
+    status when it finished its body, else the failure (the server cuts the response off)."""
+    if state.body_overflow:
+        limit = limits.max_response_body
+        return 502, "too-large", f"response larger than max_response_body ({limit} bytes)"
+    if outcome.status != "ok":
+        reason = f"{outcome.message} ({outcome.hint})" if outcome.hint else outcome.message
+        return outcome.http_status, outcome.status, reason
+    assert state.response is not None
+    resp: r.OutgoingResponse = state.response[1]
+    body = resp.body
+    assert body is not None
+    assert body.exchange is not None
+    if body.bad_length:
+        return 500, "bad-output", f"body does not match its content-length ({body.declared})"
+    if body.exchange.closed:
+        return 499, "client-gone", "the client closed the connection during the response"
+    if not body.finished:
+        reason = "the guest did not finish the response body (outgoing-body.finish)"
+        return 500, "incomplete", reason
+    return resp.status, "ok", ""
 
 
 def _judge(

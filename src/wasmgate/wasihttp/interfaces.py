@@ -145,29 +145,45 @@ def incoming_request_consume(st: RequestState, req: r.IncomingRequest) -> Any:
     if req.consumed:
         return ERR
     req.consumed = True
-    return ("ok", r.IncomingBody(req.request.body))
+    return ("ok", r.IncomingBody(req.request.body, st.exchange))
 
 
 def incoming_body_stream(st: RequestState, body: r.IncomingBody) -> Any:
     if body.stream_taken:
         return ERR
     body.stream_taken = True
+    if body.exchange is not None:
+        return ("ok", r.StreamedInput(st, body.exchange))
     return ("ok", r.InputStream(body.data))
 
 
 def incoming_body_finish(st: RequestState, body: r.IncomingBody) -> r.FutureTrailers:
-    return r.FutureTrailers()
+    if body.exchange is not None:
+        body.exchange.discard()  # the rest of the body is not for anyone: only its trailers
+    return r.FutureTrailers(body.exchange)
 
 
 def future_trailers_subscribe(st: RequestState, ft: r.FutureTrailers) -> r.Pollable:
-    return r.Pollable()
+    return r.Pollable(check=ft.ready) if ft.exchange is not None else r.Pollable()
 
 
 def future_trailers_get(st: RequestState, ft: r.FutureTrailers) -> Any:
     if ft.taken:
         return ERR  # some(err): the value was already taken
+    exchange = ft.exchange
+    if exchange is None:
+        ft.taken = True
+        return ("ok", ("ok", None))  # a buffered body has no trailers
+    if not ft.ready():
+        return None  # not yet: the body is still arriving
     ft.taken = True
-    return ("ok", ("ok", None))  # no trailers
+    if exchange.failure is not None:
+        return ("ok", ("err", ("HTTP-protocol-error", None)))
+    if not exchange.request_trailers:
+        return ("ok", ("ok", None))
+    entries = [(n.decode("latin-1"), v) for n, v in exchange.request_trailers]
+    st.charge_fields(entries)
+    return ("ok", ("ok", r.Fields(entries, mutable=False)))
 
 
 def outgoing_response_new(st: RequestState, headers: r.Fields) -> r.OutgoingResponse:
@@ -208,6 +224,7 @@ def outgoing_body_write(st: RequestState, body: r.OutgoingBody) -> Any:
 def outgoing_body_finish(st: RequestState, body: r.OutgoingBody, trailers: Any) -> Any:
     body.finished = True
     body.trailers = trailers
+    body.end(st)
     return OK
 
 
@@ -288,6 +305,8 @@ def future_incoming_response_get(st: RequestState, fut: r.FutureIncomingResponse
     if fut.taken:
         return ERR
     fut.taken = True
+    if fut.result is None:
+        st.before_wait()
     result = fut.resolve()
     if result[0] == "err":
         return ("ok", result)
@@ -299,6 +318,8 @@ def future_incoming_response_get(st: RequestState, fut: r.FutureIncomingResponse
 def future_incoming_response_subscribe(
     st: RequestState, fut: r.FutureIncomingResponse
 ) -> r.Pollable:
+    if fut.result is None:
+        st.before_wait()
     fut.resolve()  # the exchange happens here when the guest waits before asking
     return r.Pollable()
 
@@ -351,17 +372,21 @@ def pollable_ready(st: RequestState, p: r.Pollable) -> bool:
 
 
 def pollable_block(st: RequestState, p: r.Pollable) -> None:
-    if p.at_ns is not None:
-        st.wait_until(p.at_ns / 1e9)
+    poll(st, [p])
 
 
 def poll(st: RequestState, pollables: list[r.Pollable]) -> list[int]:
+    """The ready ones, after waiting until one is (or the deadline: then maybe none)."""
     if not pollables:
         raise r.GuestMisuse("poll: empty list of pollables")
     ready = [i for i, p in enumerate(pollables) if p.ready()]
-    if not ready:
-        earliest = min(p.at_ns for p in pollables if p.at_ns is not None)
-        st.wait_until(earliest / 1e9)
+    while not ready and not st.cut_off:
+        timers = [p.at_ns for p in pollables if p.check is None and p.at_ns is not None]
+        earliest = min(timers) / 1e9 if timers else None
+        if len(timers) == len(pollables):
+            st.wait_until(earliest)  # type: ignore[arg-type]  # timers only: a plain sleep
+        else:
+            st.wait_change(earliest)
         ready = [i for i, p in enumerate(pollables) if p.ready()]
     return ready
 
@@ -370,12 +395,24 @@ def input_read(st: RequestState, s: r.InputStream, n: int) -> Any:
     return s.read(n)
 
 
+def input_blocking_read(st: RequestState, s: r.InputStream, n: int) -> Any:
+    return s.read(n, block=True)
+
+
 def input_skip(st: RequestState, s: r.InputStream, n: int) -> Any:
     return s.skip(n)
 
 
-def ready_pollable(st: RequestState, s: Any) -> r.Pollable:
-    return r.Pollable()
+def input_blocking_skip(st: RequestState, s: r.InputStream, n: int) -> Any:
+    return s.skip(n, block=True)
+
+
+def ready_pollable(st: RequestState, s: r.InputStream | r.OutputStream) -> r.Pollable:
+    """Ready when the stream is: at once unless it is a streamed body (see ``streaming``)."""
+    streamed = isinstance(s, r.StreamedInput) or (
+        isinstance(s, r.OutputStream) and isinstance(s.owner, r.OutgoingBody)
+    )
+    return r.Pollable(check=s.ready) if streamed else r.Pollable()
 
 
 def output_check_write(st: RequestState, s: r.OutputStream) -> Any:
@@ -394,12 +431,18 @@ def output_write_zeroes(st: RequestState, s: r.OutputStream, n: int) -> Any:
     return s.write(bytes(min(n, r.OutputStream.PERMIT)))
 
 
-def output_splice(st: RequestState, s: r.OutputStream, src: r.InputStream, n: int) -> Any:
-    got = src.read(n)
+def output_splice(
+    st: RequestState, s: r.OutputStream, src: r.InputStream, n: int, block: bool = False
+) -> Any:
+    got = src.read(n, block)
     if got[0] == "err":
         return got
     wrote = s.write(got[1])
     return ("ok", len(got[1])) if wrote[0] == "ok" else wrote
+
+
+def output_blocking_splice(st: RequestState, s: r.OutputStream, src: r.InputStream, n: int) -> Any:
+    return output_splice(st, s, src, n, block=True)
 
 
 # --- wasi:clocks, wasi:random ----------------------------------------------------------------
@@ -505,9 +548,9 @@ def instance_network(st: RequestState) -> r.Network:
 
 _IO: dict[str, Impl] = {
     "[method]input-stream.read": input_read,
-    "[method]input-stream.blocking-read": input_read,
+    "[method]input-stream.blocking-read": input_blocking_read,
     "[method]input-stream.skip": input_skip,
-    "[method]input-stream.blocking-skip": input_skip,
+    "[method]input-stream.blocking-skip": input_blocking_skip,
     "[method]input-stream.subscribe": ready_pollable,
     "[method]output-stream.check-write": output_check_write,
     "[method]output-stream.write": output_write,
@@ -518,7 +561,7 @@ _IO: dict[str, Impl] = {
     "[method]output-stream.write-zeroes": output_write_zeroes,
     "[method]output-stream.blocking-write-zeroes-and-flush": output_write_zeroes,
     "[method]output-stream.splice": output_splice,
-    "[method]output-stream.blocking-splice": output_splice,
+    "[method]output-stream.blocking-splice": output_blocking_splice,
 }
 
 IMPLEMENTATIONS: dict[str, dict[str, Impl]] = {

@@ -11,10 +11,11 @@ Rules:
   ``outgoing-body`` without ``finish`` marks the response incomplete, as the spec says.
 - Output streams have a byte budget: a response body past ``max_response_body`` or a log past
   ``log_keep`` fails the write with ``closed`` (the body case is also recorded, for a 502).
-- Bodies are buffered: the request body is all there before the guest runs, and the response
-  body is all there when the guest returns (streaming is a later step of issue 11). So a request
-  has no trailers, and trailers the guest finishes a body with are dropped: HTTP/1.1 carries
-  them only in a chunked, streamed response.
+- Bodies are buffered unless the request has an ``exchange`` (``streaming.Exchange``, given by
+  a server that streams): then the request body is read from it as it arrives, and the response
+  is handed to it when the guest is about to wait (``before_wait``) or has written ``WINDOW``
+  bytes (see ``streaming`` for the rules). Without one, the request body is all there before
+  the guest runs and the response is taken when it returns; a request then has no trailers.
 - A guest cannot make the host hold unbounded memory: at most ``MAX_HANDLES`` live resources
   and ``FIELDS_BUDGET`` bytes of header fields (names and values, counted as they are made) per
   request; past either the guest traps. Bodies and logs have their own caps (above).
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .streaming import TOO_LARGE, WINDOW, Exchange
 from .translate import HttpRequest
 
 __all__ = [
@@ -117,6 +119,7 @@ class RequestState:
     fields_bytes: int = 0  # header-field bytes made so far (see FIELDS_BUDGET)
     volumes: tuple[Any, ...] = ()  # files.Volume: the route's folders, for wasi:filesystem
     files: list[Any] = field(default_factory=list)  # files.Descriptor open in this request
+    exchange: Exchange | None = None  # the streamed bodies, if the server streams this request
 
     def add(self, obj: Any) -> int:
         if len(self.table) >= MAX_HANDLES:
@@ -154,12 +157,40 @@ class RequestState:
     def wait_until(self, when: float) -> None:
         """Sleep until ``when`` (monotonic seconds) or the request's deadline, whichever is
         first: a guest blocked in a host call cannot be interrupted, so the wait is bounded."""
+        self.before_wait()
         if self.deadline is not None and when >= self.deadline:
             when = self.deadline
             self.cut_off = True
         delay = when - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+
+    def wait_change(self, when: float | None) -> None:
+        """Wait until ``when`` (None: no timer), the deadline, or a change of the streamed
+        bodies (data in, room out, the client gone), whichever is first."""
+        exchange = self.exchange
+        if exchange is None:
+            if when is not None:
+                self.wait_until(when)
+            return
+        self.before_wait()
+        until = when
+        if self.deadline is not None and (until is None or self.deadline <= until):
+            until = self.deadline
+            if not exchange.wait_change(until):
+                self.cut_off = True
+            return
+        exchange.wait_change(until)
+
+    def before_wait(self) -> None:
+        """The guest is about to wait: what it answered so far goes out now (see the rules)."""
+        exchange = self.exchange
+        if exchange is None or exchange.closed or self.response is None:
+            return
+        kind, resp = self.response
+        if kind != "ok" or resp.body is None:
+            return
+        resp.body.release(self, exchange, resp)
 
 
 # --- wasi:io ---------------------------------------------------------------------------------
@@ -174,14 +205,18 @@ class IoError(Resource):
 
 
 class Pollable(Resource):
-    """Ready now, or at a monotonic instant (nanoseconds of ``time.monotonic_ns``)."""
+    """Ready now, at a monotonic instant (nanoseconds of ``time.monotonic_ns``), or when
+    ``check()`` says so (a streamed body's readiness: see ``RequestState.wait_change``)."""
 
     TYPE = 102
 
-    def __init__(self, at_ns: int | None = None) -> None:
+    def __init__(self, at_ns: int | None = None, check: Callable[[], bool] | None = None) -> None:
         self.at_ns = at_ns
+        self.check = check
 
     def ready(self) -> bool:
+        if self.check is not None:
+            return self.check()
         return self.at_ns is None or time.monotonic_ns() >= self.at_ns
 
 
@@ -192,7 +227,7 @@ class InputStream(Resource):
         self.data = memoryview(data)
         self.pos = 0
 
-    def read(self, n: int) -> tuple[str, Any]:
+    def read(self, n: int, block: bool = False) -> tuple[str, Any]:
         if self.pos >= len(self.data):
             return CLOSED
         end = self.pos + min(n, READ_CHUNK)
@@ -200,12 +235,50 @@ class InputStream(Resource):
         self.pos += len(chunk)
         return ("ok", chunk)
 
-    def skip(self, n: int) -> tuple[str, Any]:
+    def skip(self, n: int, block: bool = False) -> tuple[str, Any]:
         if self.pos >= len(self.data):
             return CLOSED
         taken = min(n, len(self.data) - self.pos)
         self.pos += taken
         return ("ok", taken)
+
+    def ready(self) -> bool:
+        return True
+
+
+class StreamedInput(InputStream):
+    """A request body read from the ``Exchange`` as it arrives."""
+
+    def __init__(self, state: RequestState, exchange: Exchange) -> None:
+        super().__init__(b"")
+        self.state = state
+        self.exchange = exchange
+
+    def read(self, n: int, block: bool = False) -> tuple[str, Any]:
+        state = self.state
+        if block and not self.exchange.readable():
+            state.before_wait()
+        chunk = self.exchange.read(min(n, READ_CHUNK), block, state.deadline)
+        if chunk is None:
+            failure = self.exchange.failure
+            if failure is None:
+                return CLOSED
+            if failure == TOO_LARGE:
+                code = ("HTTP-request-body-size", self.exchange.received)
+                error = IoError("request body larger than max_request_body", code)
+            else:
+                error = IoError("the client closed the connection", ("HTTP-protocol-error", None))
+            return ("err", ("last-operation-failed", error))
+        if not chunk and block:
+            state.cut_off = True  # the deadline came first
+        return ("ok", chunk)
+
+    def skip(self, n: int, block: bool = False) -> tuple[str, Any]:
+        got = self.read(n, block)
+        return ("ok", len(got[1])) if got[0] == "ok" else got
+
+    def ready(self) -> bool:
+        return self.exchange.readable()
 
 
 class OutputStream(Resource):
@@ -229,6 +302,10 @@ class OutputStream(Resource):
             self.closed = True
             return CLOSED
         return ("ok", None)
+
+    def ready(self) -> bool:
+        owner = self.owner
+        return self.closed or not isinstance(owner, OutgoingBody) or owner.writable()
 
 
 # --- wasi:http -------------------------------------------------------------------------------
@@ -257,8 +334,9 @@ class Fields(Resource):
 class IncomingBody(Resource):
     TYPE = 202
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, exchange: Exchange | None = None) -> None:
         self.data = data
+        self.exchange = exchange  # the request's streamed body, if it streams
         self.stream_taken = False
 
 
@@ -273,22 +351,31 @@ class IncomingRequest(Resource):
 class FutureTrailers(Resource):
     TYPE = 204
 
-    def __init__(self) -> None:
+    def __init__(self, exchange: Exchange | None = None) -> None:
+        self.exchange = exchange  # trailers come from a streamed body's end, if it streams
         self.taken = False
+
+    def ready(self) -> bool:
+        exchange = self.exchange
+        return exchange is None or exchange.body_ended or exchange.failure is not None
 
 
 class OutgoingBody(Resource):
     TYPE = 205
 
     def __init__(self, state: RequestState, *, response: bool = True) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
+        self.chunks: list[bytes] = []  # written, not yet handed to a stream (or the answer)
+        self.size = 0  # bytes written in all
+        self.buffered = 0  # bytes in ``chunks``
         self.limit = state.max_response_body
         self.response = response  # False: an outgoing request's body (no 502 when over)
         self.stream_taken = False
         self.finished = False
         self.aborted = False  # dropped without finish
         self.trailers: Fields | None = None
+        self.exchange: Exchange | None = None  # set once the response is being streamed
+        self.declared: int | None = None  # the guest's content-length, when streamed with one
+        self.bad_length = False  # a streamed body did not match its content-length
 
     def take(self, data: bytes) -> bool:
         if self.finished:
@@ -297,9 +384,56 @@ class OutgoingBody(Resource):
             if self.response:
                 current().body_overflow = True
             return False
-        self.chunks.append(data)
         self.size += len(data)
+        if self.exchange is not None:
+            return self._send(current(), self.exchange, data)
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > WINDOW and self.response:
+            current().before_wait()  # a long body streams (see the rules)
         return True
+
+    def writable(self) -> bool:
+        return self.exchange is None or self.exchange.writable()
+
+    def release(self, state: RequestState, exchange: Exchange, resp: OutgoingResponse) -> None:
+        """Hand the response head (once) and the bytes written so far to ``exchange``."""
+        if self.exchange is None:
+            headers = resp.headers.as_bytes()
+            declared = [v for n, v in headers if n == b"content-length"]
+            if declared:
+                # The guest's own framing is kept when streamed, and held to; a malformed one
+                # stays buffered, to be refused at the end as a buffered answer is.
+                if len(declared) != 1 or not declared[0].strip().isdigit():
+                    return
+                self.declared = int(declared[0])
+            exchange.start(resp.status, headers)
+            self.exchange = exchange
+        self._flush(state, exchange)
+
+    def _flush(self, state: RequestState, exchange: Exchange) -> bool:
+        chunks, self.chunks, self.buffered = self.chunks, [], 0
+        return all(self._send(state, exchange, chunk) for chunk in chunks)
+
+    def _send(self, state: RequestState, exchange: Exchange, data: bytes) -> bool:
+        if self.declared is not None and exchange.sent + len(data) > self.declared:
+            self.bad_length = True
+            return False
+        done = exchange.write(data, state.deadline)
+        if done is None:
+            state.cut_off = True
+            return False
+        return done
+
+    def end(self, state: RequestState) -> None:
+        """``finish`` of a streamed body: the rest goes out. The end itself (with the trailers)
+        is sent by the handler once the run is judged a success: a guest cut off by its
+        deadline that finishes its body afterwards must not look complete."""
+        exchange = self.exchange
+        if exchange is None or not self._flush(state, exchange):
+            return
+        if self.declared is not None and exchange.sent != self.declared:
+            self.bad_length = True
 
     def dropped(self, state: RequestState) -> None:
         if not self.finished:

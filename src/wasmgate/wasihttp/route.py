@@ -32,6 +32,7 @@ from ..wagi.outbound import OutboundPolicy
 from ..wagi.routes import DEFAULT_ENTRYPOINT
 from .files import Volume
 from .handler import ProxyHandler
+from .streaming import Exchange
 
 __all__ = ["ComponentRoute", "component_warnings"]
 
@@ -96,10 +97,17 @@ class ComponentRoute(ModuleHandler):
         granted = bool(self.route_state.granted)  # store writes are effects
         return self._proxy is not None and self._proxy.repeatable and not granted
 
+    streams = True
+
     def handle(
-        self, request: CgiRequest, body: bytes, match: Any, budget: float | None = None
+        self,
+        request: CgiRequest,
+        body: bytes,
+        match: Any,
+        budget: float | None = None,
+        exchange: Exchange | None = None,
     ) -> HandlerResult:
         if self._proxy is None:
             return HandlerResult(500, None, "link", f"cannot instantiate: {self.link_error}")
         with active(self.route_state):
-            return self._proxy.handle(request, body, match, budget)
+            return self._proxy.handle(request, body, match, budget, exchange)
