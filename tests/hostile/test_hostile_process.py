@@ -145,6 +145,9 @@ def _answers(base: str, n: int = 20) -> set[str]:
 def test_restarted_worker_serves_the_masters_configuration(tmp_path: Path) -> None:
     toml = _site(tmp_path)
     with running_server(toml, "--workers", "2", env=HOST_ENV) as s:
+        # Both workers up first (the server answers as soon as one is): a worker killed while
+        # starting would never log its first start-up, and the count below would be off.
+        wait_for_log(s, r"Application startup complete(.|\n)*Application startup complete", 20)
         victim = _workers(s, 2)[0]
         # Edited but valid (a new route), then broken: neither reaches a restarted worker.
         (tmp_path / "w.wat").write_text(wat_guest(b"Content-Type: text/plain\n\ntwo"))
@@ -158,6 +161,9 @@ def test_restarted_worker_serves_the_masters_configuration(tmp_path: Path) -> No
             timeout=20,
         )
         assert _answers(s.base) == {"200 one"}
+        # The module file itself broken on disk after the master checked it: a restarted
+        # worker loads the master's copy (issue 12), not the file.
+        (tmp_path / "v.wat").write_text("(module")
         toml.write_text("[[module]\nbroken")
         os.kill(_workers(s, 2)[0], signal.SIGKILL)
         time.sleep(1.5)
@@ -170,6 +176,16 @@ def test_restarted_worker_serves_the_masters_configuration(tmp_path: Path) -> No
         assert _answers(s.base) == {"200 one"}
 
 
+def _run_dir(worker: int) -> Path:
+    """The run directory a worker shares with its master (its metrics folder's parent)."""
+    environ = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+    for entry in environ:
+        name, _, value = entry.partition(b"=")
+        if name == b"PROMETHEUS_MULTIPROC_DIR":
+            return Path(value.decode()).parent
+    raise AssertionError("no run directory in the worker's environment")
+
+
 def test_crashing_worker_restarts_back_off(tmp_path: Path) -> None:
     toml = _site(tmp_path)
     with running_server(toml, "--workers", "2", env=HOST_ENV) as s:
@@ -177,7 +193,10 @@ def test_crashing_worker_restarts_back_off(tmp_path: Path) -> None:
         while s.output().count("Application startup complete") < 2:  # both workers are up
             assert time.monotonic() < deadline, s.output()
             time.sleep(0.05)
-        (tmp_path / "v.wat").write_text("(module")  # the module itself breaks: workers cannot load
+        # What the workers load breaks (the master's copies: a worker never reads the operator's
+        # files), so a restarted worker cannot start.
+        for copy in (_run_dir(_workers(s, 2)[0]) / "modules").iterdir():
+            copy.write_text("(module")
         os.kill(_workers(s, 2)[0], signal.SIGKILL)
         time.sleep(4.0)
         out = s.output()

@@ -76,7 +76,8 @@ from .metrics import GatewayMetrics, access_log
 from .placement import Placement
 from .protocol import ABORT_KEY, REFUSED_KEY
 from .relay import NOT_TRAILERS, Relay
-from .state import GatewayState, load_state, read_manifest_text
+from .snapshot import WorkerSnapshot
+from .state import GatewayState, load_state
 
 __all__ = ["Gateway", "create_app"]
 
@@ -154,13 +155,13 @@ class Gateway:
         *,
         pump: OutputPump | None = None,
         manifest_text: str | None = None,
-        manifest_file: Path | None = None,
+        snapshot: WorkerSnapshot | None = None,
     ) -> None:
         """``manifest_text`` is loaded instead of ``config.modules_toml`` at the first load;
-        ``manifest_file`` (a worker's copy of its master's validated text) at every load."""
+        ``snapshot`` (what a worker's master validated: text and modules) at every load."""
         self.config = config
         self.manifest_text = manifest_text
-        self._manifest_file = manifest_file
+        self._snapshot = snapshot
         self._pump = pump or default_pump()
         self._state: GatewayState | None = None
         self._pool = GuestPool(config.threads)
@@ -189,13 +190,11 @@ class Gateway:
             raise RuntimeError("gateway not loaded")
         return self._state
 
-    def _manifest(self) -> str | None:
-        if self._manifest_file is not None:
-            return read_manifest_text(self._manifest_file)
-        return self.manifest_text
-
     def _load_state(self) -> GatewayState:
-        return load_state(self.config, self._pump, self._manifest())
+        if self._snapshot is not None:
+            text, resolve = self._snapshot.read()
+            return load_state(self.config, self._pump, text, resolve=resolve)
+        return load_state(self.config, self._pump, self.manifest_text)
 
     def load(self) -> GatewayState:
         """Build the route table (blocking). Raises ``ConfigError`` for a bad configuration."""

@@ -41,11 +41,11 @@ from typing import Any
 import uvicorn
 
 from ..config import GatewayConfig
-from ..engine.capture import default_pump
 from ..errors import UsageError, WasmgateError
 from .app import Gateway
 from .protocol import guarded_protocol, limit_heap_retention, server_tls_context, tls_protocol
-from .state import load_state, read_manifest_text
+from .snapshot import Snapshot, WorkerSnapshot
+from .state import read_manifest_text
 
 __all__ = ["parse_listen", "serve"]
 
@@ -179,12 +179,11 @@ def serve(config: GatewayConfig) -> int:
     if config.tls_cert:
         _tls_context(config)  # a bad certificate stops start-up with one line
     text = read_manifest_text(config.modules_toml)
+    scheme = "https" if config.tls_cert else "http"
+    if config.workers > 1:  # validated there, from the copies its workers will load
+        return _serve_workers(config, host, port, scheme, family, text)
     gateway = Gateway(config, manifest_text=text)
     gateway.load()  # refuse to start on a bad configuration, before binding anything
-    scheme = "https" if config.tls_cert else "http"
-    if config.workers > 1:
-        gateway.close()
-        return _serve_workers(config, host, port, scheme, family, text)
     sock = claim_address(family, host, port)
     gateway.manifest_text = None  # one process: a reload reads the file again
     if config.metrics_listen:
@@ -302,12 +301,11 @@ def _worker_main(
         if os.getppid() != master:  # the master died before we could ask to die with it
             return
         limit_heap_retention()
-        snapshot = Path(run_dir) / _SNAPSHOT
-        gateway = Gateway(config, manifest_file=snapshot)
+        gateway = Gateway(config, snapshot=WorkerSnapshot(Path(run_dir)))
         gateway.count_reloads = False
         try:
             gateway.load()
-        except WasmgateError as e:  # e.g. a module file broken since the master checked it
+        except WasmgateError as e:  # e.g. no memory for its engine: the master retries
             log.error("worker %d cannot start: %s", index, e)
             raise SystemExit(1) from None
         server = _Server(_uvicorn_config(config, gateway), gateway, watch=False, master=master)
@@ -324,7 +322,6 @@ def _stop_starting(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-_SNAPSHOT = "modules.toml"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -404,12 +401,6 @@ def _setup_worker_logging(index: int) -> None:
     )
 
 
-def _write_snapshot(run_dir: Path, text: str) -> None:
-    tmp = run_dir / (_SNAPSHOT + ".new")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, run_dir / _SNAPSHOT)
-
-
 def _serve_workers(
     config: GatewayConfig, host: str, port: int, scheme: str, family: int, text: str
 ) -> int:
@@ -418,14 +409,19 @@ def _serve_workers(
     import tempfile
     import time
 
-    claim = claim_address(family, host, port)
+    run_dir = Path(tempfile.mkdtemp(prefix="wasmgate-serve-"))
+    snapshot = Snapshot(run_dir)
+    try:  # refuse to start on a bad configuration, before binding anything
+        snapshot.publish(config, text)
+        claim = claim_address(family, host, port)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     address = (host, claim.getsockname()[1])
     reuse_port = hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
-    run_dir = Path(tempfile.mkdtemp(prefix="wasmgate-serve-"))
     metrics_dir = run_dir / "metrics"
     metrics_dir.mkdir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    _write_snapshot(run_dir, text)
     ctx = multiprocessing.get_context("spawn")
     procs: dict[int, multiprocessing.process.BaseProcess] = {}
     socks: dict[int, socket.socket] = {}
@@ -492,15 +488,13 @@ def _serve_workers(
         log.info("reloading: checking %s", config.modules_toml.name)
         try:
             new = read_manifest_text(config.modules_toml)
-            state = load_state(config, default_pump(), new)
+            snapshot.publish(config, new)
         except WasmgateError as e:
             master_metrics.reloads.labels("failed").inc()
             log.error("reload failed, keeping the running configuration: %s", e)
             return
         text = new
-        _write_snapshot(run_dir, text)
         master_metrics.reloads.labels("ok").inc()
-        del state
         forward(signal.SIGHUP)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -7,14 +7,16 @@ Rules:
   the route and the name), like a missing module file: it could only ever answer 500. A module
   that cannot be instantiated (an import the host does not provide) is a warning, and answers
   500, as in WAGI.
-- ``manifest_text``, when given, is used instead of reading ``modules.toml`` again (a worker
-  process gets the text its master validated, see ``server.py``).
+- ``manifest_text``, when given, is used instead of reading ``modules.toml`` again, and
+  ``resolve`` maps each module path to the file to load instead (a ``--workers`` master's
+  copies: see ``snapshot.py``); names in messages stay the manifest's.
 - Each distinct module file is compiled once per engine (through the artifact cache), however many
   routes use it; ``_routes`` is run at load time and its routes are placed before the parent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +54,11 @@ def read_manifest_text(path: Path) -> str:
 
 
 def load_state(
-    config: GatewayConfig, pump: OutputPump, manifest_text: str | None = None
+    config: GatewayConfig,
+    pump: OutputPump,
+    manifest_text: str | None = None,
+    *,
+    resolve: Callable[[Path], Path] | None = None,
 ) -> GatewayState:
     if manifest_text is None:
         manifest = load_manifest(config.modules_toml)
@@ -73,8 +79,9 @@ def load_state(
         if guest is None:
             engine = get_engine(engine_settings)
             try:
+                path = resolve(spec.module_path) if resolve is not None else spec.module_path
                 guest = load_guest(
-                    spec.module_path,
+                    path,
                     engine,
                     cache=config.cache.open(engine.fingerprint),
                     name=spec.module,
