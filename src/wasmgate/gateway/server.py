@@ -34,6 +34,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -296,6 +297,9 @@ def _worker_main(
     # not by the default action, which would leave its files behind: before uvicorn installs
     # its handlers, and after, when uvicorn raises the signal it caught again.
     signal.signal(signal.SIGTERM, _stop_starting)
+    # Spawned with SIGTERM blocked (see ``start`` in _serve_workers): one sent while this
+    # process was still importing waited for the handler above, and is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
     try:
         _setup_worker_logging(index)
         if os.getppid() != master:  # the master died before we could ask to die with it
@@ -311,11 +315,24 @@ def _worker_main(
         server = _Server(_uvicorn_config(config, gateway), gateway, watch=False, master=master)
         server.run(sockets=[sock])
     finally:
-        if os.getppid() != master:
-            # uvicorn raises the SIGTERM it caught again once it has stopped: let nothing cut
-            # the clean-up short.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Ending anyway: let no further SIGTERM (uvicorn raises the one it caught again once
+        # it has stopped; a dying master's parent-death signal may come twice) cut this short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if _orphaned(run_dir, master):
             _orphan_cleanup(run_dir, master)
+
+
+def _orphaned(run_dir: str, master: int) -> bool:
+    """Whether this worker is ending because its master is gone. A master that stops its
+    workers says so first (``_STOPPING``). A dying master can still have a live thread when the
+    parent-death signal comes: its children then belong to that thread, and ``getppid()``
+    names the master for a moment longer; so wait up to ``PARENT_CHECK`` for that to change."""
+    deadline = time.monotonic() + PARENT_CHECK
+    while os.getppid() == master:
+        if os.path.exists(os.path.join(run_dir, _STOPPING)) or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _stop_starting(signum: int, frame: object) -> None:
@@ -323,6 +340,7 @@ def _stop_starting(signum: int, frame: object) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
+_STOPPING = ".stopping"  # in the run directory: the master is stopping its workers
 
 
 def _die_with_parent() -> None:
@@ -445,8 +463,11 @@ def _serve_workers(
             name=f"wasmgate-worker-{index}",
         )
         # The new process inherits a blocked SIGHUP until its reload handler is installed: a
-        # SIGHUP forwarded while it starts must not kill it (the default action).
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGHUP])
+        # SIGHUP forwarded while it starts must not kill it (the default action). SIGTERM too,
+        # until its clean-up handler is: the master's death (the parent-death signal) or its
+        # stop while the worker still imports must end through the clean-up, not the default
+        # action, which left the run directory behind.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGHUP, signal.SIGTERM])
         try:
             p.start()
         finally:
@@ -467,6 +488,8 @@ def _serve_workers(
             reload_asked = True  # validated by the main loop, outside the handler
             return
         stopping = True
+        with contextlib.suppress(OSError):  # the workers are not orphans: see _orphaned
+            (run_dir / _STOPPING).touch()
         # Our listening sockets would keep accepting connections into backlogs that no
         # draining worker will ever answer: close them, so new clients are refused.
         claim.close()
