@@ -93,30 +93,27 @@ def _key(source: Path, wit: str) -> str:
     return h.hexdigest()[:32]
 
 
-def make_component(source: Path, out: Path, tools: Path, wit: str) -> None:
-    """Compile ``source`` and make it the component ``out`` (no cache; raises
-    ``subprocess.CalledProcessError`` with the tool's output on a failure).
-    examples/languages/gallery.py builds its C handler with this too."""
+def componentize(core: Path, out: Path, tools: Path, wit: str) -> None:
+    """Make the core module ``core`` (imports of the proxy world only, the handler exported as
+    ``wasi:http/incoming-handler@0.2.12#handle``) the component ``out``. Raises
+    ``subprocess.CalledProcessError`` with the tool's output on a failure.
+    examples/languages/gallery.py makes its C and Rust handlers components with this too."""
     with tempfile.TemporaryDirectory() as tmp:
-        core = Path(tmp) / "core.wasm"
         witfile = Path(tmp) / "proxy.wit"
         witfile.write_text(wit)
-        steps = (
-            [sys.executable, "-m", "ziglang", "cc", *C_FLAGS, "-o", str(core), str(source)],
-            [
-                "node",
-                str(tools / "core2component.mjs"),
-                str(core),
-                str(out),
-                "--wit",
-                str(witfile),
-                "--world",
-                "guest",
-                "--no-adapter",
-            ],
-        )
-        for cmd in steps:
-            subprocess.run(cmd, check=True, capture_output=True, text=True)
+        cmd = [str(tools / "core2component.mjs"), str(core), str(out), "--wit", str(witfile)]
+        cmd += ["--world", "guest", "--no-adapter"]
+        subprocess.run(["node", *cmd], check=True, capture_output=True, text=True)
+
+
+def make_component(source: Path, out: Path, tools: Path, wit: str) -> None:
+    """Compile ``source`` and make it the component ``out`` (no cache; raises
+    ``subprocess.CalledProcessError`` with the tool's output on a failure)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        core = Path(tmp) / "core.wasm"
+        cmd = [sys.executable, "-m", "ziglang", "cc", *C_FLAGS, "-o", str(core), str(source)]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        componentize(core, out, tools, wit)
 
 
 def build(source: Path, tools: Path, wit: str) -> Path:

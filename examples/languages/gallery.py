@@ -24,7 +24,8 @@ the Debian ones):
   ``assemblyscript/package-lock.json`` and installed with ``npm ci`` into the cache on first use;
 - WAT: ``wasmtime.wat2wasm`` (PyPI ``wasmtime``);
 - wasi:http components, with the builds of ``examples/http/``: C (``ziglang``, then the
-  ``wasm-tools`` bundled in npm ``jco``, as ``examples/http/build.py`` does), Python (PyPI
+  ``wasm-tools`` bundled in npm ``jco``, as ``examples/http/build.py`` does), Rust (Debian's
+  cargo for ``wasm32-unknown-unknown``, then the same ``wasm-tools`` step), Python (PyPI
   ``componentize-py``, ``examples/http/python/build.sh``) and JavaScript (npm ``componentize-js``,
   ``examples/http/js/build.sh``). The npm tools and componentize-py's own venv are installed on
   first use under ``<repo>/.cache`` (``examples/components/tools/setup-*.sh``).
@@ -354,16 +355,65 @@ def _http_c_id() -> str:
     return f"{_zig_id()}; {_node_id(HTTP_EXAMPLES / 'build.py')}"
 
 
-def _compile_http_c(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
+def _componentize(make: Callable[[Any, Path], None]) -> None:
+    """Run ``make(http, tools)`` (``http``: examples/http/build.py) with a tool's failure made a
+    ``BuildFailed``."""
     http = _http_build()
     try:
-        tools = http.tools_dir()
-        http.make_component(
-            folder / "handler.c", out / "handler.wasm", tools, http.proxy_wit(tools)
-        )
+        make(http, http.tools_dir())
     except subprocess.CalledProcessError as e:
         shown = " ".join(str(c) for c in e.cmd)
         raise BuildFailed(f"`{shown}` exited with {e.returncode}:\n{e.stderr}{e.stdout}") from None
+
+
+def _compile_http_c(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
+    # examples/http/build.py's flags: a reactor core module (no libc call imports WASI), then
+    # jco's wasm-tools with the proxy world's WIT.
+    _componentize(
+        lambda http, tools: http.make_component(
+            folder / "handler.c", out / "handler.wasm", tools, http.proxy_wit(tools)
+        )
+    )
+
+
+def _http_rust_id() -> str:
+    rust = _rust_id()
+    sysroot = _version([RUSTC, "--print", "sysroot"], f"{RUSTC} --print sysroot failed")
+    if not (Path(sysroot) / "lib" / "rustlib" / "wasm32-unknown-unknown" / "lib").is_dir():
+        raise ToolchainMissing(
+            "no wasm32-unknown-unknown standard library; run `bash tools/install-toolchains.sh`"
+            " (Debian: libstd-rust-dev-wasm32)"
+        )
+    return f"{rust}; {_node_id(HTTP_EXAMPLES / 'build.py')}"
+
+
+def _compile_http_rust(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
+    # A cdylib for wasm32-unknown-unknown (no WASI imports at all), then jco's wasm-tools.
+    target = out / "target"
+    _run(
+        [
+            CARGO,
+            "build",
+            "--release",
+            "--offline",
+            "--locked",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+        cwd=folder,
+        env={
+            "RUSTC": RUSTC,
+            "CARGO_TARGET_DIR": str(target),
+            "PATH": f"{Path(RUSTC).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+    )
+    core = target / "wasm32-unknown-unknown" / "release" / "handler.wasm"
+    _componentize(
+        lambda http, tools: http.componentize(
+            core, out / "handler.wasm", tools, http.proxy_wit(tools)
+        )
+    )
+    shutil.rmtree(target)
 
 
 def _http_python_id() -> str:
@@ -471,6 +521,17 @@ LANGUAGES: dict[str, Language] = {
             _http_c_id,
             _compile_http_c,
             "zig cc -mexec-model=reactor; jco wasm-tools component new (wasi:http/proxy@0.2.12)",
+            "wasi:http",
+        ),
+        Language(
+            "http-rust",
+            "Rust",
+            "Debian rustc/cargo 1.63 + npm jco (wasm-tools)",
+            ("src/lib.rs", "Cargo.toml", "Cargo.lock"),
+            ("handler",),
+            _http_rust_id,
+            _compile_http_rust,
+            "cargo build --release --target wasm32-unknown-unknown; jco wasm-tools component new",
             "wasi:http",
         ),
         Language(
@@ -718,7 +779,7 @@ def write_manifest(
 DEMO_ROW = (
     '  <tr><td><a href="lang/">/lang/</a></td><td>examples/languages/</td>'
     "<td>the same JSON handler in C, C++, Rust, Go, Zig, AssemblyScript and WAT (WAGI), and in C,"
-    " Python and JavaScript (wasi:http components)</td></tr>\n"
+    " Rust, Python and JavaScript (wasi:http components)</td></tr>\n"
 )
 
 
