@@ -25,7 +25,8 @@ the Debian ones):
 - WAT: ``wasmtime.wat2wasm`` (PyPI ``wasmtime``);
 - wasi:http components, with the builds of ``examples/http/``: C (``ziglang``, then the
   ``wasm-tools`` bundled in npm ``jco``, as ``examples/http/build.py`` does), Rust (Debian's
-  cargo for ``wasm32-unknown-unknown``, then the same ``wasm-tools`` step), Python (PyPI
+  cargo for ``wasm32-unknown-unknown``, then the same ``wasm-tools`` step), Zig (``ziglang``
+  for ``wasm32-freestanding``, the same step), Python (PyPI
   ``componentize-py``, ``examples/http/python/build.sh``) and JavaScript (npm ``componentize-js``,
   ``examples/http/js/build.sh``). The npm tools and componentize-py's own venv are installed on
   first use under ``<repo>/.cache`` (``examples/components/tools/setup-*.sh``).
@@ -416,6 +417,20 @@ def _compile_http_rust(folder: Path, out: Path, outputs: tuple[str, ...]) -> Non
     shutil.rmtree(target)
 
 
+def _compile_http_zig(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
+    # A wasm32-freestanding library (no WASI imports; -rdynamic exports what `export` marks),
+    # then jco's wasm-tools. cwd: the output directory, so zig's .zig-cache stays out of the repo.
+    core = out / "core.wasm"
+    zig_flags = ("-target", "wasm32-freestanding", "-fno-entry", "-rdynamic", "-O", "ReleaseSmall")
+    _run([*ZIG, "build-exe", *zig_flags, f"-femit-bin={core}", folder / "handler.zig"], cwd=out)
+    _componentize(
+        lambda http, tools: http.componentize(
+            core, out / "handler.wasm", tools, http.proxy_wit(tools)
+        )
+    )
+    core.unlink()
+
+
 def _http_python_id() -> str:
     if not shutil.which("python3"):
         raise ToolchainMissing("python3 is not installed (componentize-py gets a venv of its own)")
@@ -532,6 +547,17 @@ LANGUAGES: dict[str, Language] = {
             _http_rust_id,
             _compile_http_rust,
             "cargo build --release --target wasm32-unknown-unknown; jco wasm-tools component new",
+            "wasi:http",
+        ),
+        Language(
+            "http-zig",
+            "Zig",
+            "PyPI ziglang + npm jco (wasm-tools)",
+            ("handler.zig",),
+            ("handler",),
+            _http_c_id,  # the same tools as the C component's
+            _compile_http_zig,
+            "zig build-exe -target wasm32-freestanding -fno-entry -rdynamic; jco wasm-tools",
             "wasi:http",
         ),
         Language(
@@ -779,7 +805,7 @@ def write_manifest(
 DEMO_ROW = (
     '  <tr><td><a href="lang/">/lang/</a></td><td>examples/languages/</td>'
     "<td>the same JSON handler in C, C++, Rust, Go, Zig, AssemblyScript and WAT (WAGI), and in C,"
-    " Rust, Python and JavaScript (wasi:http components)</td></tr>\n"
+    " Rust, Zig, Python and JavaScript (wasi:http components)</td></tr>\n"
 )
 
 
