@@ -173,7 +173,7 @@ def write_chart(rows: list[dict[str, Any]], path: Path) -> None:
             Patch(color=colours["wagi"], label="WAGI module"),
             Patch(color=colours["wasi:http"], label="wasi:http component"),
         ],
-        loc="lower right",
+        loc="upper right",
         fontsize=8,
         frameon=False,
     )

@@ -159,6 +159,18 @@ def test_handler_large_body(served: Gallery, key: str) -> None:
     assert reply == expected(key, "PUT", "big=1", "", body)
 
 
+@pytest.mark.parametrize("key", [k for k in LANGUAGES if gallery.LANGUAGES[k].kind != "wagi"])
+def test_http_handlers_are_components(built: Gallery, key: str) -> None:
+    """The http-* folders build wasi:http components (so the server routes them as such), and the
+    WAGI folders core modules; the layer field of the header tells them apart."""
+    built.require(key)
+    header = built.built[key].paths["handler"].read_bytes()[:8]
+    assert header == b"\0asm\x0d\x00\x01\x00", f"{key}: not a component"
+    for other, result in built.built.items():
+        if gallery.LANGUAGES[other].kind == "wagi":
+            assert result.paths["handler"].read_bytes()[:8] == b"\0asm\x01\x00\x00\x00"
+
+
 def test_index_page_links_every_language(served: Gallery) -> None:
     page = httpx.get(served.base + "/lang/", timeout=30)
     assert page.status_code == 200
