@@ -258,6 +258,26 @@ def test_missing_toolchain_is_skipped_or_fatal(
     assert gallery.main(["go"]) == 1
 
 
+def test_component_without_node_is_skipped_or_fatal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The components' tools come from npm (jco's wasm-tools and WIT, componentize-js): without
+    node, every component language is skipped with the reason, and fails the build when strict."""
+    real_which = shutil.which
+    monkeypatch.setattr(
+        gallery.shutil, "which", lambda name: None if name == "node" else real_which(name)
+    )
+    monkeypatch.delenv("CI", raising=False)
+    components = [k for k in LANGUAGES if gallery.LANGUAGES[k].kind == "wasi:http"]
+    assert gallery.main(components) == 0
+    err = capsys.readouterr().err
+    for key in components:  # (Rust's may be missing first, on a machine without it)
+        assert f"{gallery.LANGUAGES[key].title}: skipped, toolchain missing: " in err
+    assert "JavaScript: skipped, toolchain missing: node is not installed" in err
+    assert "Python: skipped, toolchain missing: node is not installed" in err
+    assert gallery.main(["--strict", "http-js"]) == 1
+
+
 def test_demo_manifest_names_what_was_skipped(tmp_path: Path) -> None:
     toml = gallery.write_demo(tmp_path, ["c", "wat"], {"go": "no Go 1.21 or later"})
     text = toml.read_text()

@@ -27,6 +27,9 @@ SETUP = ROOT / "examples" / "components" / "tools"
 SOURCES = {"python": ("app.py", "build.sh"), "js": ("app.js", "build.sh", "componentize.mjs")}
 NEEDS = {"python": ("python3", "node", "npm"), "js": ("node", "npm")}
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The first test builds its guest (componentize-py or componentize-js, 5 to 20 s) and compiles it
+# (3 to 7 s) on top of the tools' first install.
+pytestmark = pytest.mark.timeout(600)
 
 
 def built(kind: str) -> LoadedGuest:
