@@ -25,9 +25,9 @@ the Debian ones):
 - WAT: ``wasmtime.wat2wasm`` (PyPI ``wasmtime``);
 - wasi:http components, with the builds of ``examples/http/``: C (``ziglang``, then the
   ``wasm-tools`` bundled in npm ``jco``, as ``examples/http/build.py`` does), Rust (Debian's
-  cargo for ``wasm32-unknown-unknown``, then the same ``wasm-tools`` step), Zig (``ziglang``
-  for ``wasm32-freestanding``, the same step), Python (PyPI
-  ``componentize-py``, ``examples/http/python/build.sh``) and JavaScript (npm ``componentize-js``,
+  cargo for ``wasm32-unknown-unknown``, then the same ``wasm-tools`` step), Zig (``ziglang`` for
+  ``wasm32-freestanding``, the same step), Python (PyPI ``componentize-py``,
+  ``examples/http/python/build.sh``) and JavaScript (npm ``componentize-js``,
   ``examples/http/js/build.sh``). The npm tools and componentize-py's own venv are installed on
   first use under ``<repo>/.cache`` (``examples/components/tools/setup-*.sh``).
 
