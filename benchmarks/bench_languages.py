@@ -1,9 +1,10 @@
-"""The language gallery, measured: the same WAGI handler in every language of examples/languages/.
+"""The language gallery, measured: the same handler in every language of examples/languages/, as
+WAGI modules and as wasi:http components.
 
-Per language, in one run:
+Per language and kind, in one run:
 
-- ``source lines``: non-blank lines of the handler's source file;
-- ``module``: size of the built ``handler.wasm``;
+- ``source lines``: non-blank lines of the handler's source file (comments included);
+- ``module``: size of the built ``handler.wasm`` (a core module, or a component);
 - ``build``: wall time to rebuild the handler after an edit (a copy of its folder with one comment
   line added at the top, so no compiler output cache can answer), with the toolchains' library
   caches warm as they are after a first build (zig's wasi-libc and libc++, Go's standard
@@ -13,9 +14,11 @@ Per language, in one run:
   compiling it to native code, as ``wasmgate serve`` does once per module at start-up without a
   cache); median of ``--compile-rounds``;
 - ``per request``: in-process cost of one request through wasmgate's per-request path
-  (``ModuleHandler.handle``, as ``bench_request.py`` measures it): CGI environment, a fresh
-  instance, the 64-byte POST body on stdin, captured output, parsed response. Interleaved rounds
-  (each at least ``--min-time`` seconds per language), median.
+  (the route's ``handle``, as ``bench_request.py`` and ``bench_wasihttp.py`` measure it): for a
+  WAGI module the CGI environment, a fresh instance, the 64-byte POST body on stdin, captured
+  output, parsed response; for a component a fresh instance, the request's resources, the body
+  through wasi:io streams, the response it builds. Interleaved rounds (each at least
+  ``--min-time`` seconds per language), median.
 
 Writes the table as Markdown (stdout, and ``--table FILE``) and a PNG bar chart of the
 per-request cost (``--chart``, default ``examples/languages/per-request.png``; needs PyPI
@@ -59,7 +62,7 @@ HEADERS = (
     (b"x-greeting", b"hello"),
 )
 BODY = b'The quick brown fox jumps over the lazy dog; "quoted" and a tab\tend.\n'[:64]
-COMMENT = {".wat": ";;"}  # every other handler source takes //
+COMMENT = {".wat": ";;", ".py": "#"}  # every other handler source takes //
 
 
 def source_lines(lang: gallery.Language) -> int:
@@ -152,15 +155,29 @@ def write_chart(rows: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
+    colours = {"wagi": "#4c72b0", "wasi:http": "#dd8452"}
     ordered = sorted(rows, key=lambda r: r["request_us"], reverse=True)
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * len(ordered)), dpi=120)
     values = [r["request_us"] for r in ordered]
-    bars = ax.barh([r["language"] for r in ordered], values, color="#4c72b0")
+    bars = ax.barh(
+        [r["language"] for r in ordered], values, color=[colours[r["kind"]] for r in ordered]
+    )
     ax.bar_label(bars, labels=[f"{v:.0f} µs" for v in values], padding=3, fontsize=8)
-    ax.set_xlabel("in-process cost of one WAGI request through wasmgate (µs, lower is better)")
+    ax.set_xlabel("in-process cost of one request through wasmgate (µs, lower is better)")
     ax.set_xlim(0, max(values) * 1.18)
-    ax.set_title("The same handler in seven languages", fontsize=10)
+    ax.set_title("The same handler in every language", fontsize=10)
+    ax.legend(
+        handles=[
+            Patch(color=colours["wagi"], label="WAGI module"),
+            Patch(color=colours["wasi:http"], label="wasi:http component"),
+        ],
+        loc="upper right",
+        fontsize=8,
+        frameon=False,
+    )
+    ax.tick_params(axis="y", labelsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(path)
@@ -222,7 +239,8 @@ def main() -> int:
 
     rows = [
         {
-            "language": gallery.LANGUAGES[k].title,
+            "language": gallery.LANGUAGES[k].label,
+            "kind": gallery.LANGUAGES[k].kind,
             "toolchain": gallery.LANGUAGES[k].toolchain,
             "source_lines": source_lines(gallery.LANGUAGES[k]),
             "module_bytes": built[k].paths["handler"].stat().st_size,

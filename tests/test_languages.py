@@ -159,6 +159,18 @@ def test_handler_large_body(served: Gallery, key: str) -> None:
     assert reply == expected(key, "PUT", "big=1", "", body)
 
 
+@pytest.mark.parametrize("key", [k for k in LANGUAGES if gallery.LANGUAGES[k].kind != "wagi"])
+def test_http_handlers_are_components(built: Gallery, key: str) -> None:
+    """The http-* folders build wasi:http components (so the server routes them as such), and the
+    WAGI folders core modules; the layer field of the header tells them apart."""
+    built.require(key)
+    header = built.built[key].paths["handler"].read_bytes()[:8]
+    assert header == b"\0asm\x0d\x00\x01\x00", f"{key}: not a component"
+    for other, result in built.built.items():
+        if gallery.LANGUAGES[other].kind == "wagi":
+            assert result.paths["handler"].read_bytes()[:8] == b"\0asm\x01\x00\x00\x00"
+
+
 def test_index_page_links_every_language(served: Gallery) -> None:
     page = httpx.get(served.base + "/lang/", timeout=30)
     assert page.status_code == 200
@@ -244,6 +256,26 @@ def test_missing_toolchain_is_skipped_or_fatal(
     assert gallery.main(["--strict", "go"]) == 1
     monkeypatch.setenv("CI", "true")
     assert gallery.main(["go"]) == 1
+
+
+def test_component_without_node_is_skipped_or_fatal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The components' tools come from npm (jco's wasm-tools and WIT, componentize-js): without
+    node, every component language is skipped with the reason, and fails the build when strict."""
+    real_which = shutil.which
+    monkeypatch.setattr(
+        gallery.shutil, "which", lambda name: None if name == "node" else real_which(name)
+    )
+    monkeypatch.delenv("CI", raising=False)
+    components = [k for k in LANGUAGES if gallery.LANGUAGES[k].kind == "wasi:http"]
+    assert gallery.main(components) == 0
+    err = capsys.readouterr().err
+    for key in components:  # (Rust's may be missing first, on a machine without it)
+        assert f"{gallery.LANGUAGES[key].title}: skipped, toolchain missing: " in err
+    assert "JavaScript: skipped, toolchain missing: node is not installed" in err
+    assert "Python: skipped, toolchain missing: node is not installed" in err
+    assert gallery.main(["--strict", "http-js"]) == 1
 
 
 def test_demo_manifest_names_what_was_skipped(tmp_path: Path) -> None:

@@ -11,8 +11,25 @@
 # only checks that node and npm are there, and installs Debian's if they are not (bookworm's
 # Node 18 is older than the Node 20 that assemblyscript 0.28 declares and was checked with).
 #
+# Then the wasi:http components' tools, under <repo>/.cache (no root needed; both are no-ops
+# when the pinned versions are there): jco 1.35 with componentize-js (npm ci of
+# examples/components/tools/package-lock.json) and componentize-py 0.25.1 (PyPI, in a venv of
+# its own). The builds would install them on first use too; doing it here puts the time and any
+# registry failure in this step.
+#
 # `apt-get update` runs at most once, and only when something has to be installed.
 set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+
+component_tools() {
+    local started tools componentize_py
+    started=$(date +%s)
+    tools="$(bash "$repo/examples/components/tools/setup-npm.sh")"
+    componentize_py="$(bash "$repo/examples/components/tools/setup-componentize-py.sh")"
+    [ -d "$tools/node_modules/@bytecodealliance/componentize-js" ]
+    echo "install-toolchains: jco, componentize-js (npm) and $("$componentize_py" --version)" \
+        "are in ${tools%/*} ($(($(date +%s) - started)) s)"
+}
 
 need=()
 [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] || need+=(rustc cargo)
@@ -25,6 +42,7 @@ need_go=0
 
 if [ ${#need[@]} -eq 0 ] && [ $need_go -eq 0 ]; then
     echo "install-toolchains: Rust (wasm32-wasi), Go 1.23, npm and redis-server are present"
+    component_tools
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -52,3 +70,4 @@ if [ $need_go -eq 1 ]; then
 fi
 echo "install-toolchains: installed ${need[*]} $([ $need_go -eq 1 ] && echo golang-1.23-go)" \
     "in $(($(date +%s) - started)) s"
+component_tools

@@ -93,6 +93,29 @@ def _key(source: Path, wit: str) -> str:
     return h.hexdigest()[:32]
 
 
+def componentize(core: Path, out: Path, tools: Path, wit: str) -> None:
+    """Make the core module ``core`` (imports of the proxy world only, the handler exported as
+    ``wasi:http/incoming-handler@0.2.12#handle``) the component ``out``. Raises
+    ``subprocess.CalledProcessError`` with the tool's output on a failure.
+    examples/languages/gallery.py makes its C and Rust handlers components with this too."""
+    with tempfile.TemporaryDirectory() as tmp:
+        witfile = Path(tmp) / "proxy.wit"
+        witfile.write_text(wit)
+        cmd = [str(tools / "core2component.mjs"), str(core), str(out), "--wit", str(witfile)]
+        cmd += ["--world", "guest", "--no-adapter"]
+        subprocess.run(["node", *cmd], check=True, capture_output=True, text=True)
+
+
+def make_component(source: Path, out: Path, tools: Path, wit: str) -> None:
+    """Compile ``source`` and make it the component ``out`` (no cache; raises
+    ``subprocess.CalledProcessError`` with the tool's output on a failure)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        core = Path(tmp) / "core.wasm"
+        cmd = [sys.executable, "-m", "ziglang", "cc", *C_FLAGS, "-o", str(core), str(source)]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        componentize(core, out, tools, wit)
+
+
 def build(source: Path, tools: Path, wit: str) -> Path:
     """The cached component for ``source`` (built on a miss)."""
     cache = REPO / ".cache" / "http-guests" / _key(source, wit)
@@ -101,31 +124,11 @@ def build(source: Path, tools: Path, wit: str) -> Path:
         return out
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        core = Path(tmp) / "core.wasm"
-        witfile = Path(tmp) / "proxy.wit"
-        witfile.write_text(wit)
-        subprocess.run(
-            [sys.executable, "-m", "ziglang", "cc", *C_FLAGS, "-o", str(core), str(source)],
-            check=True,
-        )
         made = Path(tmp) / "out.wasm"
-        proc = subprocess.run(
-            [
-                "node",
-                str(tools / "core2component.mjs"),
-                str(core),
-                str(made),
-                "--wit",
-                str(witfile),
-                "--world",
-                "guest",
-                "--no-adapter",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise SystemExit(f"making the component of {source.name} failed:\n{proc.stderr}")
+        try:
+            make_component(source, made, tools, wit)
+        except subprocess.CalledProcessError as e:
+            raise SystemExit(f"building {source.name} failed:\n{e.stderr}{e.stdout}") from None
         os.replace(made, out)
     return out
 

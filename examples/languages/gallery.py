@@ -12,6 +12,7 @@ Usage of the command, with the interpreter that has ``ziglang`` and ``wasmtime``
 
 Each language folder gets ``handler.wasm`` (a WAGI handler) and, for C, Rust and AssemblyScript,
 ``plugin.wasm`` (an embedding plugin), next to the sources; the ``.wasm`` files are not committed.
+The ``http-<language>`` folders hold wasi:http handlers: their ``handler.wasm`` is a component.
 
 Toolchains, all from the registries these machines reach (``tools/install-toolchains.sh`` installs
 the Debian ones):
@@ -21,7 +22,14 @@ the Debian ones):
 - Go: Go 1.23 from Debian's bookworm-backports (``GOOS=wasip1 GOARCH=wasm``);
 - AssemblyScript: npm ``assemblyscript`` and ``@assemblyscript/wasi-shim``, pinned by
   ``assemblyscript/package-lock.json`` and installed with ``npm ci`` into the cache on first use;
-- WAT: ``wasmtime.wat2wasm`` (PyPI ``wasmtime``).
+- WAT: ``wasmtime.wat2wasm`` (PyPI ``wasmtime``);
+- wasi:http components, with the builds of ``examples/http/``: C (``ziglang``, then the
+  ``wasm-tools`` bundled in npm ``jco``, as ``examples/http/build.py`` does), Rust (Debian's
+  cargo for ``wasm32-unknown-unknown``, then the same ``wasm-tools`` step), Zig (``ziglang`` for
+  ``wasm32-freestanding``, the same step), Python (PyPI ``componentize-py``,
+  ``examples/http/python/build.sh``) and JavaScript (npm ``componentize-js``,
+  ``examples/http/js/build.sh``). The npm tools and componentize-py's own venv are installed on
+  first use under ``<repo>/.cache`` (``examples/components/tools/setup-*.sh``).
 
 The cache (``$WASMGATE_GUEST_CACHE`` or ``<repo>/.cache/guests``, shared with
 ``tools/guestbuild.py``) is keyed on the sha256 of the toolchain's identity (its version output),
@@ -42,6 +50,7 @@ import argparse
 import hashlib
 import html
 import importlib.metadata
+import importlib.util
 import inspect
 import json
 import os
@@ -56,6 +65,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -87,10 +97,16 @@ class Language:
     # compile(folder, output dir, outputs to build): writes <output dir>/<name>.wasm for each
     compile: Callable[[Path, Path, tuple[str, ...]], None] = field(repr=False)
     commands: str = ""  # the build commands in short, for people (also part of the cache key)
+    kind: str = "wagi"  # "wagi": handler.wasm is a WAGI module; "wasi:http": a component
 
     @property
     def folder(self) -> Path:
         return HERE / self.key
+
+    @property
+    def label(self) -> str:
+        """The title, with the route kind for the components (tables and charts)."""
+        return self.title if self.kind == "wagi" else f"{self.title} ({self.kind})"
 
 
 def _run(cmd: Sequence[str | Path], *, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -299,6 +315,145 @@ def _compile_wat(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
     (out / "handler.wasm").write_bytes(wasm)
 
 
+# --- wasi:http components: examples/http's builds (C by hand, componentize-py, componentize-js) --
+
+
+HTTP_EXAMPLES = REPO / "examples" / "http"
+COMPONENT_TOOLS = REPO / "examples" / "components" / "tools"
+
+
+def _http_build() -> Any:
+    """examples/http/build.py as a module (its name, build, is this folder's command's too)."""
+    spec = importlib.util.spec_from_file_location("http_build", HTTP_EXAMPLES / "build.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _files_id(*paths: Path) -> str:
+    """A short sha256 of files the build runs or installs from (so an edit to them rebuilds)."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _node_id(*scripts: Path) -> str:
+    """node and npm are there; the identity of the npm tools (jco and componentize-js, pinned by
+    examples/components/tools/package-lock.json and installed on first use by setup-npm.sh)
+    and of the build scripts that use them."""
+    for tool in ("node", "npm"):
+        if not shutil.which(tool):
+            raise ToolchainMissing(f"{tool} is not installed (Debian: nodejs npm)")
+    node = _version(["node", "--version"], "node does not run")
+    tools = (COMPONENT_TOOLS / "package-lock.json", COMPONENT_TOOLS / "setup-npm.sh")
+    return f"node {node}; npm tools and scripts {_files_id(*tools, *scripts)}"
+
+
+def _http_c_id() -> str:
+    return f"{_zig_id()}; {_node_id(HTTP_EXAMPLES / 'build.py')}"
+
+
+def _componentize(make: Callable[[Any, Path], None]) -> None:
+    """Run ``make(http, tools)`` (``http``: examples/http/build.py) with a tool's failure made a
+    ``BuildFailed``."""
+    http = _http_build()
+    try:
+        make(http, http.tools_dir())
+    except subprocess.CalledProcessError as e:
+        shown = " ".join(str(c) for c in e.cmd)
+        raise BuildFailed(f"`{shown}` exited with {e.returncode}:\n{e.stderr}{e.stdout}") from None
+
+
+def _compile_http_c(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
+    # examples/http/build.py's flags: a reactor core module (no libc call imports WASI), then
+    # jco's wasm-tools with the proxy world's WIT.
+    _componentize(
+        lambda http, tools: http.make_component(
+            folder / "handler.c", out / "handler.wasm", tools, http.proxy_wit(tools)
+        )
+    )
+
+
+def _http_rust_id() -> str:
+    rust = _rust_id()
+    sysroot = _version([RUSTC, "--print", "sysroot"], f"{RUSTC} --print sysroot failed")
+    if not (Path(sysroot) / "lib" / "rustlib" / "wasm32-unknown-unknown" / "lib").is_dir():
+        raise ToolchainMissing(
+            "no wasm32-unknown-unknown standard library; run `bash tools/install-toolchains.sh`"
+            " (Debian: libstd-rust-dev-wasm32)"
+        )
+    return f"{rust}; {_node_id(HTTP_EXAMPLES / 'build.py')}"
+
+
+def _compile_http_rust(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
+    # A cdylib for wasm32-unknown-unknown (no WASI imports at all), then jco's wasm-tools.
+    target = out / "target"
+    _run(
+        [
+            CARGO,
+            "build",
+            "--release",
+            "--offline",
+            "--locked",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+        cwd=folder,
+        env={
+            "RUSTC": RUSTC,
+            "CARGO_TARGET_DIR": str(target),
+            "PATH": f"{Path(RUSTC).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+    )
+    core = target / "wasm32-unknown-unknown" / "release" / "handler.wasm"
+    _componentize(
+        lambda http, tools: http.componentize(
+            core, out / "handler.wasm", tools, http.proxy_wit(tools)
+        )
+    )
+    shutil.rmtree(target)
+
+
+def _compile_http_zig(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
+    # A wasm32-freestanding library (no WASI imports; -rdynamic exports what `export` marks),
+    # then jco's wasm-tools. cwd: the output directory, so zig's .zig-cache stays out of the repo.
+    core = out / "core.wasm"
+    zig_flags = ("-target", "wasm32-freestanding", "-fno-entry", "-rdynamic", "-O", "ReleaseSmall")
+    _run([*ZIG, "build-exe", *zig_flags, f"-femit-bin={core}", folder / "handler.zig"], cwd=out)
+    _componentize(
+        lambda http, tools: http.componentize(
+            core, out / "handler.wasm", tools, http.proxy_wit(tools)
+        )
+    )
+    core.unlink()
+
+
+def _http_python_id() -> str:
+    if not shutil.which("python3"):
+        raise ToolchainMissing("python3 is not installed (componentize-py gets a venv of its own)")
+    scripts = (HTTP_EXAMPLES / "python" / "build.sh", COMPONENT_TOOLS / "setup-componentize-py.sh")
+    return _node_id(*scripts)  # node: the WASI packages' WIT comes from jco's npm package
+
+
+def _compile_http_python(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
+    # componentize-py (pinned by setup-componentize-py.sh, which the script runs first).
+    _run(["bash", HTTP_EXAMPLES / "python" / "build.sh", out / "handler.wasm", folder], cwd=out)
+
+
+def _http_js_id() -> str:
+    return _node_id(HTTP_EXAMPLES / "js" / "build.sh", HTTP_EXAMPLES / "js" / "componentize.mjs")
+
+
+def _compile_http_js(folder: Path, out: Path, outputs: tuple[str, ...]) -> None:
+    _run(
+        ["bash", HTTP_EXAMPLES / "js" / "build.sh", out / "handler.wasm", folder / "app.js"],
+        cwd=out,
+    )
+
+
 LANGUAGES: dict[str, Language] = {
     lang.key: lang
     for lang in (
@@ -371,6 +526,61 @@ LANGUAGES: dict[str, Language] = {
             _wat_id,
             _compile_wat,
             "wasmtime.wat2wasm",
+        ),
+        Language(
+            "http-c",
+            "C",
+            "PyPI ziglang + npm jco (wasm-tools)",
+            ("handler.c",),
+            ("handler",),
+            _http_c_id,
+            _compile_http_c,
+            "zig cc -mexec-model=reactor; jco wasm-tools component new (wasi:http/proxy@0.2.12)",
+            "wasi:http",
+        ),
+        Language(
+            "http-rust",
+            "Rust",
+            "Debian rustc/cargo 1.63 + npm jco (wasm-tools)",
+            ("src/lib.rs", "Cargo.toml", "Cargo.lock"),
+            ("handler",),
+            _http_rust_id,
+            _compile_http_rust,
+            "cargo build --release --target wasm32-unknown-unknown; jco wasm-tools component new",
+            "wasi:http",
+        ),
+        Language(
+            "http-zig",
+            "Zig",
+            "PyPI ziglang + npm jco (wasm-tools)",
+            ("handler.zig",),
+            ("handler",),
+            _http_c_id,  # the same tools as the C component's
+            _compile_http_zig,
+            "zig build-exe -target wasm32-freestanding -fno-entry -rdynamic; jco wasm-tools",
+            "wasi:http",
+        ),
+        Language(
+            "http-python",
+            "Python",
+            "PyPI componentize-py 0.25",
+            ("app.py",),
+            ("handler",),
+            _http_python_id,
+            _compile_http_python,
+            "componentize-py -w wasi:http/proxy@0.2.12 componentize app",
+            "wasi:http",
+        ),
+        Language(
+            "http-js",
+            "JavaScript",
+            "npm componentize-js 0.22 (via jco 1.35)",
+            ("app.js",),
+            ("handler",),
+            _http_js_id,
+            _compile_http_js,
+            "componentize-js (StarlingMonkey, wasi:http/incoming-handler@0.2.10)",
+            "wasi:http",
         ),
     )
 }
@@ -519,14 +729,15 @@ def language_entries(keys: Iterable[str]) -> list[dict[str, object]]:
 
 
 def index_page(built: Iterable[str], skipped: dict[str, str]) -> str:
+    kinds = {"wagi": "WAGI module", "wasi:http": "wasi:http component"}
     rows = "".join(
         f'  <tr><td><a href="{k}?name=Ada&amp;n=42">/lang/{k}</a></td>'
-        f"<td>{html.escape(LANGUAGES[k].title)}</td>"
+        f"<td>{html.escape(LANGUAGES[k].title)}</td><td>{kinds[LANGUAGES[k].kind]}</td>"
         f"<td>{html.escape(LANGUAGES[k].toolchain)}</td></tr>\n"
         for k in built
     )
     buttons = "".join(
-        f'  <button type="submit" formaction="{k}?name=Ada">{html.escape(LANGUAGES[k].title)}'
+        f'  <button type="submit" formaction="{k}?name=Ada">{html.escape(LANGUAGES[k].label)}'
         "</button>\n"
         for k in built
     )
@@ -541,14 +752,15 @@ def index_page(built: Iterable[str], skipped: dict[str, str]) -> str:
     )
     return (
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        "<title>One handler, seven languages</title>\n"
+        "<title>One handler, every language</title>\n"
         "<style>body{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto}"
         "td,th{padding:.2rem .8rem;text-align:left}</style>\n</head>\n<body>\n"
-        "<h1>One WAGI handler, in every language</h1>\n"
+        "<h1>One handler, in every language</h1>\n"
         "<p>Each module answers with JSON: the method, the query string, the "
-        "<code>X-Greeting</code> header and the request body. Source: "
-        "<code>examples/languages/</code>.</p>\n"
-        f"<table>\n  <tr><th>Try</th><th>Language</th><th>Built with</th></tr>\n{rows}</table>\n"
+        "<code>X-Greeting</code> header and the request body, as a WAGI module (CGI) or as a "
+        "wasi:http component. Source: <code>examples/languages/</code>.</p>\n"
+        "<table>\n  <tr><th>Try</th><th>Language</th><th>Kind</th><th>Built with</th></tr>\n"
+        f"{rows}</table>\n"
         "<h2>POST a body</h2>\n"
         '<form method="post" enctype="text/plain">\n'
         '  <textarea name="text" rows="3">Hello from a form</textarea>\n'
@@ -592,7 +804,8 @@ def write_manifest(
 
 DEMO_ROW = (
     '  <tr><td><a href="lang/">/lang/</a></td><td>examples/languages/</td>'
-    "<td>the same JSON handler in C, C++, Rust, Go, Zig, AssemblyScript and WAT</td></tr>\n"
+    "<td>the same JSON handler in C, C++, Rust, Go, Zig, AssemblyScript and WAT (WAGI), and in C,"
+    " Rust, Zig, Python and JavaScript (wasi:http components)</td></tr>\n"
 )
 
 

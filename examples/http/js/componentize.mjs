@@ -1,5 +1,5 @@
 // componentize.mjs - componentize-js with the host filesystem visible to its bundled tools.
-// componentize-js 0.23 runs its WIT splicer through @bytecodealliance/preview2-shim, which starts
+// componentize-js 0.22 runs its WIT splicer through @bytecodealliance/preview2-shim, which starts
 // with no preopened directory, so every WIT path fails with "No such file or directory (os error
 // 44)"; preopening "/" first fixes it. Run it from the npm tools folder (build.sh copies it there).
 // usage: node componentize.mjs APP.js WIT_DIR WORLD OUT.wasm
