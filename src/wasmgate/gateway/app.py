@@ -348,7 +348,8 @@ class Gateway:
                         complete=not stream_in,
                         limit=handler.limits.max_request_body,
                     )
-                    relay.start()
+                    if stream_in:
+                        relay.start()
                 exchange = relay.exchange if relay is not None else None
                 result = await self._run_on_thread(handler, request, body, found, rid, exchange)
                 self._placement.thread_ran(handler, result.guest_seconds)

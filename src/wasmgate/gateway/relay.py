@@ -1,12 +1,13 @@
 """Moves a streamed request's bytes between the ASGI connection and the guest's thread.
 
 Rules (the exchange's own rules are in ``wasihttp.streaming``):
-- Two tasks on the event loop per streamed request, started by ``Relay.start`` and both ended
-  by ``Relay.close``: one feeds the request body from ``receive`` into the exchange while it has
-  room (so a client sending faster than the guest reads is slowed down by TCP, not buffered),
-  then keeps listening for the client hanging up; the other sends what the guest hands over
-  (head, body chunks, end) as ASGI messages, in order, each ``send`` awaited before the guest
-  is told there is room for more.
+- Two tasks on the event loop per streamed request, started by ``Relay.start`` (at once for a
+  request whose body streams in; else when the guest first hands something over, so a guest
+  that answers at once costs no task) and both ended by ``Relay.close``. One feeds the request
+  body from ``receive`` into the exchange while it has room (so a client sending faster than
+  the guest reads is slowed down by TCP, not buffered), then keeps listening for the client
+  hanging up; the other sends what the guest hands over (head, body chunks, end) as ASGI
+  messages, in order, each ``send`` awaited before the guest is told there is room for more.
 - The response head keeps the guest's ``content-length`` if it set one; otherwise the server
   chunks it. It asks for trailers (ASGI's ``http.response.trailers`` extension) when the
   server offers them and the body is chunked; without them, a guest's trailers are dropped.
@@ -81,6 +82,8 @@ class Relay:
         self._outgoing = asyncio.Event()  # the guest handed something over
 
         def woken() -> None:
+            if not self._tasks:
+                self.start()
             self._incoming.set()
             self._outgoing.set()
 
@@ -98,6 +101,8 @@ class Relay:
         self.sent = 0  # response body bytes sent
 
     def start(self) -> None:
+        if self._tasks:
+            return
         self._tasks = [
             asyncio.ensure_future(self._feed()),
             asyncio.ensure_future(self._deliver()),
@@ -105,6 +110,7 @@ class Relay:
 
     async def finish(self) -> None:
         """Wait for the response the guest finished to go out (the guest is done)."""
+        self.start()
         self._outgoing.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._tasks[1]
