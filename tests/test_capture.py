@@ -75,12 +75,15 @@ def test_discard_mode_keeps_the_start_and_counts_the_rest() -> None:
 
 def test_short_captures_never_wake_the_pump() -> None:
     pump = OutputPump()
+    slow = 0  # captures that were not short after all (this process descheduled: a busy machine)
     for _ in range(50):
+        opened = time.monotonic()
         cap = pump.open(1024)
         _write(cap.path, b"quick")
         assert cap.finish() == b"quick"
+        slow += time.monotonic() - opened >= ADOPT_AFTER
     time.sleep(ADOPT_AFTER * 3)
-    assert pump.adopted == 0
+    assert pump.adopted <= slow
 
 
 def test_without_a_fifo_directory_proc_paths_are_used(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -493,7 +493,10 @@ def test_sigterm_drains_in_flight(site: Path, tmp_path: Path) -> None:
             target=lambda: result.append(httpx.get(s.base + "/slow", timeout=30).status_code)
         )
         t.start()
-        time.sleep(0.3)
+        # The request must be in a worker's hands (accepted, its guest asleep) before the stop:
+        # one still in the listening queue is refused once the workers stop accepting. The guest
+        # sleeps 1 s; on a loaded machine the accept can take a while.
+        time.sleep(0.6)
         s.proc.send_signal(signal.SIGTERM)
         t.join()
         assert result == [200]
@@ -546,6 +549,8 @@ def test_several_workers_share_the_socket_reload_and_drain(site: Path, tmp_path:
     )
     mport = free_port()
     with running_server(toml, "--workers", "2", "--metrics-listen", f"127.0.0.1:{mport}") as s:
+        # Both workers up (the server answers as soon as one is).
+        _wait_for(lambda: s.output().count("Application startup complete") >= 2)
         pids = set()
         with httpx.Client(base_url=s.base, timeout=30) as c:
             for _ in range(40):
@@ -573,7 +578,10 @@ def test_several_workers_share_the_socket_reload_and_drain(site: Path, tmp_path:
             target=lambda: result.append(httpx.get(s.base + "/slow", timeout=30).status_code)
         )
         t.start()
-        time.sleep(0.3)
+        # The request must be in a worker's hands (accepted, its guest asleep) before the stop:
+        # one still in the listening queue is refused once the workers stop accepting. The guest
+        # sleeps 1 s; on a loaded machine the accept can take a while.
+        time.sleep(0.6)
         s.proc.send_signal(signal.SIGTERM)
         t.join()
         assert result == [200]

@@ -387,8 +387,10 @@ def test_queued_requests_get_their_full_deadline_or_do_not_run(hostile: Server, 
     late but were well within their deadline, and ran the abandoned ones anyway, for nobody.)"""
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         statuses = list(pool.map(lambda _: get(hport, "/hog?sleep&450").status, range(12)))
-    assert statuses.count(200) == 8  # started by 1.5 s: 0, 0.45, 0.9 and 1.35 s
-    assert statuses.count(504) == 4
+    # Started by 1.5 s: 0, 0.45, 0.9 and 1.35 s on each thread, so 8 answered and 4 not run on a
+    # quiet machine; fewer start in time on a busy one, never more, and each that started ends.
+    assert 4 <= statuses.count(200) <= 8, statuses
+    assert statuses.count(200) + statuses.count(504) == 12, statuses
     started = time.monotonic()
     assert get(hport, "/good?ok").status == 200
     assert time.monotonic() - started < 0.2
