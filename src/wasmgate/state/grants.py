@@ -13,9 +13,10 @@ Rules:
   ``[a-z0-9_]+`` (Spin's).
 - A secret value never appears in a log, a metric label or an error message: ``Variable`` shows
   itself as ``<secret>``, and nothing in this package formats a value into a message.
-- The route's ``RouteState`` is made current for one guest run (``active``); host functions find
-  it through a ``ContextVar`` (wasm calls run on the calling thread). With none current, every
-  ``open`` is ``access-denied`` and there are no variables.
+- Components find their grants in their run's state (``wasihttp.resources.RequestState.grants``);
+  WAGI guests, whose host module is a plain function, find the route's ``RouteState`` through a
+  ``ContextVar`` made current for one guest run (``active``). With none, every ``open`` is
+  ``access-denied`` and there are no variables (``NO_GRANTS``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .backends import Backend, StoreError
 from .runtime_config import LABEL, StoreRegistry
 
 __all__ = [
+    "NO_GRANTS",
     "RouteState",
     "Variable",
     "active",
@@ -153,8 +155,8 @@ class RouteState:
         return [(n, v.value) for n, v in self.variables.items()]
 
 
-_NONE = RouteState(None, (), MappingProxyType({}))
-_CURRENT: ContextVar[RouteState] = ContextVar("wasmgate_route_state", default=_NONE)
+NO_GRANTS = RouteState(None, (), MappingProxyType({}))
+_CURRENT: ContextVar[RouteState] = ContextVar("wasmgate_route_state", default=NO_GRANTS)
 
 
 def current() -> RouteState:

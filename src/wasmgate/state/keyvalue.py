@@ -8,7 +8,8 @@ shapes (a variant ``(case, payload)``, a result ``("ok", v)``/``("err", e)``, ``
 ``bytes``, a record a ``dict``).
 
 Rules:
-- ``store.open(label)`` applies the route's grants (``grants``): a label the route's
+- ``store.open(label)`` applies the run's grants (``RequestState.grants``, a ``grants.RouteState``:
+  a route's, or an embedded component's): a label the route's
   ``key_value_stores`` does not list is ``error.access-denied``; a granted label with no store
   configured is ``error.no-such-store``. A ``bucket`` is a handle on the backend; every failure
   of the backend (limits, a server that is down) is ``error.other(message)``, never a trap; the
@@ -76,9 +77,14 @@ def _err(e: StoreError) -> tuple[str, Any]:
     return ("err", (e.kind, None))
 
 
+def _grants(st: RequestState) -> grants.RouteState:
+    found: grants.RouteState | None = st.grants
+    return grants.NO_GRANTS if found is None else found
+
+
 def store_open(st: RequestState, label: str) -> Any:
     try:
-        return ("ok", Bucket(grants.current().open(label)))
+        return ("ok", Bucket(_grants(st).open(label)))
     except StoreError as e:
         return _err(e)
 
@@ -165,11 +171,11 @@ def get_many(fty: cm.FuncType) -> Any:
 
 
 def config_get(st: RequestState, key: str) -> Any:
-    return ("ok", grants.current().variable(key))
+    return ("ok", _grants(st).variable(key))
 
 
 def config_get_all(st: RequestState) -> Any:
-    return ("ok", grants.current().all_variables())
+    return ("ok", _grants(st).all_variables())
 
 
 _CONFIG = {"get": config_get, "get-all": config_get_all}

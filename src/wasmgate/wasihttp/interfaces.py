@@ -11,10 +11,12 @@ What each interface grants (the README lists the same):
 - ``wasi:io/*``: streams over the request body, the response body and the logs; pollables.
 - ``wasi:clocks/*``: the host's clocks (monotonic in nanoseconds, wall clock UTC).
 - ``wasi:random/*``: the OS's CSPRNG (``random``) and Python's PRNG (``insecure*``).
-- ``wasi:cli``: the route's environment, no arguments, no cwd; stdin is empty; stdout and
-  stderr go to the route's guest log (kept up to ``log_keep`` bytes); no terminal; ``exit``
-  ends the request (status 0 keeps a response already set).
-- ``wasi:filesystem``: the route's volumes, read-only ones for reading only (see ``files``).
+- ``wasi:cli``: the granted environment and arguments (a route: its environment, no
+  arguments), no cwd; stdin, stdout and stderr as granted (``session``; a route: stdin empty,
+  stdout and stderr to its guest log, kept up to ``log_keep`` bytes); no terminal; ``exit``
+  ends the run (status 0 keeps a response already set).
+- ``wasi:filesystem``: the granted folders (a route's volumes), read-only ones for reading only
+  (see ``files``).
 - ``wasi:sockets``: every operation is ``access-denied``.
 - ``wasi:keyvalue/*`` and ``wasi:config/store``: the route's granted stores and its variables
   (``state.keyvalue``).
@@ -31,10 +33,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..engine.deadline import time_left
 from ..state import keyvalue
 from . import files
 from . import resources as r
-from .outbound import perform, request_url
 from .resources import CLOSED, RequestState
 from .translate import field_error, method_from_wit, method_to_wit, scheme_to_wit, valid_status
 
@@ -321,11 +323,15 @@ def incoming_response_consume(st: RequestState, resp: r.IncomingResponse) -> Any
 def outgoing_handler_handle(st: RequestState, req: r.OutgoingRequest, options: Any) -> Any:
     if st.outbound is None or not st.outbound.allowed_hosts:
         return DENIED_HTTP
+    # Imported here: the HTTP client is loaded only by guests that may use it.
+    from .outbound import perform, request_url
+
     try:
         url = request_url(req.scheme, req.authority, req.path_with_query)
     except ValueError:
         return ("err", ("HTTP-request-URI-invalid", None))
-    policy, deadline = st.outbound, st.deadline
+    left = time_left()
+    policy, deadline = st.outbound, None if left is None else time.monotonic() + left
     limit = policy.max_concurrency
     if limit is not None and st.outbound_open >= limit:
         return ("err", ("connection-limit-reached", None))
@@ -351,7 +357,10 @@ def pollable_ready(st: RequestState, p: r.Pollable) -> bool:
 
 
 def pollable_block(st: RequestState, p: r.Pollable) -> None:
-    if p.at_ns is not None:
+    if p.fd is not None:
+        if not p.ready():
+            st.wait_readable([p.fd], None)
+    elif p.at_ns is not None:
         st.wait_until(p.at_ns / 1e9)
 
 
@@ -359,9 +368,14 @@ def poll(st: RequestState, pollables: list[r.Pollable]) -> list[int]:
     if not pollables:
         raise r.GuestMisuse("poll: empty list of pollables")
     ready = [i for i, p in enumerate(pollables) if p.ready()]
-    if not ready:
-        earliest = min(p.at_ns for p in pollables if p.at_ns is not None)
-        st.wait_until(earliest / 1e9)
+    while not ready:
+        times = [p.at_ns for p in pollables if p.at_ns is not None and p.fd is None]
+        earliest = min(times) / 1e9 if times else None
+        fds = [p.fd for p in pollables if p.fd is not None]
+        if fds:
+            st.wait_readable(fds, earliest)
+        elif earliest is not None:
+            st.wait_until(earliest)
         ready = [i for i, p in enumerate(pollables) if p.ready()]
     return ready
 
@@ -370,8 +384,16 @@ def input_read(st: RequestState, s: r.InputStream, n: int) -> Any:
     return s.read(n)
 
 
+def input_blocking_read(st: RequestState, s: r.InputStream, n: int) -> Any:
+    return s.blocking_read(n)
+
+
 def input_skip(st: RequestState, s: r.InputStream, n: int) -> Any:
     return s.skip(n)
+
+
+def input_subscribe(st: RequestState, s: r.InputStream) -> r.Pollable:
+    return s.pollable()
 
 
 def ready_pollable(st: RequestState, s: Any) -> r.Pollable:
@@ -461,7 +483,7 @@ def get_environment(st: RequestState) -> list[tuple[str, str]]:
 
 
 def get_arguments(st: RequestState) -> list[str]:
-    return []
+    return list(st.arguments)
 
 
 def initial_cwd(st: RequestState) -> None:
@@ -477,7 +499,8 @@ def exit_with_code(st: RequestState, code: int) -> None:
 
 
 def get_stdin(st: RequestState) -> r.InputStream:
-    return r.InputStream(b"")
+    # One stream object for every handle: they share the position, as the host's stdin does.
+    return st.stdin if st.stdin is not None else r.InputStream(b"")
 
 
 def _log_sink(st: RequestState) -> Callable[[bytes], bool]:
@@ -489,7 +512,11 @@ def _log_sink(st: RequestState) -> Callable[[bytes], bool]:
 
 
 def get_stdout(st: RequestState) -> r.OutputStream:
-    return r.OutputStream(_log_sink(st))
+    return r.OutputStream(st.stdout or _log_sink(st))
+
+
+def get_stderr(st: RequestState) -> r.OutputStream:
+    return r.OutputStream(st.stderr or _log_sink(st))
 
 
 def no_terminal(st: RequestState) -> None:
@@ -505,10 +532,10 @@ def instance_network(st: RequestState) -> r.Network:
 
 _IO: dict[str, Impl] = {
     "[method]input-stream.read": input_read,
-    "[method]input-stream.blocking-read": input_read,
+    "[method]input-stream.blocking-read": input_blocking_read,
     "[method]input-stream.skip": input_skip,
     "[method]input-stream.blocking-skip": input_skip,
-    "[method]input-stream.subscribe": ready_pollable,
+    "[method]input-stream.subscribe": input_subscribe,
     "[method]output-stream.check-write": output_check_write,
     "[method]output-stream.write": output_write,
     "[method]output-stream.blocking-write-and-flush": output_write,
@@ -605,7 +632,7 @@ IMPLEMENTATIONS: dict[str, dict[str, Impl]] = {
     "wasi:cli/exit": {"exit": exit_, "exit-with-code": exit_with_code},
     "wasi:cli/stdin": {"get-stdin": get_stdin},
     "wasi:cli/stdout": {"get-stdout": get_stdout},
-    "wasi:cli/stderr": {"get-stderr": get_stdout},
+    "wasi:cli/stderr": {"get-stderr": get_stderr},
     "wasi:cli/terminal-input": {},
     "wasi:cli/terminal-output": {},
     "wasi:cli/terminal-stdin": {"get-terminal-stdin": no_terminal},
