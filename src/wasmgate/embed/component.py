@@ -8,6 +8,10 @@ Rules:
 - The WASI host's waits (``wasi:io/poll``, ``pollable.block``, a blocking read of inherited
   stdin) end at the call's deadline: a component asleep in one is stopped at its ``timeout``
   and the call raises ``LimitExceeded("timeout")``, as for one spinning in wasm.
+- Key-value stores and configuration are granted as for a served route: ``key_value_stores``
+  (labels it may open; any other is ``access-denied``, a granted label no store is configured
+  for ``no-such-store``) over the backends of ``runtime_config_file`` / ``state_dir`` (the
+  ``serve`` settings of the same names), and ``variables`` for ``wasi:config/store``.
 - Functions are named as ``wasmgate inspect`` prints them: ``greet`` at the top level,
   ``my:pkg/iface#greet`` inside an exported interface; as attributes of ``inst.exports`` they are
   spelt in snake_case (``inst.exports.echo_people``).
@@ -28,7 +32,8 @@ Rules:
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import wasmtime
@@ -38,6 +43,7 @@ from ..capabilities import Capabilities
 from ..engine import CacheConfig, EngineSettings, LoadedGuest, Program, item_type, named_types
 from ..errors import GuestTrap, LinkError, UsageError
 from ..limits import Limits
+from ..state.grants import Variable, route_state
 from .call_limits import CallGuard
 from .hostfuncs import HostFunction, HostFunctions
 from .linking import check_component_imports
@@ -326,6 +332,10 @@ def instantiate_component(
     capabilities: Capabilities | None = None,
     limits: Limits = Limits(),
     wasi: bool = True,
+    key_value_stores: Sequence[str] = (),
+    variables: Mapping[str, str | Variable] | None = None,
+    runtime_config_file: Path | str | None = None,
+    state_dir: Path | str | None = None,
     settings: EngineSettings | None = None,
     cache: CacheConfig = CacheConfig(),
     allow_precompiled: bool = False,
@@ -334,8 +344,11 @@ def instantiate_component(
 
     ``source`` is a path, component bytes, WAT text (a ``str`` starting with ``(``) or a
     ``LoadedGuest``. ``imports`` provides the component's function imports; with ``wasi`` (the
-    default) wasmgate's WASI preview2 host is linked, granting exactly ``capabilities``.
+    default) wasmgate's WASI preview2 host is linked, granting exactly ``capabilities``, the
+    stores labelled in ``key_value_stores`` (backends from ``runtime_config_file``, SQLite files
+    in ``state_dir``) and ``variables``.
     """
+    state = route_state(key_value_stores, variables, runtime_config_file, state_dir)
     guest = resolve(source, limits, settings, cache, allow_precompiled)
     if guest.kind != "component":
         raise UsageError(f"{guest.name}: is a core module; use wasmgate.instantiate")
@@ -354,7 +367,7 @@ def instantiate_component(
     if provided.wasi:
         from ..wasihttp.host import WasiHost
 
-        host = WasiHost(component, engine, label=guest.name, names=provided.wasi)
+        host = WasiHost(component, engine, label=guest.name, names=provided.wasi, grants=state)
     guard = CallGuard(guest.engine, limits, host_calls=host is not None)
     program = Program(
         guest,
