@@ -217,9 +217,8 @@ class Program:
                 session.close()
         if outcome is not None or cut_off():
             return _finished(outcome or Outcome("ok"), limits, timeout, store, started)
-        return Outcome(
-            "ok", elapsed=time.perf_counter() - started, fuel_consumed=_fuel_consumed(store, limits)
-        )
+        fuel = None if limits.fuel is None else _fuel_consumed(store, limits)
+        return Outcome("ok", elapsed=time.perf_counter() - started, fuel_consumed=fuel)
 
     def _component_failure(
         self,

@@ -133,7 +133,7 @@ class RequestState:
 
     request: HttpRequest | None = None  # None: not an HTTP handler's run
     environment: list[tuple[str, str]] = field(default_factory=list)
-    arguments: list[str] = field(default_factory=list)
+    arguments: tuple[str, ...] = ()
     stdin: InputStream | None = None  # None: empty
     stdout: Sink | None = None  # None: the guest log (``log``)
     stderr: Sink | None = None
@@ -154,7 +154,7 @@ class RequestState:
     volumes: tuple[Any, ...] = ()  # capabilities.DirGrant: the granted folders (wasi:filesystem)
     grants: Any = None  # state.grants.RouteState: stores and variables (None: none granted)
     files: list[Any] = field(default_factory=list)  # files.Descriptor open in this run
-    closers: list[Callable[[], None]] = field(default_factory=list)  # at ``close``: stdio files
+    closers: tuple[Callable[[], None], ...] = ()  # at ``close``: stdio files the run opened
 
     def add(self, obj: Any) -> int:
         if len(self.table) >= MAX_HANDLES:
@@ -176,9 +176,10 @@ class RequestState:
             desc.close()
         self.files.clear()
         self.table.clear()
-        closers, self.closers = self.closers, []
-        for close in closers:
-            close()
+        if self.closers:
+            closers, self.closers = self.closers, ()
+            for close in closers:
+                close()
 
     def enter(self) -> RequestState | None:
         """Make this the state of the guest running on this thread; returns the one it

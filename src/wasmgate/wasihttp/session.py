@@ -42,7 +42,7 @@ def session(caps: Capabilities, grants: Any = None) -> r.RequestState:
     pairs = list(env.items()) if isinstance(env, Mapping) else list(env)
     state = r.RequestState(
         environment=pairs,
-        arguments=list(caps.args),
+        arguments=tuple(caps.args),
         volumes=tuple(caps.dirs),
         log_keep=0,
         grants=grants,
@@ -74,7 +74,7 @@ def _stdin(spec: Any, state: r.RequestState) -> r.InputStream:
             fd = os.open(spec, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             raise UsageError(f"cannot open stdin file {spec}") from None
-        state.closers.append(lambda: os.close(fd))
+        state.closers += (lambda: os.close(fd),)
         return r.FdInputStream(fd)
     data = spec.read()  # a file-like object: what it holds now is the guest's stdin
     return r.InputStream(data.encode() if isinstance(data, str) else bytes(data))
@@ -94,7 +94,7 @@ def _sink(spec: Any, fd: int, state: r.RequestState) -> r.Sink:
             out = os.open(spec, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except OSError:
             raise UsageError(f"cannot open output file {spec}") from None
-        state.closers.append(lambda: os.close(out))
+        state.closers += (lambda: os.close(out),)
         return _fd_writer(out)
     return _stream_writer(spec)
 
