@@ -1,7 +1,7 @@
 """``wasi:keyvalue`` (store, atomics, batch @0.2.0-draft2) and ``wasi:config/store``
 (@0.2.0-draft) for components, beside the proxy-world host.
 
-These are entries of the wasi:http host's tables (``wasihttp.interfaces`` merges them), so they
+These are entries of the WASI host's tables (``wasihttp.interfaces`` merges them), so they
 are linked the same way: by name, from the component's own type, any ``@0.2.x`` version
 (pre-release tags included). Every implementation is ``fn(state, *args)`` on the value codecs'
 shapes (a variant ``(case, payload)``, a result ``("ok", v)``/``("err", e)``, ``list<u8>`` as
@@ -34,14 +34,14 @@ from wasmtime import component as cm
 from . import grants
 from .backends import Backend, StoreError
 
-if TYPE_CHECKING:  # the wasi:http host imports this module: no import back at run time
+if TYPE_CHECKING:  # the WASI host imports this module: no import back at run time
     from ..wasihttp.resources import RequestState
 
 __all__ = ["IMPLEMENTATIONS", "RESOURCES", "typed"]
 
 
 class _Resource:
-    """The shape of the wasi:http host's resources (``wasihttp.resources.Resource``): a host
+    """The shape of the WASI host's resources (``wasihttp.resources.Resource``): a host
     type id, and nothing to do when the guest drops its handle."""
 
     TYPE: ClassVar[int] = 0

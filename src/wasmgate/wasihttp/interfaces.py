@@ -18,8 +18,8 @@ What each interface grants (the README lists the same):
 - ``wasi:filesystem``: the granted folders (a route's volumes), read-only ones for reading only
   (see ``files``).
 - ``wasi:sockets``: every operation is ``access-denied``.
-- ``wasi:keyvalue/*`` and ``wasi:config/store``: the route's granted stores and its variables
-  (``state.keyvalue``).
+- ``wasi:keyvalue/*`` and ``wasi:config/store``: the granted stores and variables (a route's, or
+  an embedded component's; ``state.keyvalue``).
 Functions with no entry here resolve to ``denial`` when their result carries an error the
 interface defines for it (``access-denied``, ``access``, ``HTTP-request-denied``), so a guest
 gets the interface's error value instead of a trap.
@@ -646,7 +646,7 @@ IMPLEMENTATIONS: dict[str, dict[str, Impl]] = {
     "wasi:sockets/tcp": {},
     "wasi:sockets/udp": {},
     "wasi:sockets/ip-name-lookup": {},
-    **keyvalue.IMPLEMENTATIONS,  # wasi:keyvalue and wasi:config (the route's state)
+    **keyvalue.IMPLEMENTATIONS,  # wasi:keyvalue and wasi:config (the run's grants)
 }
 
 # The resources each interface defines (not those it only ``use``s), with their host classes.
