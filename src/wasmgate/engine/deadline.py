@@ -34,7 +34,15 @@ import wasmtime
 
 from .lowlevel import caller_store_id, interrupt_caller
 
-__all__ = ["cut_off", "define_wasi", "mark_cut_off", "set_host_deadline", "time_left", "wait_until"]
+__all__ = [
+    "cut_off",
+    "define_wasi",
+    "host_deadline",
+    "mark_cut_off",
+    "set_host_deadline",
+    "time_left",
+    "wait_until",
+]
 
 
 _WASI = "wasi_snapshot_preview1"
@@ -94,6 +102,12 @@ def cut_off() -> bool:
     """Whether a host call of the guest now running on this thread was cut short at its deadline
     (then the run timed out, however the guest went on: it may well return at once)."""
     return _host.cut_off
+
+
+def host_deadline() -> float | None:
+    """When the host calls of the guest running on this thread must end (``time.monotonic()``
+    seconds; None: no deadline)."""
+    return _host.deadline
 
 
 def time_left() -> float | None:

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..engine.deadline import time_left
 from ..state import keyvalue
 from . import files
 from . import resources as r
@@ -330,8 +329,7 @@ def outgoing_handler_handle(st: RequestState, req: r.OutgoingRequest, options: A
         url = request_url(req.scheme, req.authority, req.path_with_query)
     except ValueError:
         return ("err", ("HTTP-request-URI-invalid", None))
-    left = time_left()
-    policy, deadline = st.outbound, None if left is None else time.monotonic() + left
+    policy, deadline = st.outbound, st.deadline
     limit = policy.max_concurrency
     if limit is not None and st.outbound_open >= limit:
         return ("err", ("connection-limit-reached", None))

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..engine.deadline import mark_cut_off, time_left, wait_until
+from ..engine.deadline import cut_off, host_deadline, mark_cut_off, time_left, wait_until
 from ..engine.outcome import Outcome
 from .translate import HttpRequest
 
@@ -215,6 +215,22 @@ class RequestState:
         room = self.log_keep - len(self.log)
         if room > 0:
             self.log += data[:room]
+
+    @property
+    def deadline(self) -> float | None:
+        """When host waits must end (``time.monotonic()``): the guest's deadline on this thread
+        (the request's, or the embedded call's)."""
+        return host_deadline()
+
+    @property
+    def cut_off(self) -> bool:
+        """Whether a host wait ended at the deadline: then the run timed out."""
+        return cut_off()
+
+    @cut_off.setter
+    def cut_off(self, value: bool) -> None:
+        if value:
+            mark_cut_off()
 
     def wait_until(self, when: float) -> None:
         """Sleep until ``when`` (monotonic seconds) or the guest's deadline, whichever is first:
