@@ -1,10 +1,11 @@
 """One sandbox, measured: each face x each limit -> what it reports and how long it took.
 
 Faces: ``wasmgate run`` and ``wasmgate call`` (subprocesses), ``wasmgate serve`` (a real server on
-loopback), the embedding API for core modules and for components (in process). Limits: a guest
-spinning in wasm past ``timeout``, one asleep in a host call past it (and returning at once when
-woken), one spinning past its ``fuel``, and two at the ``max_memory`` cap: one handling the
-refused grow (exit with pages grown / 64 = 15), one dividing by zero there.
+loopback), the embedding API for core modules and for components (in process; the component
+asleep in a host call is ``tests/guests/p2_sleeper.wat`` in WASI preview2's ``poll``). Limits:
+a guest spinning in wasm past ``timeout``, one asleep in a host call past it (and returning at
+once when woken), one spinning past its ``fuel``, and two at the ``max_memory`` cap: one
+handling the refused grow (exit with pages grown / 64 = 15), one dividing by zero there.
 
 Times for the CLI faces include the process start-up, shown in its own row. Usage:
 ``.venv/bin/python benchmarks/bench_faces.py`` (prints a Markdown table).
@@ -136,14 +137,15 @@ def main() -> None:
                     name = {"grow_exit": "grow-pages", "grow_divzero": "grow-divzero"}.get(
                         export, export
                     )
-                    if export == "sleep":
-                        return "n/a (no WASI p2 sleeper among the test guests)"
+                    guest, args = GUESTS / "faces_component.wat", ()
+                    if export == "sleep":  # 10 s in wasi:io/poll (WASI preview2)
+                        guest, args = GUESTS / "p2_sleeper.wat", (10_000_000_000,)
                     inst = wasmgate.instantiate_component(
-                        GUESTS / "faces_component.wat",
+                        guest,
                         limits=Limits(**limits),  # type: ignore[arg-type]
                     )
                     try:
-                        result = inst.exports[name]()
+                        result = inst.exports[name](*args)
                     except WasmgateError as e:
                         return error_text(e)
                     return f"returned {result}"

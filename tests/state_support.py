@@ -1,11 +1,14 @@
-"""A real ``redis-server`` for the state tests: started on a free loopback port, stopped after.
+"""For the state tests: a real ``redis-server`` started on a free loopback port and stopped
+after, and the componentize-py counter (examples/state/python) built once per source version.
 
 Without the ``redis-server`` binary the Redis tests are skipped, unless ``CI`` is set (then they
-fail: ``.ci/run`` installs it through tools/install-toolchains.sh).
+fail: ``.ci/run`` installs it through tools/install-toolchains.sh). Without the Python component
+toolchain (examples/http/README.md) the counter's tests are skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -16,6 +19,36 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_EXAMPLE = ROOT / "examples" / "state"
+TOOLS = ROOT / ".cache" / "component-tools" / "node_modules" / "@bytecodealliance"
+COMPONENTIZE_PY = ROOT / ".cache" / "componentize-py" / "bin" / "componentize-py"
+COUNTER_SOURCES = (
+    "python/app.py",
+    "python/build.sh",
+    "wit/keyvalue/package.wit",
+    "wit/config/package.wit",
+)
+
+
+def build_counter_py() -> Path:
+    """counter-py.wasm, built on first use (cached by the hash of its sources); skips the test
+    when the toolchain is not set up."""
+    if not ((TOOLS / "jco").is_dir() and COMPONENTIZE_PY.exists()):
+        pytest.skip("the Python component toolchain is not set up (examples/http/README.md)")
+    key = hashlib.sha256(b"".join((STATE_EXAMPLE / n).read_bytes() for n in COUNTER_SOURCES))
+    out = ROOT / ".cache" / "state-guests" / f"counter-py-{key.hexdigest()[:16]}.wasm"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        subprocess.run(
+            ["bash", str(STATE_EXAMPLE / "python" / "build.sh"), str(tmp)],
+            check=True,
+            capture_output=True,
+        )
+        os.replace(tmp, out)
+    return out
 
 
 def free_port() -> int:

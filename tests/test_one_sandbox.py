@@ -24,6 +24,7 @@ from wasmgate.capabilities import Stdio
 from wasmgate.config import GatewayConfig, RunConfig
 from wasmgate.errors import EXIT_STATUS, GuestExit, GuestTrap, LimitExceeded
 from wasmgate.gateway import create_app
+from wasmgate.gateway.app import BLOCKED_GRACE
 from wasmgate.limits import CLI_NAMES, Limits
 
 GUESTS = Path(__file__).resolve().parent / "guests"
@@ -137,6 +138,19 @@ def test_embed_component(case: str) -> None:
     _check(case, result, elapsed)
 
 
+def test_embed_component_asleep_in_a_host_call() -> None:
+    # p2_sleeper.wat sleeps in wasi:io/poll, a host call of wasmgate's WASI preview2 host
+    inst = wasmgate.instantiate_component(GUESTS / "p2_sleeper.wat", limits=Limits(timeout=TIMEOUT))
+
+    def call() -> str:
+        with pytest.raises(wasmgate.WasmgateError) as err:
+            inst.exports.sleep(10_000_000_000)
+        return _of_error(err.value)
+
+    result, elapsed = _timed(call)
+    _check("sleep", result, elapsed)
+
+
 def test_embed_component_keeps_the_guests_own_answer_at_the_memory_cap() -> None:
     inst = wasmgate.instantiate_component(
         GUESTS / "faces_component.wat", limits=Limits(max_memory=MEMORY)
@@ -158,6 +172,24 @@ def test_call_cli(case: str, commands: Callable[[str], Path], wasmgate: Any) -> 
     started = time.monotonic()
     r = wasmgate("call", *flags, commands(case), _export(case))
     _check(case, _of_status(r.returncode, r.stderr), time.monotonic() - started, _startup())
+
+
+def test_call_cli_component_asleep_in_a_host_call(wasmgate: Any) -> None:
+    started = time.monotonic()
+    r = wasmgate("call", "--timeout=1", GUESTS / "p2_sleeper.wat", "sleep", "10000000000")
+    elapsed = time.monotonic() - started
+    _check("sleep", _of_status(r.returncode, r.stderr), elapsed, _startup())
+
+
+def test_run_cli_component_asleep_in_a_host_call(wasmgate: Any) -> None:
+    # `run` links Wasmtime's own WASI preview2 for commands (see engine/program.py): nothing
+    # interrupts its host calls, and the watchdog ends the process BLOCKED_GRACE after the
+    # deadline with the same status.
+    started = time.monotonic()
+    r = wasmgate("run", "--timeout=1", GUESTS / "p2_sleeper.wat")
+    elapsed = time.monotonic() - started
+    assert _of_status(r.returncode, r.stderr) == "timeout", r.stderr
+    assert elapsed < TIMEOUT + BLOCKED_GRACE + SLACK + _startup(), elapsed
 
 
 _STARTUP: list[float] = []

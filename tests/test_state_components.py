@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,31 +12,12 @@ import httpx
 import pytest
 
 from gateway_support import running_server
-from state_support import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "state"
-TOOLS = ROOT / ".cache" / "component-tools" / "node_modules" / "@bytecodealliance"
-COMPONENTIZE_PY = ROOT / ".cache" / "componentize-py" / "bin" / "componentize-py"
-SOURCES = ("python/app.py", "python/build.sh", "wit/keyvalue/package.wit", "wit/config/package.wit")
+from state_support import build_counter_py, free_port
 
 
 @pytest.fixture(scope="module")
 def counter_py() -> Path:
-    if not ((TOOLS / "jco").is_dir() and COMPONENTIZE_PY.exists()):
-        pytest.skip("the Python component toolchain is not set up (examples/http/README.md)")
-    key = hashlib.sha256(b"".join((EXAMPLE / name).read_bytes() for name in SOURCES))
-    out = ROOT / ".cache" / "state-guests" / f"counter-py-{key.hexdigest()[:16]}.wasm"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        subprocess.run(
-            ["bash", str(EXAMPLE / "python" / "build.sh"), str(tmp)],
-            check=True,
-            capture_output=True,
-        )
-        os.replace(tmp, out)
-    return out
+    return build_counter_py()
 
 
 def _site(tmp_path: Path, counter_py: Path) -> Path:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from wasmgate.capabilities import DirGrant
 from wasmgate.engine.engine import get_engine
 from wasmgate.engine.loader import LoadedGuest, load_guest
 from wasmgate.limits import Limits
 from wasmgate.wasihttp import HttpRequest, ProxyHandler
-from wasmgate.wasihttp.files import Volume
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = ROOT / "examples" / "http" / "echo-http.wasm"
@@ -46,7 +46,7 @@ def serve(handler: ProxyHandler, path: str, body: bytes = b"") -> bytes:
 
 @pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
 def test_read_write_list(guest: LoadedGuest, volume: Path, fast: bool) -> None:
-    handler = ProxyHandler(guest, SETTINGS, volumes=[Volume(str(volume), "/data")], fast=fast)
+    handler = ProxyHandler(guest, SETTINGS, volumes=[DirGrant(volume, "/data")], fast=fast)
     assert not handler.repeatable
     assert serve(handler, "/fs/read/a.txt") == b"hello file"
     assert serve(handler, "/fs/read/big.bin") == bytes(range(256)) * 1024
@@ -66,12 +66,12 @@ def test_read_write_list(guest: LoadedGuest, volume: Path, fast: bool) -> None:
     ],
 )
 def test_no_way_out_of_a_volume(guest: LoadedGuest, volume: Path, path: str, code: int) -> None:
-    handler = ProxyHandler(guest, SETTINGS, volumes=[Volume(str(volume), "/data")])
+    handler = ProxyHandler(guest, SETTINGS, volumes=[DirGrant(volume, "/data")])
     assert serve(handler, path) == f"error={code}\n".encode()
 
 
 def test_read_only_volume(guest: LoadedGuest, volume: Path) -> None:
-    handler = ProxyHandler(guest, SETTINGS, volumes=[Volume(str(volume), "/data", True)])
+    handler = ProxyHandler(guest, SETTINGS, volumes=[DirGrant(volume, "/data", True)])
     assert serve(handler, "/fs/read/a.txt") == b"hello file"
     assert serve(handler, "/fs/write/a.txt", b"x") == f"error={READ_ONLY}\n".encode()
     assert serve(handler, "/fs/write/other.txt", b"x") == f"error={READ_ONLY}\n".encode()
@@ -85,7 +85,7 @@ def test_no_volumes_no_preopens(guest: LoadedGuest) -> None:
 
 def test_descriptors_never_leak(guest: LoadedGuest, volume: Path) -> None:
     # the guest drops its files but never the preopened folder: the host closes it
-    handler = ProxyHandler(guest, SETTINGS, volumes=[Volume(str(volume), "/data")])
+    handler = ProxyHandler(guest, SETTINGS, volumes=[DirGrant(volume, "/data")])
     serve(handler, "/fs/read/a.txt")
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(200):

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         WasmgateError,
     )
     from .limits import Limits
+    from .state.grants import Variable
 
     __version__: str
 
@@ -96,6 +97,7 @@ _LAZY = {
     "UsageError": "errors",
     "WasmgateError": "errors",
     "Limits": "limits",
+    "Variable": "state.grants",
 }
 # Submodules that ``import wasmgate`` used to load eagerly, still reachable as attributes.
 _SUBMODULES = frozenset({"api", "capabilities", "config", "engine", "errors", "limits"})
@@ -158,6 +160,7 @@ __all__ = [
     "Some",
     "Stdio",
     "UsageError",
+    "Variable",
     "Variant",
     "WasmgateError",
     "__version__",

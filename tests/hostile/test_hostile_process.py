@@ -146,6 +146,10 @@ def test_restarted_worker_serves_the_masters_configuration(tmp_path: Path) -> No
         # starting would never log its first start-up, and the count below would be off.
         wait_for_log(s, r"Application startup complete(.|\n)*Application startup complete", 20)
         victim = _workers(s, 2)[0]
+        # Both workers up first: one killed before its own start-up completes never logs it.
+        wait_for_log(
+            s, r"Application startup complete(.|\n)*Application startup complete", timeout=20
+        )
         # Edited but valid (a new route), then broken: neither reaches a restarted worker.
         (tmp_path / "w.wat").write_text(wat_guest(b"Content-Type: text/plain\n\ntwo"))
         toml.write_text('[[module]]\nroute = "/w"\nmodule = "w.wat"\n')

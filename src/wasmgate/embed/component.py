@@ -2,8 +2,16 @@
 
 Rules:
 - ``instantiate_component`` loads through the shared engine and cache, checks every import up
-  front (``linking``), links WASI preview2 granting exactly ``capabilities`` (as ``wasmgate run``
-  does for command components) and the host's functions, and makes one store per instance.
+  front (``linking``), links wasmgate's WASI preview2 host (``wasihttp.host.WasiHost``, the one
+  wasi:http routes and ``wasmgate run`` use) granting exactly ``capabilities``, and the
+  caller's functions, and makes one store per instance through the engine entry.
+- The WASI host's waits (``wasi:io/poll``, ``pollable.block``, a blocking read of inherited
+  stdin) end at the call's deadline: a component asleep in one is stopped at its ``timeout``
+  and the call raises ``LimitExceeded("timeout")``, as for one spinning in wasm.
+- Key-value stores and configuration are granted as for a served route: ``key_value_stores``
+  (labels it may open; any other is ``access-denied``, a granted label no store is configured
+  for ``no-such-store``) over the backends of ``runtime_config_file`` / ``state_dir`` (the
+  ``serve`` settings of the same names), and ``variables`` for ``wasi:config/store``.
 - Functions are named as ``wasmgate inspect`` prints them: ``greet`` at the top level,
   ``my:pkg/iface#greet`` inside an exported interface; as attributes of ``inst.exports`` they are
   spelt in snake_case (``inst.exports.echo_people``).
@@ -23,7 +31,9 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import wasmtime
@@ -33,6 +43,7 @@ from ..capabilities import Capabilities
 from ..engine import CacheConfig, EngineSettings, LoadedGuest, Program, item_type, named_types
 from ..errors import GuestTrap, LinkError, UsageError
 from ..limits import Limits
+from ..state.grants import Variable, route_state
 from .call_limits import CallGuard
 from .hostfuncs import HostFunction, HostFunctions
 from .linking import check_component_imports
@@ -64,6 +75,7 @@ class ComponentFunction:
         "_lowers",
         "_nparams",
         "_raise_errors",
+        "_session",
         "_store",
         "name",
         "signature",
@@ -89,6 +101,7 @@ class ComponentFunction:
         self._lowers = signature.lowers
         self._nparams = len(signature.lowers)
         self._raise_errors = raise_errors
+        self._session = guard.session
 
     def __repr__(self) -> str:
         return f"<ComponentFunction {self.name}: {item_type(self.type)}>"
@@ -102,6 +115,8 @@ class ComponentFunction:
             lowered = self.signature.lower_args(args)  # raises the TypeError with its path
         guard = self._guard
         guard.arm()
+        session = self._session
+        previous = None if session is None else session.enter()
         try:
             raw = self._func(self._store, *lowered)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as err:
@@ -111,6 +126,9 @@ class ComponentFunction:
             raise
         else:
             return self._finish(raw)
+        finally:
+            if session is not None:
+                session.leave(previous)
         if failure is None:
             return None
         if isinstance(failure, GuestTrap) and failure.kind == _POISONED:
@@ -190,6 +208,15 @@ class ComponentInstance(StoreOwner):
         self._types = _export_functions(guest)
         self._attributes = {py_name(n.rpartition("#")[2]): n for n in self._types}
         self.exports = ComponentExports(self)
+        session = guard.session
+        # The host's state holds open files (granted folders, stdio files): closed with the
+        # instance, or when it is collected.
+        self._release = None if session is None else weakref.finalize(self, session.close)
+
+    def close(self) -> None:
+        super().close()
+        if self._release is not None:
+            self._release()
 
     @property
     def types(self) -> dict[str, type]:
@@ -305,6 +332,10 @@ def instantiate_component(
     capabilities: Capabilities | None = None,
     limits: Limits = Limits(),
     wasi: bool = True,
+    key_value_stores: Sequence[str] = (),
+    variables: Mapping[str, str | Variable] | None = None,
+    runtime_config_file: Path | str | None = None,
+    state_dir: Path | str | None = None,
     settings: EngineSettings | None = None,
     cache: CacheConfig = CacheConfig(),
     allow_precompiled: bool = False,
@@ -313,8 +344,11 @@ def instantiate_component(
 
     ``source`` is a path, component bytes, WAT text (a ``str`` starting with ``(``) or a
     ``LoadedGuest``. ``imports`` provides the component's function imports; with ``wasi`` (the
-    default) WASI preview2 is linked, granting exactly ``capabilities``.
+    default) wasmgate's WASI preview2 host is linked, granting exactly ``capabilities``, the
+    stores labelled in ``key_value_stores`` (backends from ``runtime_config_file``, SQLite files
+    in ``state_dir``) and ``variables``.
     """
+    state = route_state(key_value_stores, variables, runtime_config_file, state_dir)
     guest = resolve(source, limits, settings, cache, allow_precompiled)
     if guest.kind != "component":
         raise UsageError(f"{guest.name}: is a core module; use wasmgate.instantiate")
@@ -329,10 +363,16 @@ def instantiate_component(
     for tname, ty in builder.names:
         if isinstance(ty, cm.RecordType):
             builder.build(ty, tname)
-    # WASI preview2's host calls are wasmtime's own: the deadline cannot bound them in process.
-    guard = CallGuard(guest.engine, limits, host_calls=False)
+    host = None
+    if provided.wasi:
+        from ..wasihttp.host import WasiHost
+
+        host = WasiHost(component, engine, label=guest.name, names=provided.wasi, grants=state)
+    guard = CallGuard(guest.engine, limits, host_calls=host is not None)
     program = Program(
-        guest, define=lambda linker: _define_imports(linker, provided, builder, guard)
+        guest,
+        host=host,
+        define=lambda linker: _define_imports(linker, provided.functions, builder, guard),
     )
     store, raw = guard.start(program, capabilities or Capabilities())
     assert isinstance(raw, cm.Instance)

@@ -43,7 +43,7 @@ from .call_limits import CallGuard
 from .hostfuncs import HostFunctions, define_core_function
 from .linking import check_core_imports
 from .memory import GuestMemory, GuestMemoryError
-from .owner import StoreOwner, captured
+from .owner import StoreOwner
 from .source import Source, resolve
 
 __all__ = ["ExportFunction", "Exports", "Instance", "instantiate"]
@@ -223,16 +223,6 @@ class Instance(StoreOwner):
         if self._memory is None:
             raise GuestMemoryError(f"{self.name}: exports no memory named 'memory'")
         return self._memory
-
-    @property
-    def stdout(self) -> bytes:
-        """What the guest wrote to stdout, when its capabilities said ``stdout=CAPTURE``."""
-        return captured(self, "stdout")
-
-    @property
-    def stderr(self) -> bytes:
-        """What the guest wrote to stderr, when its capabilities said ``stderr=CAPTURE``."""
-        return captured(self, "stderr")
 
     @property
     def fuel_consumed(self) -> int | None:

@@ -7,9 +7,11 @@ Rules:
 - Core modules: ``wasi_snapshot_preview1`` is provided when WASI is on; every other function import
   must be a registered host function whose signature equals the guest's declaration. Non-function
   imports (memories, tables, globals) are never provided.
-- Components: with WASI on, the ``wasi:`` interfaces that ``add_wasip2`` defines are provided.
-  Other interface imports need a host namespace of that name providing each function of the
-  interface; root-level function imports come from the default namespace.
+- Components: an interface import the host's registry names (a namespace of that name) is the
+  caller's, and needs each of its functions there; with WASI on, every other interface wasmgate's
+  WASI host implements (``wasihttp.host.provides``: wasi:cli, clocks, filesystem, io, random,
+  sockets, http, keyvalue, config) is that host's. Root-level function imports come from the
+  default namespace.
 - Anything this check accepts that wasmtime still refuses is reported as a ``LinkError`` with
   wasmtime's own (folded) message.
 """
@@ -17,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
@@ -28,22 +31,13 @@ from .coretypes import CoreSignature
 from .hostfuncs import HostFunction, HostFunctions
 
 __all__ = [
-    "WASIP2_INTERFACES",
+    "ComponentImports",
     "MissingImports",
     "check_component_imports",
     "check_core_imports",
 ]
 
 WASI_P1 = "wasi_snapshot_preview1"
-# The interface packages wasmtime's add_wasip2() defines (wasi:http needs add_wasi_http).
-WASIP2_INTERFACES = (
-    "wasi:cli/",
-    "wasi:clocks/",
-    "wasi:filesystem/",
-    "wasi:io/",
-    "wasi:random/",
-    "wasi:sockets/",
-)
 
 
 class MissingImports(LinkError):
@@ -82,8 +76,13 @@ def check_core_imports(
     return needed
 
 
-def _wasi_provides(name: str) -> bool:
-    return name.startswith(WASIP2_INTERFACES)
+@dataclass(frozen=True, slots=True)
+class ComponentImports:
+    """Who provides a component's imports: the caller's functions (interface or None for the
+    root, function name, host function, WIT type) and the interfaces of the WASI host."""
+
+    functions: list[tuple[str | None, str, HostFunction, cm.FuncType]]
+    wasi: tuple[str, ...]
 
 
 def check_component_imports(
@@ -94,15 +93,20 @@ def check_component_imports(
     *,
     wasi: bool,
     names: TypeNames | None = None,
-) -> list[tuple[str | None, str, HostFunction, cm.FuncType]]:
-    """(interface or None for the root, function name, host function, WIT type) for every function
-    import ``host`` provides; raises ``MissingImports`` listing everything it does not."""
+) -> ComponentImports:
+    """Who provides each import (see the rules); raises ``MissingImports`` listing everything
+    nobody does."""
+    from ..wasihttp.host import provides
+
     provided: list[tuple[str | None, str, HostFunction, cm.FuncType]] = []
+    from_wasi: list[str] = []
     problems: list[str] = []
     default = host.module if host is not None else None
+    namespaces = host.namespaces() if host is not None else set()
     for import_name, ext in imports.items():
         ty = ext.ty
-        if wasi and _wasi_provides(import_name):
+        if wasi and import_name not in namespaces and provides(import_name):
+            from_wasi.append(import_name)
             continue
         if isinstance(ty, cm.ComponentInstanceType):
             for fname, fext in ty.exports(engine).items():
@@ -122,4 +126,4 @@ def check_component_imports(
             problems.append(f"{import_name}: {item_type(ty, names)}")
     if problems:
         raise MissingImports(name, problems)
-    return provided
+    return ComponentImports(provided, tuple(from_wasi))

@@ -1,4 +1,5 @@
-"""What every embedded instance is to its user: the owner of one store, closed once."""
+"""What every embedded instance is to its user: the owner of one store, closed once, and of the
+output its capabilities captured."""
 
 from __future__ import annotations
 
@@ -27,6 +28,16 @@ class StoreOwner:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    @property
+    def stdout(self) -> bytes:
+        """What the guest wrote to stdout, when its capabilities said ``stdout=CAPTURE``."""
+        return captured(self, "stdout")
+
+    @property
+    def stderr(self) -> bytes:
+        """What the guest wrote to stderr, when its capabilities said ``stderr=CAPTURE``."""
+        return captured(self, "stderr")
 
     def close(self) -> None:
         """Free the store (and with it the guest's memory) now rather than when garbage is

@@ -27,19 +27,21 @@ if TYPE_CHECKING:
     )
     from .loader import LoadedGuest, detect_kind, load, load_guest
     from .outcome import Outcome, classify_failure, exported_memory_size, fold_error, timed_out
-    from .program import Program
+    from .program import ComponentHost, Program, Session
     from .runner import format_results, parse_invoke_args, run_guest
     from .sandbox import arm_call
 
 _LAZY = {
     "ArtifactCache": "cache",
     "CacheConfig": "cache",
+    "ComponentHost": "program",
     "EngineHandle": "engine",
     "EngineSettings": "engine",
     "LoadedGuest": "loader",
     "Outcome": "outcome",
     "OutputPump": "capture",
     "Program": "program",
+    "Session": "program",
     "TypeNames": "introspect",
     "arm_call": "sandbox",
     "classify_failure": "outcome",
@@ -81,12 +83,14 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ArtifactCache",
     "CacheConfig",
+    "ComponentHost",
     "EngineHandle",
     "EngineSettings",
     "LoadedGuest",
     "Outcome",
     "OutputPump",
     "Program",
+    "Session",
     "TypeNames",
     "arm_call",
     "classify_failure",

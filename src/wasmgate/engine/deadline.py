@@ -17,6 +17,9 @@ Rules:
   returns (or exits) before any such check is still reported as timed out by the engine entry.
 - Never raise from the host function: wasmtime-py hands a host function's exception to whichever
   thread next leaves wasm. Anything unexpected is an errno.
+- Host calls written in Python (the WASI preview2 host, ``wasihttp``) wait through ``wait_until``
+  and ``time_left``: the same deadline, the same ``cut_off``. A component's host function may
+  raise (the binding turns it into a trap of that call), so they stop the guest at once.
 """
 
 from __future__ import annotations
@@ -31,7 +34,15 @@ import wasmtime
 
 from .lowlevel import caller_store_id, interrupt_caller
 
-__all__ = ["cut_off", "define_wasi", "set_host_deadline"]
+__all__ = [
+    "cut_off",
+    "define_wasi",
+    "host_deadline",
+    "mark_cut_off",
+    "set_host_deadline",
+    "time_left",
+    "wait_until",
+]
 
 
 _WASI = "wasi_snapshot_preview1"
@@ -91,6 +102,41 @@ def cut_off() -> bool:
     """Whether a host call of the guest now running on this thread was cut short at its deadline
     (then the run timed out, however the guest went on: it may well return at once)."""
     return _host.cut_off
+
+
+def host_deadline() -> float | None:
+    """When the host calls of the guest running on this thread must end (``time.monotonic()``
+    seconds; None: no deadline)."""
+    return _host.deadline
+
+
+def time_left() -> float | None:
+    """Seconds left before the deadline of the guest running on this thread (None: no deadline;
+    never negative)."""
+    deadline = _host.deadline
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def mark_cut_off() -> None:
+    """A host call of the guest running on this thread ended at its deadline: it timed out."""
+    _host.cut_off = True
+
+
+def wait_until(when: float) -> bool:
+    """Sleep until ``when`` (``time.monotonic()`` seconds) or the deadline of the guest running
+    on this thread, whichever comes first; False (and ``cut_off()`` from then on) if the
+    deadline came first."""
+    deadline = _host.deadline
+    cut = deadline is not None and when >= deadline
+    if cut:
+        assert deadline is not None
+        when = deadline
+    delay = when - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    if cut:
+        _host.cut_off = True
+    return not cut
 
 
 def define_wasi(linker: wasmtime.Linker) -> None:

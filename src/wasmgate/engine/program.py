@@ -3,29 +3,39 @@ fresh sandboxed store. Every face reaches wasm through it: ``wasmgate run``, ``w
 embedding API and the gateway's routes.
 
 Rules:
-- ``Program(guest, define=...)`` links once: WASI (preview1 with the bounded host calls for core
-  modules, preview2 for components) plus whatever host imports ``define`` adds to the linker
-  (outbound HTTP for WAGI routes, Python callables for the embedding API). A core module's link
-  is kept as an instance-pre, so a run only instantiates. A link failure (an import nobody
-  provides) is kept in ``link_error`` and raised as ``LinkError`` by each run, so a server can
-  decide what a broken route means.
-- ``run`` makes a fresh store granting the capabilities under the limits (``sandbox.open_store``:
-  the only place stores and WASI configurations are made), instantiates, calls the entry point
-  and returns an ``Outcome``. Guest behaviour (exit, trap, limits) is never raised; host-side
-  problems (no such export, arguments that do not fit it) are.
+- ``Program(guest, define=..., host=...)`` links once. A core module gets WASI preview1 with the
+  bounded host calls (``sandbox.core_linker``). A component gets the WASI its caller's ``host``
+  links (a ``ComponentHost``: wasmgate's preview2 in Python, whose waits end by the deadline),
+  or, with no host, Wasmtime's own preview2, whose host calls nothing can interrupt (a guest
+  asleep in one holds its thread past the deadline: ``wasmgate run`` ends such a process with
+  its watchdog; every other face brings the Python host). Then ``define`` adds the face's own
+  host imports (outbound HTTP for WAGI routes, Python callables for the embedding API). A core
+  module's link is kept as an instance-pre, so a run only instantiates. A link failure (an
+  import nobody provides) is kept in ``link_error`` and raised as ``LinkError`` by each run, so
+  a server can decide what a broken route means.
+- ``run`` makes a fresh store under the limits (``sandbox``: the only place stores and WASI
+  configurations are made) granting the capabilities (through a WASI configuration, or through
+  the component host's ``session``), instantiates, calls the entry
+  point and returns an ``Outcome``. Guest behaviour (exit, trap, limits) is never raised;
+  host-side problems (no such export, arguments that do not fit it) are.
+- A component's entry is ``wasi:cli/run`` unless the caller brings its own ``invoke`` (a
+  wasi:http route calls its handler); a caller may bring the run's ``session`` too (a route's
+  holds the request). The session is current on the thread while the guest runs, says first
+  what a trap raised by a host call stands for (``Session.outcome``), and is closed with the run.
 - A run whose deadline stopped it, in wasm or in a host call (``deadline.cut_off``), is a timeout,
   however the guest ended afterwards: a guest cut off in ``sleep`` may well return at once.
 - ``instantiate`` is for callers that keep the instance (the embedding API): it returns the live
-  store and instance, or raises the exception the failure's ``Outcome`` stands for.
+  store and instance, or raises the exception the failure's ``Outcome`` stands for. Such a
+  caller makes the session (``session``) and makes it current around each call itself.
 - Nothing here knows of HTTP, CGI or Python host functions: callers bring them through
-  ``define`` and the capabilities.
+  ``define``, ``host`` and the capabilities.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import wasmtime
 
@@ -36,29 +46,67 @@ from .deadline import cut_off
 from .loader import LoadedGuest
 from .lowlevel import call_export
 from .outcome import Outcome, classify_failure, exported_memory_size, fold_error, timed_out
-from .sandbox import component_linker, core_linker, open_store
+from .sandbox import component_linker, core_linker, new_store, open_store
 
 if TYPE_CHECKING:  # the component types load only when a component does (start-up)
     from wasmtime import component as cm
 
-__all__ = ["Program"]
+__all__ = ["ComponentHost", "Invoke", "Program", "Session"]
 
 Define = Callable[[Any], None]
+
+
+class Session(Protocol):
+    """One run's (or one embedded instance's) state in a component host."""
+
+    def enter(self) -> Any:
+        """Make this the session of the guest running on this thread; returns the one it
+        replaces (for ``leave``)."""
+
+    def leave(self, previous: Any) -> None: ...
+
+    def outcome(self, err: BaseException) -> Outcome | None:
+        """What the failure ``err`` stands for when the host knows better than the engine (a
+        trap raised by a host call: taken, asked once per trap); None otherwise."""
+
+    def close(self) -> None: ...
+
+
+class ComponentHost(Protocol):
+    """WASI (and whatever else) for components, linked by the host itself."""
+
+    def define(self, linker: cm.Linker) -> None: ...
+
+    def session(self, caps: Capabilities) -> Session: ...
+
+
+# A component's entry: calls into ``instance``; an ``Outcome`` it returns is the run's.
+Invoke = Callable[[wasmtime.Store, "cm.Instance"], "Outcome | None"]
 
 
 class Program:
     """A guest linked with WASI and ``define``'s host imports, ready to run in fresh stores."""
 
-    def __init__(self, guest: LoadedGuest, *, define: Define | None = None) -> None:
+    def __init__(
+        self,
+        guest: LoadedGuest,
+        *,
+        define: Define | None = None,
+        host: ComponentHost | None = None,
+    ) -> None:
         self.guest = guest
         self.name = guest.name
         self.link_error: str | None = None
+        self.host = host
         self._pre: wasmtime.InstancePre | None = None
         self._component_linker: cm.Linker | None = None
+        self._command: Invoke | None = None
         engine = guest.engine
         if guest.kind == "component":
             self.exports: frozenset[str] = frozenset()
-            clinker = component_linker(engine)
+            clinker = component_linker(engine, wasip2=host is None)
+            if host is not None:
+                host.define(clinker)
             if define is not None:
                 define(clinker)
             self._component_linker = clinker
@@ -91,15 +139,18 @@ class Program:
         args: Sequence[Any] = (),
         results: bool = False,
         timeout: float | None = None,
+        invoke: Invoke | None = None,
+        session: Session | None = None,
     ) -> Outcome:
         """Run ``entry`` once in a fresh store; ``timeout`` (seconds) replaces the limit's own
         (a caller's shorter budget). With ``results``, the entry's results are returned in the
-        outcome. Components run ``wasi:cli/run`` (``entry`` is not used)."""
+        outcome. Components run ``invoke``, by default ``wasi:cli/run`` (``entry`` is not
+        used), in ``session`` (default: a new one from the host, granting ``caps``)."""
         if self.link_error is not None:
             self.check_linked()
-        store = open_store(self.guest.engine, caps, limits, timeout=timeout)
         if self._component_linker is not None:
-            return self._run_component(store, limits, timeout)
+            return self._run_component(caps, limits, timeout, invoke, session)
+        store = open_store(self.guest.engine, caps, limits, timeout=timeout)
         assert self._pre is not None
         started = time.perf_counter()
         instance: wasmtime.Instance | None = None
@@ -133,9 +184,68 @@ class Program:
         )
 
     def _run_component(
-        self, store: wasmtime.Store, limits: Limits, timeout: float | None
+        self,
+        caps: Capabilities,
+        limits: Limits,
+        timeout: float | None,
+        invoke: Invoke | None,
+        session: Session | None,
     ) -> Outcome:
         assert self._component_linker is not None
+        if invoke is None:
+            invoke = self._command or self._find_command()
+        if self.host is None:
+            store = open_store(self.guest.engine, caps, limits, timeout=timeout)
+        else:
+            store = new_store(self.guest.engine, limits, timeout=timeout)
+            if session is None:
+                session = self.host.session(caps)
+        previous = None if session is None else session.enter()
+        started = time.perf_counter()
+        instance = None
+        try:
+            instance = self._component_linker.instantiate(store, self.guest.as_component())
+            outcome = invoke(store, instance)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as err:
+            outcome = None if session is None else session.outcome(err)
+            if outcome is None:
+                outcome = self._component_failure(err, limits, timeout, instance is None)
+            return _finished(outcome, limits, timeout, store, started)
+        finally:
+            if session is not None:
+                session.leave(previous)
+                session.close()
+        if outcome is not None or cut_off():
+            return _finished(outcome or Outcome("ok"), limits, timeout, store, started)
+        fuel = None if limits.fuel is None else _fuel_consumed(store, limits)
+        return Outcome("ok", elapsed=time.perf_counter() - started, fuel_consumed=fuel)
+
+    def _component_failure(
+        self,
+        err: wasmtime.WasmtimeError | wasmtime.Trap,
+        limits: Limits,
+        timeout: float | None,
+        instantiating: bool,
+    ) -> Outcome:
+        """The outcome of an engine failure (not one a host call raised)."""
+        if (
+            instantiating
+            and not isinstance(err, wasmtime.Trap)
+            and not ("exceeds memory limits" in str(err) and limits.max_memory is not None)
+            and not cut_off()
+        ):
+            raise LinkError(f"{self.name}: cannot instantiate: {fold_error(err)}") from None
+        outcome = classify_failure(err, limits, memory_size=None, timeout=timeout)
+        text = str(err)
+        if outcome.status != "error" or "wasm backtrace:" not in text:
+            return outcome
+        # A failure the canonical ABI raised inside the guest's call (a handle it no longer
+        # owns, say) has a wasm backtrace but no trap code: it is the guest's trap all the same.
+        cause = fold_error(err).rsplit(": ", 1)[-1]
+        return Outcome("trap", message=f"guest trapped: {cause}", trap_kind=cause)
+
+    def _find_command(self) -> Invoke:
+        """The call of the component's ``wasi:cli/run`` (a ``LinkError`` if it has none)."""
         component = self.guest.as_component()
         engine = self.guest.engine.engine
         run_name = next(
@@ -146,48 +256,46 @@ class Program:
                 f"{self.name}: component does not export wasi:cli/run, so it is not a command "
                 "(call its functions with `wasmgate call`)"
             )
-        started = time.perf_counter()
-        try:
-            instance = self._component_linker.instantiate(store, component)
-        except wasmtime.Trap as err:
-            outcome = classify_failure(err, limits, memory_size=None, timeout=timeout)
-            return _finished(outcome, limits, timeout, store, started)
-        except wasmtime.WasmtimeError as err:
-            if "exceeds memory limits" in str(err) and limits.max_memory is not None:
-                outcome = classify_failure(err, limits, memory_size=None, timeout=timeout)
-                return _finished(outcome, limits, timeout, store, started)
-            raise LinkError(f"{self.name}: cannot instantiate: {fold_error(err)}") from None
-        iface = instance.get_export_index(store, run_name)
-        index = instance.get_export_index(store, "run", iface) if iface is not None else None
-        func = instance.get_func(store, index) if index is not None else None
-        if func is None:
+        iface = component.get_export_index(run_name)
+        index = component.get_export_index("run", iface) if iface is not None else None
+        if index is None:
             raise LinkError(f"{self.name}: {run_name} has no `run` function")
-        try:
-            result = func(store)
-            func.post_return(store)
-        except (wasmtime.WasmtimeError, wasmtime.Trap) as err:
-            outcome = classify_failure(err, limits, memory_size=None, timeout=timeout)
-            return _finished(outcome, limits, timeout, store, started)
-        if cut_off():
-            return _finished(timed_out(limits, timeout), limits, timeout, store, started)
         from wasmtime import component as cm
 
-        if isinstance(result, cm.Variant) and result.tag == "err":
-            outcome = Outcome("exit", exit_code=1, message="guest's run returned an error")
-            return _finished(outcome, limits, timeout, store, started)
-        return Outcome(
-            "ok", elapsed=time.perf_counter() - started, fuel_consumed=_fuel_consumed(store, limits)
-        )
+        def run(store: wasmtime.Store, instance: cm.Instance) -> Outcome | None:
+            func = instance.get_func(store, index)
+            if func is None:
+                raise LinkError(f"{self.name}: {run_name} has no `run` function")
+            result = func(store)
+            func.post_return(store)
+            if isinstance(result, cm.Variant) and result.tag == "err":
+                return Outcome("exit", exit_code=1, message="guest's run returned an error")
+            return None
+
+        self._command = run
+        return run
 
     # --- live instances (the embedding API) -------------------------------------------------
 
+    def session(self, caps: Capabilities) -> Session | None:
+        """A new session of the component host granting ``caps`` (None: no host)."""
+        return None if self.host is None else self.host.session(caps)
+
     def instantiate(
-        self, caps: Capabilities, limits: Limits
+        self, caps: Capabilities, limits: Limits, *, session: Session | None = None
     ) -> tuple[wasmtime.Store, wasmtime.Instance | cm.Instance]:
         """A fresh store and a live instance in it (start function and all), for a caller that
-        keeps them; a failure raises its outcome's exception (``LinkError`` for a link)."""
+        keeps them; a failure raises its outcome's exception (``LinkError`` for a link). A
+        component with a host needs the caller's ``session`` (``session()``), current while it
+        is instantiated and whenever the caller calls in."""
         self.check_linked()
-        store = open_store(self.guest.engine, caps, limits)
+        previous: Any = None
+        if self._component_linker is not None and self.host is not None:
+            store = new_store(self.guest.engine, limits)
+            if session is not None:
+                previous = session.enter()
+        else:
+            store = open_store(self.guest.engine, caps, limits)
         try:
             if self._component_linker is not None:
                 component = self.guest.as_component()
@@ -195,15 +303,20 @@ class Program:
             assert self._pre is not None
             return store, self._pre.instantiate(store)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as err:
-            outcome = classify_failure(err, limits, memory_size=None)
-            if outcome.status == "error" and not isinstance(err, wasmtime.Trap):
-                raise LinkError(f"{self.name}: cannot instantiate: {outcome.message}") from None
+            outcome = None if session is None else session.outcome(err)
+            if outcome is None:
+                outcome = classify_failure(err, limits, memory_size=None)
+                if outcome.status == "error" and not isinstance(err, wasmtime.Trap):
+                    raise LinkError(f"{self.name}: cannot instantiate: {outcome.message}") from None
             if cut_off():
                 outcome = timed_out(limits)
             error = outcome.error()
             if error is None:  # proc_exit(0) from a start function: nothing to call
                 raise LinkError(f"{self.name}: start function exited") from None
             raise error from None
+        finally:
+            if session is not None:
+                session.leave(previous)
 
 
 def _call(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> None:

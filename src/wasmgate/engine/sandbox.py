@@ -9,8 +9,11 @@ Rules:
   fuel-metering engine, the memory cap, and the deadline of its host calls on this thread
   (``deadline.set_host_deadline``). ``arm_call`` gives a long-lived store (the embedding API) the
   same allowance afresh before each call.
-- WASI preview1 is always linked with the bounded host calls (``deadline.define_wasi``);
-  components get WASI preview2.
+- WASI preview1 is always linked with the bounded host calls (``deadline.define_wasi``). A
+  component gets WASI preview2 from its caller's host (``program``: wasmgate's own, in Python,
+  whose waits end by the deadline; its store has no WASI configuration) or, when the caller
+  brings none, Wasmtime's own preview2 configured here like preview1 (whose host calls the
+  deadline cannot bound: see ``program``).
 - In-memory stdin goes to WASI straight from memory where the binding allows it; otherwise it is
   staged in a file in the process's private directory, unlinked as soon as the store has opened
   it (when the configuration is set), so it never outlives the run on disk.
@@ -203,10 +206,12 @@ def core_linker(engine: EngineHandle) -> wasmtime.Linker:
     return linker
 
 
-def component_linker(engine: EngineHandle) -> cm.Linker:
-    """A linker for components with WASI preview2."""
+def component_linker(engine: EngineHandle, *, wasip2: bool = True) -> cm.Linker:
+    """A linker for components, with Wasmtime's WASI preview2 if ``wasip2`` (else empty: the
+    caller's host links WASI)."""
     from wasmtime import component as cm
 
     linker = cm.Linker(engine.engine)
-    linker.add_wasip2()
+    if wasip2:
+        linker.add_wasip2()
     return linker

@@ -13,16 +13,21 @@ Rules:
   ``[a-z0-9_]+`` (Spin's).
 - A secret value never appears in a log, a metric label or an error message: ``Variable`` shows
   itself as ``<secret>``, and nothing in this package formats a value into a message.
-- The route's ``RouteState`` is made current for one guest run (``active``); host functions find
-  it through a ``ContextVar`` (wasm calls run on the calling thread). With none current, every
-  ``open`` is ``access-denied`` and there are no variables.
+- The same grants come from Python for an embedded component (``route_state``: the keyword
+  arguments of ``instantiate_component``); a name or label that could not be written in
+  modules.toml is a ``ValueError``, a value of the wrong type a ``TypeError``, neither quoting a
+  value.
+- Components find their grants in their run's state (``wasihttp.resources.RequestState.grants``);
+  WAGI guests, whose host module is a plain function, find the route's ``RouteState`` through a
+  ``ContextVar`` made current for one guest run (``active``). With none, every ``open`` is
+  ``access-denied`` and there are no variables (``NO_GRANTS``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -31,15 +36,17 @@ from types import MappingProxyType
 
 from ..errors import ConfigError
 from .backends import Backend, StoreError
-from .runtime_config import LABEL, StoreRegistry
+from .runtime_config import LABEL, StoreRegistry, registry_for
 
 __all__ = [
+    "NO_GRANTS",
     "RouteState",
     "Variable",
     "active",
     "current",
     "parse_store_grants",
     "parse_variables",
+    "route_state",
 ]
 
 _VAR_NAME = re.compile(r"[a-z0-9_]+")
@@ -153,8 +160,48 @@ class RouteState:
         return [(n, v.value) for n, v in self.variables.items()]
 
 
-_NONE = RouteState(None, (), MappingProxyType({}))
-_CURRENT: ContextVar[RouteState] = ContextVar("wasmgate_route_state", default=_NONE)
+NO_GRANTS = RouteState(None, (), MappingProxyType({}))
+_CURRENT: ContextVar[RouteState] = ContextVar("wasmgate_route_state", default=NO_GRANTS)
+
+
+def route_state(
+    key_value_stores: Sequence[str] = (),
+    variables: Mapping[str, str | Variable] | None = None,
+    runtime_config_file: Path | str | None = None,
+    state_dir: Path | str | None = None,
+) -> RouteState:
+    """The grants of an embedded component, from Python values with modules.toml's spellings
+    (``NO_GRANTS`` for none). The stores' registry is the one ``serve`` would open with the same
+    ``runtime_config_file`` and ``state_dir`` (a broken file is a ``ConfigError``)."""
+    if isinstance(key_value_stores, str | bytes):
+        raise TypeError("key_value_stores must be a sequence of store labels, not one string")
+    labels: list[str] = []
+    for label in key_value_stores:
+        if not isinstance(label, str):
+            raise TypeError(f"key_value_stores: a label is a str, got {type(label).__name__}")
+        if not LABEL.fullmatch(label):
+            raise ValueError(
+                f"key_value_stores: {label!r}: a label is lower-case letters, digits, '_' and '-'"
+            )
+        labels.append(label)
+    values: dict[str, Variable] = {}
+    for name, value in (variables or {}).items():
+        if not isinstance(name, str) or not _VAR_NAME.fullmatch(name):
+            raise ValueError(f"variables: {name!r}: a name is lower-case letters, digits and '_'")
+        if isinstance(value, str):
+            value = Variable(value)
+        elif not isinstance(value, Variable) or not isinstance(value.value, str):
+            raise TypeError(
+                f"variables: {name}: expected a str or a Variable, got {type(value).__name__}"
+            )
+        values[name] = value
+    if not labels and not values:
+        return NO_GRANTS
+    registry = None
+    if labels:
+        config = None if runtime_config_file is None else Path(runtime_config_file)
+        registry = registry_for(config, None if state_dir is None else Path(state_dir))
+    return RouteState(registry, tuple(dict.fromkeys(labels)), MappingProxyType(values))
 
 
 def current() -> RouteState:

@@ -1,14 +1,15 @@
 """``wasi:keyvalue`` (store, atomics, batch @0.2.0-draft2) and ``wasi:config/store``
 (@0.2.0-draft) for components, beside the proxy-world host.
 
-These are entries of the wasi:http host's tables (``wasihttp.interfaces`` merges them), so they
+These are entries of the WASI host's tables (``wasihttp.interfaces`` merges them), so they
 are linked the same way: by name, from the component's own type, any ``@0.2.x`` version
 (pre-release tags included). Every implementation is ``fn(state, *args)`` on the value codecs'
 shapes (a variant ``(case, payload)``, a result ``("ok", v)``/``("err", e)``, ``list<u8>`` as
 ``bytes``, a record a ``dict``).
 
 Rules:
-- ``store.open(label)`` applies the route's grants (``grants``): a label the route's
+- ``store.open(label)`` applies the run's grants (``RequestState.grants``, a ``grants.RouteState``:
+  a route's, or an embedded component's): a label the route's
   ``key_value_stores`` does not list is ``error.access-denied``; a granted label with no store
   configured is ``error.no-such-store``. A ``bucket`` is a handle on the backend; every failure
   of the backend (limits, a server that is down) is ``error.other(message)``, never a trap; the
@@ -33,14 +34,14 @@ from wasmtime import component as cm
 from . import grants
 from .backends import Backend, StoreError
 
-if TYPE_CHECKING:  # the wasi:http host imports this module: no import back at run time
+if TYPE_CHECKING:  # the WASI host imports this module: no import back at run time
     from ..wasihttp.resources import RequestState
 
 __all__ = ["IMPLEMENTATIONS", "RESOURCES", "typed"]
 
 
 class _Resource:
-    """The shape of the wasi:http host's resources (``wasihttp.resources.Resource``): a host
+    """The shape of the WASI host's resources (``wasihttp.resources.Resource``): a host
     type id, and nothing to do when the guest drops its handle."""
 
     TYPE: ClassVar[int] = 0
@@ -76,9 +77,14 @@ def _err(e: StoreError) -> tuple[str, Any]:
     return ("err", (e.kind, None))
 
 
+def _grants(st: RequestState) -> grants.RouteState:
+    found: grants.RouteState | None = st.grants
+    return grants.NO_GRANTS if found is None else found
+
+
 def store_open(st: RequestState, label: str) -> Any:
     try:
-        return ("ok", Bucket(grants.current().open(label)))
+        return ("ok", Bucket(_grants(st).open(label)))
     except StoreError as e:
         return _err(e)
 
@@ -165,11 +171,11 @@ def get_many(fty: cm.FuncType) -> Any:
 
 
 def config_get(st: RequestState, key: str) -> Any:
-    return ("ok", grants.current().variable(key))
+    return ("ok", _grants(st).variable(key))
 
 
 def config_get_all(st: RequestState) -> Any:
-    return ("ok", grants.current().all_variables())
+    return ("ok", _grants(st).all_variables())
 
 
 _CONFIG = {"get": config_get, "get-all": config_get_all}

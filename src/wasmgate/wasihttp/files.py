@@ -1,8 +1,9 @@
-"""``wasi:filesystem``: the route's volumes, seen by a wasi:http guest.
+"""``wasi:filesystem``: the granted folders (``capabilities.DirGrant``: a route's volumes, an
+embedded component's or a command's ``dirs``), seen by a component.
 
 Rules:
-- ``preopens.get-directories`` lists the route's volumes (guest path, host folder), each opened
-  for this request; with no volumes it is empty and no descriptor can exist.
+- ``preopens.get-directories`` lists the granted folders (guest path, host folder), each opened
+  for this run; with none it is empty and no descriptor can exist.
 - A guest can never leave a volume: paths are relative to a descriptor it holds; an absolute
   path or a ``..`` component is ``not-permitted``; symbolic links are never followed (a link is
   ``loop`` to open and its own entry to ``stat-at``), so none can point out. Every folder on the
@@ -25,14 +26,13 @@ import os
 import stat as st_mode
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from . import resources as r
 from .resources import READ_CHUNK, RequestState
 
-__all__ = ["ERRNO", "IMPLEMENTATIONS", "Descriptor", "DirectoryEntryStream", "Volume"]
+__all__ = ["ERRNO", "IMPLEMENTATIONS", "Descriptor", "DirectoryEntryStream"]
 
 ERRNO = {
     errno.EACCES: "access",
@@ -75,15 +75,6 @@ ERRNO = {
 MAX_FILES = 256
 _BASE = os.O_CLOEXEC | os.O_NOFOLLOW
 _DIR = os.O_RDONLY | os.O_DIRECTORY | _BASE
-
-
-@dataclass(frozen=True, slots=True)
-class Volume:
-    """A host folder granted at ``guest`` (read-only or not)."""
-
-    host: str
-    guest: str
-    read_only: bool = False
 
 
 class _Refused(Exception):
@@ -202,7 +193,7 @@ class _FileInput(r.InputStream):
         self.desc = desc
         self.offset = offset
 
-    def read(self, n: int, block: bool = False) -> tuple[str, Any]:
+    def read(self, n: int) -> tuple[str, Any]:
         try:
             chunk = os.pread(self.desc.handle(), min(n, READ_CHUNK), self.offset)
         except (OSError, _Refused) as e:
@@ -213,7 +204,7 @@ class _FileInput(r.InputStream):
         self.offset += len(chunk)
         return ("ok", chunk)
 
-    def skip(self, n: int, block: bool = False) -> tuple[str, Any]:
+    def skip(self, n: int) -> tuple[str, Any]:
         got = self.read(n)
         return got if got[0] == "err" else ("ok", len(got[1]))
 
@@ -253,7 +244,8 @@ def _opened(st: RequestState, open_fd: Callable[[], int], writable: bool, flags:
 def get_directories(st: RequestState) -> list[tuple[Descriptor, str]]:
     out = []
     for vol in st.volumes:
-        flags = {"read"} if vol.read_only else {"read", "write", "mutate-directory"}
+        # as Wasmtime: a folder is never open for "write"; a read-write one may be changed
+        flags = {"read"} if vol.read_only else {"read", "mutate-directory"}
         desc = _opened(st, partial(os.open, vol.host, _DIR), not vol.read_only, flags)
         out.append((desc, vol.guest))
     return out

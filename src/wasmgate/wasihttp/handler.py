@@ -1,14 +1,14 @@
 """One wasi:http component, linked once, run once per request.
 
 Rules:
-- Everything derivable from the component is built at load time: the linker with every import
-  defined and its value converters compiled, the handler export's index. The binding has no
-  component instance-pre, so each request instantiates from the linker.
+- Everything derivable from the component is built at load time: the ``engine.Program`` linked
+  with the Python host (``host.WasiHost``: every import defined, its value converters compiled)
+  and the handler export's index. The binding has no component instance-pre, so each request
+  instantiates from the linker.
 - Every request gets a fresh store, instance and resource table: nothing survives it.
-- The run goes through ``run_guest``, the one function here that makes a store (with the
-  sandbox's ``new_store``: every limit at once) and classifies failures (``classify_failure``).
-  It cannot use ``engine.Program``: that links Wasmtime's own WASI preview2, which this host
-  replaces, interface by interface, with Python.
+- The run is ``Program.run``, as for every face: the engine entry makes the store (every limit
+  at once), makes the request's state current, calls the handler (``invoke``) and classifies
+  failures (the state first: an exit, a misuse, a host bug; then the engine's).
 - The guest's fate maps to an HTTP status through the one table (``Outcome.http_status``), as
   for WAGI routes: a trap, a non-zero exit, fuel or memory exhausted 500; a timeout 504 (also
   when the deadline cut a host wait short, however the guest ended afterwards); a guest that
@@ -31,17 +31,18 @@ from typing import Any
 import wasmtime
 from wasmtime import component as cm
 
+from ..capabilities import Capabilities, DirGrant
 from ..engine.loader import LoadedGuest
 from ..engine.lowlevel import call_with_own_resources
-from ..engine.outcome import Outcome, classify_failure, fold_error, timed_out
-from ..engine.sandbox import new_store
+from ..engine.outcome import Outcome
+from ..engine.program import Program
 from ..limits import Limits
+from ..state.grants import RouteState
 from ..wagi.cgi import CgiRequest, CgiResponse
 from ..wagi.handler import OVER_BUDGET, STDERR_KEEP, HandlerResult, RouteCap
 from ..wagi.outbound import OutboundPolicy
 from . import resources as r
-from .files import Volume
-from .host import LinkedComponent, link_component
+from .host import link_component
 from .streaming import Exchange
 from .translate import (
     HttpRequest,
@@ -51,7 +52,7 @@ from .translate import (
     split_target,
 )
 
-__all__ = ["ProxyHandler", "request_from_cgi", "run_guest"]
+__all__ = ["ProxyHandler", "request_from_cgi"]
 
 
 def request_from_cgi(request: CgiRequest, body: bytes, default_host: str) -> HttpRequest:
@@ -71,61 +72,6 @@ def request_from_cgi(request: CgiRequest, body: bytes, default_host: str) -> Htt
     )
 
 
-def run_guest(
-    guest: LoadedGuest,
-    linked: LinkedComponent,
-    limits: Limits,
-    timeout: float | None,
-    state: r.RequestState,
-) -> Outcome:
-    """Instantiate the component in a fresh store with ``limits`` and call its handler with the
-    request in ``state``; what the guest answered is left in ``state``."""
-    store = new_store(guest.engine, limits, timeout=timeout)
-    state.enter()
-    try:
-        instance = linked.linker.instantiate(store, guest.as_component())
-        func = instance.get_func(store, linked.handle_index)
-        assert func is not None
-        handles = [
-            (state.add(r.IncomingRequest(state.request)), r.IncomingRequest.TYPE),
-            (state.add(r.ResponseOutparam()), r.ResponseOutparam.TYPE),
-        ]
-        if not (linked.fast and call_with_own_resources(store, func, handles)):
-            func(store, *[cm.ResourceHost.own(rep, ty) for rep, ty in handles])
-    except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
-        failure = state.failure
-        if isinstance(failure, r.ExitRequested):
-            if failure.code == 0:
-                return Outcome("ok")
-            return Outcome("exit", exit_code=failure.code, message=str(failure))
-        if isinstance(failure, r.GuestMisuse):
-            return Outcome("trap", message=f"guest trapped: {failure}", trap_kind="host")
-        if failure is not None:
-            message = f"host error: {type(failure).__name__}: {failure}"
-            return Outcome("error", message=message)
-        if state.cut_off:
-            return timed_out(limits, timeout)
-        outcome = classify_failure(e, limits, memory_size=None, timeout=timeout)
-        return _canonical_trap(e, outcome)
-    finally:
-        state.leave()
-        state.close()
-        del store
-    if state.cut_off:
-        return timed_out(limits, timeout)
-    return Outcome("ok")
-
-
-def _canonical_trap(err: BaseException, outcome: Outcome) -> Outcome:
-    """A failure the canonical ABI raised inside the guest's call (a handle it no longer owns,
-    say) has a wasm backtrace but no trap code: it is the guest's trap all the same."""
-    text = str(err)
-    if outcome.status != "error" or "wasm backtrace:" not in text:
-        return outcome
-    cause = fold_error(err).rsplit(": ", 1)[-1]
-    return Outcome("trap", message=f"guest trapped: {cause}", trap_kind=cause)
-
-
 class ProxyHandler:
     """A wasi:http component ready to serve: build once, call ``serve`` from any thread."""
 
@@ -138,7 +84,8 @@ class ProxyHandler:
         label: str | None = None,
         default_host: str = "localhost",
         outbound: OutboundPolicy | None = None,
-        volumes: Sequence[Volume] = (),
+        volumes: Sequence[DirGrant] = (),
+        grants: RouteState | None = None,
         fast: bool = True,
     ) -> None:
         self.guest = guest
@@ -148,9 +95,12 @@ class ProxyHandler:
         self._environment = list((environment or {}).items())
         self.outbound = outbound
         self.volumes = tuple(volumes)
+        self.grants = grants
         self.linked = link_component(
             guest.as_component(), guest.engine.engine, label=self.label, fast=fast
         )
+        self.program = Program(guest, host=self.linked.host)
+        self._caps = Capabilities()  # the request's state holds its grants (``serve``)
         self._cap = RouteCap(limits.max_concurrency)
 
     @property
@@ -197,13 +147,28 @@ class ProxyHandler:
             environment=self._environment,
             max_response_body=limits.max_response_body,
             log_keep=STDERR_KEEP,
-            deadline=None if timeout is None else time.monotonic() + timeout,
             outbound=self.outbound,
             volumes=self.volumes,
+            grants=self.grants,
             exchange=exchange,
         )
+        handles = [
+            (state.add(r.IncomingRequest(request)), r.IncomingRequest.TYPE),
+            (state.add(r.ResponseOutparam()), r.ResponseOutparam.TYPE),
+        ]
+        index, fast = self.linked.handle_index, self.linked.fast
+
+        def invoke(store: wasmtime.Store, instance: cm.Instance) -> Outcome | None:
+            func = instance.get_func(store, index)
+            assert func is not None
+            if not (fast and call_with_own_resources(store, func, handles)):
+                func(store, *[cm.ResourceHost.own(rep, ty) for rep, ty in handles])
+            return None
+
         started = time.perf_counter()
-        outcome = run_guest(self.guest, self.linked, limits, timeout, state)
+        outcome = self.program.run(
+            self._caps, limits, timeout=timeout, invoke=invoke, session=state
+        )
         elapsed = time.perf_counter() - started
         if exchange is not None and exchange.started:
             status, cause, reason = _judge_streamed(state, outcome, limits)

@@ -1,9 +1,14 @@
-"""Link a component's proxy-world imports to the Python host, by name, from its own type.
+"""Link a component's WASI imports to the Python host, by name, from its own type.
 
 Rules:
+- ``WasiHost`` is wasmgate's WASI preview2 (with wasi:http, wasi:keyvalue and wasi:config) as
+  the engine entry links it (``engine.Program``'s component host): it defines the imports, and
+  makes each run's state from its ``Capabilities`` (``session``). The same host serves wasi:http
+  routes, embedded components and commands.
 - The component's type says what it imports; each import ``wasi:<pkg>/<iface>@0.2.x`` (any
   patch version, pre-release tags included) is linked under its own name from ``interfaces``.
-  An import of anything else is a ``LinkError`` naming it, raised at load, never per request.
+  An import of anything else is a ``LinkError`` naming it, raised at load, never per run
+  (callers that provide other imports themselves name the ones the host defines).
 - Within an interface: each resource the interface defines gets a host resource type (its
   class's ``TYPE``), and each function the component imports gets its implementation; one
   without an implementation gets the interface's denial value when its result has one
@@ -18,13 +23,14 @@ Rules:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
 from wasmtime import component as cm
 
+from ..capabilities import Capabilities
 from ..engine.lowlevel import (
     ResourceBridge,
     add_raw_func,
@@ -37,8 +43,16 @@ from ..errors import LinkError
 from . import resources as r
 from .codec import public_codec
 from .interfaces import DENIAL_CASES, IMPLEMENTATIONS, NEVER_CREATED, RESOURCES, Impl
+from .session import session
 
-__all__ = ["HANDLER_INTERFACE", "LinkedComponent", "interface_key", "link_component"]
+__all__ = [
+    "HANDLER_INTERFACE",
+    "LinkedComponent",
+    "WasiHost",
+    "interface_key",
+    "link_component",
+    "provides",
+]
 
 HANDLER_INTERFACE = "wasi:http/incoming-handler"
 _NAME = re.compile(r"(wasi:[a-z][a-z0-9-]*/[a-z][a-z0-9-]*)@0\.2\.\d+(?:-[0-9A-Za-z.-]+)?")
@@ -56,6 +70,12 @@ def interface_key(import_name: str) -> str | None:
     """``wasi:http/types@0.2.12`` -> ``wasi:http/types``; None when not a WASI 0.2 name."""
     m = _NAME.fullmatch(import_name)
     return m.group(1) if m else None
+
+
+def provides(import_name: str) -> bool:
+    """Whether the Python host implements the interface ``import_name``."""
+    key = interface_key(import_name)
+    return key is not None and key in IMPLEMENTATIONS
 
 
 class _Bridge(ResourceBridge):
@@ -91,7 +111,7 @@ def _failed(label: str) -> Callable[[BaseException], str]:
             state = None
         if state is not None and state.failure is None:
             state.failure = e
-        if isinstance(e, r.GuestMisuse | r.ExitRequested):
+        if isinstance(e, r.GuestMisuse | r.ExitRequested | r.DeadlineReached):
             return f"{label}: {e}"
         return f"host function {label} failed: {type(e).__name__}: {e}"
 
@@ -127,7 +147,7 @@ def _resolve(key: str, name: str, fty: cm.FuncType) -> Impl:
         return lambda st, *args: denied
 
     def unsupported(st: r.RequestState, *args: Any) -> Any:
-        raise r.GuestMisuse(f"{key}#{name} is not supported by wasmgate's wasi:http host")
+        raise r.GuestMisuse(f"{key}#{name} is not supported by wasmgate's WASI host")
 
     return unsupported
 
@@ -171,11 +191,56 @@ def _public_call(impl: Impl, fty: cm.FuncType, on_error: Callable[[BaseException
     return call
 
 
+class WasiHost:
+    """The Python WASI host for one component: ``define`` links its imports (every one, or
+    ``names``), ``session`` makes a run's state from its capabilities."""
+
+    def __init__(
+        self,
+        component: cm.Component,
+        engine: wasmtime.Engine,
+        *,
+        label: str,
+        fast: bool = True,
+        names: Collection[str] | None = None,
+        grants: Any = None,
+    ) -> None:
+        self.grants = grants  # state.grants.RouteState for every session (None: nothing)
+        imports = component.type.imports(engine)
+        chosen = list(imports) if names is None else [n for n in imports if n in names]
+        self._items: list[tuple[str, str, dict[str, Any]]] = []
+        for name in chosen:
+            ty = imports[name].ty
+            key = interface_key(name)
+            if (
+                key is None
+                or key not in IMPLEMENTATIONS
+                or not isinstance(ty, cm.ComponentInstanceType)
+            ):
+                raise LinkError(f"{label}: imports {name}, which wasmgate's WASI host lacks")
+            self._items.append((name, key, ty.exports(engine)))
+        self.imports = tuple(chosen)
+        self.fast = fast and raw_funcs_supported()
+        if self.fast:
+            hold_gil_in_component_calls()
+
+    def define(self, linker: cm.Linker) -> None:
+        if not self._items:
+            return
+        with linker.root() as root:
+            for name, key, items in self._items:
+                with root.add_instance(name) as inst:
+                    _define(inst, key, items, self.fast)
+
+    def session(self, caps: Capabilities) -> r.RequestState:
+        return session(caps, self.grants)
+
+
 @dataclass(frozen=True, slots=True)
 class LinkedComponent:
-    """A component's linker with every import defined, and its handler export."""
+    """A wasi:http component's host (every import) and its handler export."""
 
-    linker: cm.Linker
+    host: WasiHost
     handler: str  # e.g. "wasi:http/incoming-handler@0.2.12"
     handle_index: cm.ExportIndex
     imports: tuple[str, ...]
@@ -193,8 +258,8 @@ def handler_export(component: cm.Component, engine: wasmtime.Engine) -> str | No
 def link_component(
     component: cm.Component, engine: wasmtime.Engine, *, label: str, fast: bool = True
 ) -> LinkedComponent:
-    """Define every import of ``component``; ``LinkError`` if it imports anything outside the
-    proxy world's WASI 0.2 interfaces or exports no incoming handler."""
+    """The host for every import of ``component``; ``LinkError`` if it imports anything outside
+    the Python host's interfaces or exports no incoming handler."""
     export = handler_export(component, engine)
     if export is None:
         raise LinkError(f"{label}: exports no {HANDLER_INTERFACE}@0.2.x (not a wasi:http handler)")
@@ -204,24 +269,8 @@ def link_component(
     )
     if handle_index is None:
         raise LinkError(f"{label}: {export} has no handle function")
-    fast = fast and raw_funcs_supported()
-    if fast:
-        hold_gil_in_component_calls()
-    linker = cm.Linker(engine)
-    imports = component.type.imports(engine)
-    with linker.root() as root:
-        for name, ext in imports.items():
-            key = interface_key(name)
-            ty = ext.ty
-            if (
-                key is None
-                or key not in IMPLEMENTATIONS
-                or not isinstance(ty, cm.ComponentInstanceType)
-            ):
-                raise LinkError(f"{label}: imports {name}, which wasmgate's wasi:http host lacks")
-            with root.add_instance(name) as inst:
-                _define(inst, key, ty.exports(engine), fast)
-    return LinkedComponent(linker, export, handle_index, tuple(imports), fast)
+    host = WasiHost(component, engine, label=label, fast=fast)
+    return LinkedComponent(host, export, handle_index, host.imports, host.fast)
 
 
 def _define(inst: cm.LinkerInstance, key: str, items: dict[str, Any], fast: bool) -> None:

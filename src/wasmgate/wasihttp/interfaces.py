@@ -11,13 +11,15 @@ What each interface grants (the README lists the same):
 - ``wasi:io/*``: streams over the request body, the response body and the logs; pollables.
 - ``wasi:clocks/*``: the host's clocks (monotonic in nanoseconds, wall clock UTC).
 - ``wasi:random/*``: the OS's CSPRNG (``random``) and Python's PRNG (``insecure*``).
-- ``wasi:cli``: the route's environment, no arguments, no cwd; stdin is empty; stdout and
-  stderr go to the route's guest log (kept up to ``log_keep`` bytes); no terminal; ``exit``
-  ends the request (status 0 keeps a response already set).
-- ``wasi:filesystem``: the route's volumes, read-only ones for reading only (see ``files``).
+- ``wasi:cli``: the granted environment and arguments (a route: its environment, no
+  arguments), no cwd; stdin, stdout and stderr as granted (``session``; a route: stdin empty,
+  stdout and stderr to its guest log, kept up to ``log_keep`` bytes); no terminal; ``exit``
+  ends the run (status 0 keeps a response already set).
+- ``wasi:filesystem``: the granted folders (a route's volumes), read-only ones for reading only
+  (see ``files``).
 - ``wasi:sockets``: every operation is ``access-denied``.
-- ``wasi:keyvalue/*`` and ``wasi:config/store``: the route's granted stores and its variables
-  (``state.keyvalue``).
+- ``wasi:keyvalue/*`` and ``wasi:config/store``: the granted stores and variables (a route's, or
+  an embedded component's; ``state.keyvalue``).
 Functions with no entry here resolve to ``denial`` when their result carries an error the
 interface defines for it (``access-denied``, ``access``, ``HTTP-request-denied``), so a guest
 gets the interface's error value instead of a trap.
@@ -34,7 +36,6 @@ from typing import Any
 from ..state import keyvalue
 from . import files
 from . import resources as r
-from .outbound import perform, request_url
 from .resources import CLOSED, RequestState
 from .translate import field_error, method_from_wit, method_to_wit, scheme_to_wit, valid_status
 
@@ -342,6 +343,9 @@ def incoming_response_consume(st: RequestState, resp: r.IncomingResponse) -> Any
 def outgoing_handler_handle(st: RequestState, req: r.OutgoingRequest, options: Any) -> Any:
     if st.outbound is None or not st.outbound.allowed_hosts:
         return DENIED_HTTP
+    # Imported here: the HTTP client is loaded only by guests that may use it.
+    from .outbound import perform, request_url
+
     try:
         url = request_url(req.scheme, req.authority, req.path_with_query)
     except ValueError:
@@ -381,12 +385,14 @@ def poll(st: RequestState, pollables: list[r.Pollable]) -> list[int]:
         raise r.GuestMisuse("poll: empty list of pollables")
     ready = [i for i, p in enumerate(pollables) if p.ready()]
     while not ready and not st.cut_off:
-        timers = [p.at_ns for p in pollables if p.check is None and p.at_ns is not None]
-        earliest = min(timers) / 1e9 if timers else None
-        if len(timers) == len(pollables):
-            st.wait_until(earliest)  # type: ignore[arg-type]  # timers only: a plain sleep
-        else:
-            st.wait_change(earliest)
+        times = [p.at_ns for p in pollables if p.at_ns is not None and p.fd is None]
+        earliest = min(times) / 1e9 if times else None
+        if any(p.check is not None for p in pollables):
+            st.wait_change(earliest)  # a streamed body (a request has no stdin to wait on)
+        elif fds := [p.fd for p in pollables if p.fd is not None]:
+            st.wait_readable(fds, earliest)
+        elif earliest is not None:
+            st.wait_until(earliest)
         ready = [i for i, p in enumerate(pollables) if p.ready()]
     return ready
 
@@ -396,7 +402,7 @@ def input_read(st: RequestState, s: r.InputStream, n: int) -> Any:
 
 
 def input_blocking_read(st: RequestState, s: r.InputStream, n: int) -> Any:
-    return s.read(n, block=True)
+    return s.blocking_read(n)
 
 
 def input_skip(st: RequestState, s: r.InputStream, n: int) -> Any:
@@ -404,15 +410,17 @@ def input_skip(st: RequestState, s: r.InputStream, n: int) -> Any:
 
 
 def input_blocking_skip(st: RequestState, s: r.InputStream, n: int) -> Any:
-    return s.skip(n, block=True)
+    got = s.blocking_read(n)
+    return ("ok", len(got[1])) if got[0] == "ok" else got
 
 
-def ready_pollable(st: RequestState, s: r.InputStream | r.OutputStream) -> r.Pollable:
-    """Ready when the stream is: at once unless it is a streamed body (see ``streaming``)."""
-    streamed = isinstance(s, r.StreamedInput) or (
-        isinstance(s, r.OutputStream) and isinstance(s.owner, r.OutgoingBody)
-    )
-    return r.Pollable(check=s.ready) if streamed else r.Pollable()
+def input_subscribe(st: RequestState, s: r.InputStream) -> r.Pollable:
+    return s.pollable()
+
+
+def ready_pollable(st: RequestState, s: r.OutputStream) -> r.Pollable:
+    """Ready when the stream has room: at once unless it is a streamed body (``streaming``)."""
+    return r.Pollable(check=s.ready) if isinstance(s.owner, r.OutgoingBody) else r.Pollable()
 
 
 def output_check_write(st: RequestState, s: r.OutputStream) -> Any:
@@ -434,7 +442,7 @@ def output_write_zeroes(st: RequestState, s: r.OutputStream, n: int) -> Any:
 def output_splice(
     st: RequestState, s: r.OutputStream, src: r.InputStream, n: int, block: bool = False
 ) -> Any:
-    got = src.read(n, block)
+    got = src.blocking_read(n) if block else src.read(n)
     if got[0] == "err":
         return got
     wrote = s.write(got[1])
@@ -504,7 +512,7 @@ def get_environment(st: RequestState) -> list[tuple[str, str]]:
 
 
 def get_arguments(st: RequestState) -> list[str]:
-    return []
+    return list(st.arguments)
 
 
 def initial_cwd(st: RequestState) -> None:
@@ -520,7 +528,8 @@ def exit_with_code(st: RequestState, code: int) -> None:
 
 
 def get_stdin(st: RequestState) -> r.InputStream:
-    return r.InputStream(b"")
+    # One stream object for every handle: they share the position, as the host's stdin does.
+    return st.stdin if st.stdin is not None else r.InputStream(b"")
 
 
 def _log_sink(st: RequestState) -> Callable[[bytes], bool]:
@@ -532,7 +541,11 @@ def _log_sink(st: RequestState) -> Callable[[bytes], bool]:
 
 
 def get_stdout(st: RequestState) -> r.OutputStream:
-    return r.OutputStream(_log_sink(st))
+    return r.OutputStream(st.stdout or _log_sink(st))
+
+
+def get_stderr(st: RequestState) -> r.OutputStream:
+    return r.OutputStream(st.stderr or _log_sink(st))
 
 
 def no_terminal(st: RequestState) -> None:
@@ -551,7 +564,7 @@ _IO: dict[str, Impl] = {
     "[method]input-stream.blocking-read": input_blocking_read,
     "[method]input-stream.skip": input_skip,
     "[method]input-stream.blocking-skip": input_blocking_skip,
-    "[method]input-stream.subscribe": ready_pollable,
+    "[method]input-stream.subscribe": input_subscribe,
     "[method]output-stream.check-write": output_check_write,
     "[method]output-stream.write": output_write,
     "[method]output-stream.blocking-write-and-flush": output_write,
@@ -648,7 +661,7 @@ IMPLEMENTATIONS: dict[str, dict[str, Impl]] = {
     "wasi:cli/exit": {"exit": exit_, "exit-with-code": exit_with_code},
     "wasi:cli/stdin": {"get-stdin": get_stdin},
     "wasi:cli/stdout": {"get-stdout": get_stdout},
-    "wasi:cli/stderr": {"get-stderr": get_stdout},
+    "wasi:cli/stderr": {"get-stderr": get_stderr},
     "wasi:cli/terminal-input": {},
     "wasi:cli/terminal-output": {},
     "wasi:cli/terminal-stdin": {"get-terminal-stdin": no_terminal},
@@ -662,7 +675,7 @@ IMPLEMENTATIONS: dict[str, dict[str, Impl]] = {
     "wasi:sockets/tcp": {},
     "wasi:sockets/udp": {},
     "wasi:sockets/ip-name-lookup": {},
-    **keyvalue.IMPLEMENTATIONS,  # wasi:keyvalue and wasi:config (the route's state)
+    **keyvalue.IMPLEMENTATIONS,  # wasi:keyvalue and wasi:config (the run's grants)
 }
 
 # The resources each interface defines (not those it only ``use``s), with their host classes.

@@ -1,11 +1,17 @@
-"""The proxy world's resources as Python objects, and the per-request table that hands them out.
+"""The proxy world's resources as Python objects, and the per-run table that hands them out.
 
 Rules:
-- Every request has its own ``RequestState``: a table of the resources the guest holds
-  (``rep`` -> object), the request, and what the guest answered. Nothing survives the request;
-  reps are never reused within one.
-- A host call finds the state of the request running on its thread (``current()``): a guest
-  runs on one thread from instantiation to return, and host calls are synchronous.
+- Every run has its own ``RequestState``: a served request (nothing survives it), or the whole
+  life of an embedded component or a command (``session``). It holds a table of the resources the
+  guest holds (``rep`` -> object), what the guest was granted, the request if any, and what the
+  guest answered. Reps are never reused within one.
+- A host call finds the state of the run on its thread (``current()``): a guest runs on one
+  thread from instantiation to return, and host calls are synchronous. ``enter`` makes a state
+  current and returns the one it replaces, which ``leave`` puts back (an embedded component's
+  host function may call another component).
+- Waits end by the deadline of the guest on this thread (``engine.deadline``: the request's, or
+  the embedded call's): one cut short raises ``DeadlineReached``, a trap of the guest, and the
+  run is a timeout (``cut_off``).
 - An ``own`` handle the guest passes to the host leaves the table (the host now owns it); a
   ``borrow`` stays. A resource the guest drops runs its ``dropped`` hook: dropping an
   ``outgoing-body`` without ``finish`` marks the response incomplete, as the spec says.
@@ -21,22 +27,30 @@ Rules:
   request; past either the guest traps. Bodies and logs have their own caps (above).
 - A misuse the spec calls a trap (a second ``body()`` on a request is not one: it is an error
   value) raises ``GuestMisuse``, which the host turns into a trap of the guest.
+- ``outcome`` says what a trap that a host call raised stands for (an exit, a misuse, a host
+  bug); the engine entry asks it before classifying a trap itself.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..engine.deadline import cut_off, host_deadline, mark_cut_off, time_left, wait_until
+from ..engine.outcome import Outcome
 from .streaming import TOO_LARGE, WINDOW, Exchange
 from .translate import HttpRequest
 
 __all__ = [
     "CLOSED",
+    "DeadlineReached",
     "ExitRequested",
+    "FdInputStream",
     "Fields",
     "FutureIncomingResponse",
     "FutureTrailers",
@@ -59,6 +73,16 @@ __all__ = [
 ]
 
 CLOSED = ("err", ("closed", None))
+# wasmtime-py 50 cannot call a host function written in Python with more than one borrowed
+# handle (Wasmtime fails while lifting the second, before the host is called): ``poll`` on
+# several pollables, ``rename-at``, ``link-at``, ``is-same-object``, ``splice``. It reports an
+# internal bug; the run reports what happened instead.
+TWO_BORROWS_BUG = "deferred host scope has no call context"
+TWO_BORROWS = (
+    "host error: wasmtime-py 50 cannot pass more than one borrowed handle to a host function "
+    "written in Python (wasmgate's WASI host: poll on several pollables, rename-at, link-at, "
+    "is-same-object, splice)"
+)
 MAX_HANDLES = 10_000
 FIELDS_BUDGET = 4 * 1024 * 1024
 READ_CHUNK = 64 * 1024  # most bytes one read returns: bounds the copy a single call makes
@@ -76,6 +100,13 @@ class ExitRequested(Exception):
         self.code = code
 
 
+class DeadlineReached(Exception):
+    """A host wait reached the guest's deadline: the run is stopped and timed out."""
+
+    def __init__(self) -> None:
+        super().__init__("deadline reached in a host call")
+
+
 class Resource:
     """Base of every host resource: ``TYPE`` is its host resource type id (unique per kind)."""
 
@@ -91,20 +122,25 @@ _local = threading.local()
 def current() -> RequestState:
     state: RequestState | None = getattr(_local, "state", None)
     if state is None:
-        raise GuestMisuse("wasi:http host called outside a request")
+        raise GuestMisuse("WASI host called outside a guest run")
     return state
+
+
+Sink = Callable[[bytes], bool]  # an output stream's writer: False means no room (closed)
 
 
 @dataclass(eq=False, slots=True)
 class RequestState:
-    """One request's resources and outcome."""
+    """One run's resources and outcome (a request, or an embedded component's life)."""
 
-    request: HttpRequest
+    request: HttpRequest | None = None  # None: not an HTTP handler's run
     environment: list[tuple[str, str]] = field(default_factory=list)
+    arguments: tuple[str, ...] = ()
+    stdin: InputStream | None = None  # None: empty
+    stdout: Sink | None = None  # None: the guest log (``log``)
+    stderr: Sink | None = None
     max_response_body: int | None = None  # None: no limit
     log_keep: int = 16 * 1024
-    deadline: float | None = None  # time.monotonic() by which host waits must end
-    cut_off: bool = False  # a host wait was cut short by the deadline: the run timed out
     table: dict[int, Any] = field(default_factory=dict)
     next_rep: int = 1
     response: tuple[str, Any] | None = None  # ("ok", OutgoingResponse) or ("err", error-code)
@@ -117,8 +153,10 @@ class RequestState:
     outbound: Any = None  # the route's wagi.outbound.OutboundPolicy, or None (all denied)
     outbound_open: int = 0  # outgoing requests whose future the guest still holds
     fields_bytes: int = 0  # header-field bytes made so far (see FIELDS_BUDGET)
-    volumes: tuple[Any, ...] = ()  # files.Volume: the route's folders, for wasi:filesystem
-    files: list[Any] = field(default_factory=list)  # files.Descriptor open in this request
+    volumes: tuple[Any, ...] = ()  # capabilities.DirGrant: the granted folders (wasi:filesystem)
+    grants: Any = None  # state.grants.RouteState: stores and variables (None: none granted)
+    files: list[Any] = field(default_factory=list)  # files.Descriptor open in this run
+    closers: tuple[Callable[[], None], ...] = ()  # at ``close``: stdio files the run opened
     exchange: Exchange | None = None  # the streamed bodies, if the server streams this request
 
     def add(self, obj: Any) -> int:
@@ -136,17 +174,44 @@ class RequestState:
             raise GuestMisuse(f"more than {FIELDS_BUDGET} bytes of header fields in one request")
 
     def close(self) -> None:
-        """End of the request: close every file still open, dropped by the guest or not."""
+        """End of the run: close every file still open, dropped by the guest or not."""
         for desc in self.files:
             desc.close()
         self.files.clear()
         self.table.clear()
+        if self.closers:
+            closers, self.closers = self.closers, ()
+            for close in closers:
+                close()
 
-    def enter(self) -> None:
+    def enter(self) -> RequestState | None:
+        """Make this the state of the guest running on this thread; returns the one it
+        replaces. The header-field budget is per entry (a request, or an embedded call)."""
+        previous: RequestState | None = getattr(_local, "state", None)
         _local.state = self
+        self.fields_bytes = 0
+        return previous
 
-    def leave(self) -> None:
-        _local.state = None
+    def leave(self, previous: RequestState | None = None) -> None:
+        _local.state = previous
+
+    def outcome(self, err: BaseException) -> Outcome | None:
+        """What the failure ``err`` of this run stands for when a host call raised it (then it
+        is taken: the next call starts clean), or when the binding could not call the host
+        (``TWO_BORROWS``); None: a trap of the engine's own, or a deadline (the engine entry
+        tells timeouts by ``cut_off``)."""
+        failure, self.failure = self.failure, None
+        if failure is None and TWO_BORROWS_BUG in str(err):
+            return Outcome("error", message=TWO_BORROWS)
+        if failure is None or isinstance(failure, DeadlineReached):
+            return None
+        if isinstance(failure, ExitRequested):
+            if failure.code == 0:
+                return Outcome("ok")
+            return Outcome("exit", exit_code=failure.code, message=str(failure))
+        if isinstance(failure, GuestMisuse):
+            return Outcome("trap", message=f"guest trapped: {failure}", trap_kind="host")
+        return Outcome("error", message=f"host error: {type(failure).__name__}: {failure}")
 
     def write_log(self, data: bytes) -> None:
         self.log_total += len(data)
@@ -154,16 +219,43 @@ class RequestState:
         if room > 0:
             self.log += data[:room]
 
+    @property
+    def deadline(self) -> float | None:
+        """When host waits must end (``time.monotonic()``): the guest's deadline on this thread
+        (the request's, or the embedded call's)."""
+        return host_deadline()
+
+    @property
+    def cut_off(self) -> bool:
+        """Whether a host wait ended at the deadline: then the run timed out."""
+        return cut_off()
+
+    @cut_off.setter
+    def cut_off(self, value: bool) -> None:
+        if value:
+            mark_cut_off()
+
     def wait_until(self, when: float) -> None:
-        """Sleep until ``when`` (monotonic seconds) or the request's deadline, whichever is
-        first: a guest blocked in a host call cannot be interrupted, so the wait is bounded."""
+        """Sleep until ``when`` (monotonic seconds) or the guest's deadline, whichever is first:
+        a guest blocked in a host call cannot be interrupted, so the wait is bounded. Reaching
+        the deadline stops the guest (``DeadlineReached``)."""
         self.before_wait()
-        if self.deadline is not None and when >= self.deadline:
-            when = self.deadline
-            self.cut_off = True
-        delay = when - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        if not wait_until(when):
+            raise DeadlineReached
+
+    def wait_readable(self, fds: list[int], when: float | None) -> None:
+        """Wait until one of ``fds`` can be read, or ``when`` (None: no time of its own), or
+        the guest's deadline (``DeadlineReached``)."""
+        self.before_wait()
+        left = time_left()
+        delay = None if when is None else max(0.0, when - time.monotonic())
+        cut = left is not None and (delay is None or left <= delay)
+        if cut:
+            delay = left
+        readable, _, _ = select.select(fds, [], [], delay)
+        if cut and not readable:
+            mark_cut_off()
+            raise DeadlineReached
 
     def wait_change(self, when: float | None) -> None:
         """Wait until ``when`` (None: no timer), the deadline, or a change of the streamed
@@ -179,6 +271,7 @@ class RequestState:
             until = self.deadline
             if not exchange.wait_change(until):
                 self.cut_off = True
+                raise DeadlineReached
             return
         exchange.wait_change(until)
 
@@ -205,19 +298,35 @@ class IoError(Resource):
 
 
 class Pollable(Resource):
-    """Ready now, at a monotonic instant (nanoseconds of ``time.monotonic_ns``), or when
-    ``check()`` says so (a streamed body's readiness: see ``RequestState.wait_change``)."""
+    """Ready now, at a monotonic instant (nanoseconds of ``time.monotonic_ns``), when a file
+    descriptor can be read (``fd``: stdin inherited from the host), or when ``check()`` says so
+    (a streamed body's readiness: see ``RequestState.wait_change``)."""
 
     TYPE = 102
 
-    def __init__(self, at_ns: int | None = None, check: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        at_ns: int | None = None,
+        fd: int | None = None,
+        check: Callable[[], bool] | None = None,
+    ) -> None:
         self.at_ns = at_ns
+        self.fd = fd
         self.check = check
 
     def ready(self) -> bool:
         if self.check is not None:
             return self.check()
+        if self.fd is not None:
+            return _readable(self.fd)
         return self.at_ns is None or time.monotonic_ns() >= self.at_ns
+
+
+def _readable(fd: int) -> bool:
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # a read will report the problem
 
 
 class InputStream(Resource):
@@ -227,7 +336,7 @@ class InputStream(Resource):
         self.data = memoryview(data)
         self.pos = 0
 
-    def read(self, n: int, block: bool = False) -> tuple[str, Any]:
+    def read(self, n: int) -> tuple[str, Any]:
         if self.pos >= len(self.data):
             return CLOSED
         end = self.pos + min(n, READ_CHUNK)
@@ -235,15 +344,18 @@ class InputStream(Resource):
         self.pos += len(chunk)
         return ("ok", chunk)
 
-    def skip(self, n: int, block: bool = False) -> tuple[str, Any]:
+    def skip(self, n: int) -> tuple[str, Any]:
         if self.pos >= len(self.data):
             return CLOSED
         taken = min(n, len(self.data) - self.pos)
         self.pos += taken
         return ("ok", taken)
 
-    def ready(self) -> bool:
-        return True
+    def blocking_read(self, n: int) -> tuple[str, Any]:
+        return self.read(n)
+
+    def pollable(self) -> Pollable:
+        return Pollable()
 
 
 class StreamedInput(InputStream):
@@ -254,7 +366,13 @@ class StreamedInput(InputStream):
         self.state = state
         self.exchange = exchange
 
-    def read(self, n: int, block: bool = False) -> tuple[str, Any]:
+    def read(self, n: int) -> tuple[str, Any]:
+        return self._take(n, block=False)
+
+    def blocking_read(self, n: int) -> tuple[str, Any]:
+        return self._take(n, block=True)
+
+    def _take(self, n: int, block: bool) -> tuple[str, Any]:
         state = self.state
         if block and not self.exchange.readable():
             state.before_wait()
@@ -269,16 +387,58 @@ class StreamedInput(InputStream):
             else:
                 error = IoError("the client closed the connection", ("HTTP-protocol-error", None))
             return ("err", ("last-operation-failed", error))
-        if not chunk and block:
-            state.cut_off = True  # the deadline came first
+        if not chunk and block:  # the deadline came first
+            state.cut_off = True
+            raise DeadlineReached
         return ("ok", chunk)
 
-    def skip(self, n: int, block: bool = False) -> tuple[str, Any]:
-        got = self.read(n, block)
+    def skip(self, n: int) -> tuple[str, Any]:
+        got = self.read(n)
         return ("ok", len(got[1])) if got[0] == "ok" else got
 
-    def ready(self) -> bool:
-        return self.exchange.readable()
+    def pollable(self) -> Pollable:
+        return Pollable(check=self.exchange.readable)
+
+
+class FdInputStream(InputStream):
+    """Reads a host file descriptor (stdin inherited, or a file given as stdin); a blocking read
+    waits at most until the guest's deadline."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(b"")
+        self.fd = fd
+        self.eof = False
+
+    def read(self, n: int) -> tuple[str, Any]:
+        if self.eof:
+            return CLOSED
+        if n == 0 or not _readable(self.fd):
+            return ("ok", b"")
+        return self._read(n)
+
+    def blocking_read(self, n: int) -> tuple[str, Any]:
+        if self.eof:
+            return CLOSED
+        if n and not _readable(self.fd):
+            current().wait_readable([self.fd], None)
+        return self._read(n)
+
+    def _read(self, n: int) -> tuple[str, Any]:
+        try:
+            chunk = os.read(self.fd, min(n, READ_CHUNK))
+        except OSError as e:
+            return ("err", ("last-operation-failed", IoError(str(e))))
+        if not chunk and n:
+            self.eof = True
+            return CLOSED
+        return ("ok", chunk)
+
+    def skip(self, n: int) -> tuple[str, Any]:
+        got = self.read(n)
+        return got if got[0] == "err" else ("ok", len(got[1]))
+
+    def pollable(self) -> Pollable:
+        return Pollable(fd=None if self.eof else self.fd)
 
 
 class OutputStream(Resource):
@@ -420,9 +580,9 @@ class OutgoingBody(Resource):
             self.bad_length = True
             return False
         done = exchange.write(data, state.deadline)
-        if done is None:
+        if done is None:  # the deadline came while waiting for the client to take more
             state.cut_off = True
-            return False
+            raise DeadlineReached
         return done
 
     def end(self, state: RequestState) -> None:

@@ -24,13 +24,12 @@ from ..engine.capture import OutputPump
 from ..engine.loader import LoadedGuest
 from ..errors import LinkError
 from ..limits import Limits
-from ..state.grants import RouteState, active
+from ..state.grants import RouteState
 from ..wagi.cgi import CgiRequest
 from ..wagi.handler import HandlerResult, ModuleHandler
 from ..wagi.manifest import ModuleSpec
 from ..wagi.outbound import OutboundPolicy
 from ..wagi.routes import DEFAULT_ENTRYPOINT
-from .files import Volume
 from .handler import ProxyHandler
 from .streaming import Exchange
 
@@ -76,7 +75,8 @@ class ComponentRoute(ModuleHandler):
                 environment={**global_env, **spec.environment},
                 label=spec.label,
                 default_host=default_host,
-                volumes=[Volume(str(v.host), v.guest, v.read_only) for v in spec.volumes],
+                volumes=spec.volumes,
+                grants=self.route_state,
                 outbound=OutboundPolicy(
                     allowed_hosts=spec.allowed_hosts,
                     max_concurrency=spec.http_max_concurrency,
@@ -109,5 +109,4 @@ class ComponentRoute(ModuleHandler):
     ) -> HandlerResult:
         if self._proxy is None:
             return HandlerResult(500, None, "link", f"cannot instantiate: {self.link_error}")
-        with active(self.route_state):
-            return self._proxy.handle(request, body, match, budget, exchange)
+        return self._proxy.handle(request, body, match, budget, exchange)
