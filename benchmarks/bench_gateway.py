@@ -20,6 +20,10 @@ ratios that matter. Targets (``--targets`` picks a subset):
   they take one), when installed: the numbers behind choosing uvicorn.
 - ``wasmgate-granian``: the gateway app (``create_app``) on granian, one worker (for context).
 
+``--baseline SRC`` adds, for each ``wasmgate`` target asked for, the same server run from another
+source tree (``SRC`` is its ``src`` folder, e.g. from ``git archive``), named ``base:<target>``:
+the code before a change and after it, side by side in one run.
+
 Only the target being measured runs: every other server is paused (SIGSTOP) meanwhile, so idle
 timers elsewhere do not take CPU from it. All servers are stopped at the end, also on errors and
 Ctrl-C. Each target gets one unrecorded warm-up run first.
@@ -80,6 +84,7 @@ LOG_COST_GOAL_RATIO = 0.9
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 TOML_ENV = "BENCH_GATEWAY_MODULES_TOML"
+BASE = "base:"  # the key prefix of --baseline targets
 UVICORN_FLAGS = (
     "--http httptools --loop uvloop --lifespan on --no-access-log --no-server-header"
     " --backlog 2048 --log-level warning --host 127.0.0.1"
@@ -152,8 +157,10 @@ def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def make_targets(tmp: Path, wanted: Sequence[str]) -> tuple[list[Target], dict[str, str]]:
-    """The targets asked for, and why any of them cannot run here."""
+def make_targets(
+    tmp: Path, wanted: Sequence[str], baseline: Path | None = None
+) -> tuple[list[Target], dict[str, str]]:
+    """The targets asked for (and their ``--baseline`` twins), and why any cannot run here."""
     toml = tmp / "modules.toml"
     toml.write_text(
         f"[[module]]\nroute = {json.dumps('/hello')}\nmodule = {json.dumps(str(WAGI_HELLO))}\n"
@@ -230,6 +237,11 @@ def make_targets(tmp: Path, wanted: Sequence[str]) -> tuple[list[Target], dict[s
             sys.exit(f"bench_gateway: unknown target {key!r} (known: {', '.join(all_targets)})")
         if key not in skipped:
             targets.append(all_targets[key])
+            if baseline is not None and key.startswith("wasmgate") and key != "wasmgate-granian":
+                t = all_targets[key]
+                env = {**t.env, "PYTHONPATH": str(baseline)}
+                twin = Target(BASE + key, "before: " + t.label, t.argv, t.path, t.expect, env)
+                targets.append(twin)
     return targets, {k: v for k, v in skipped.items() if k in wanted}
 
 
@@ -460,6 +472,7 @@ def summarise(
         ("hypercorn", "uvicorn"),
         ("wasmgate-granian", "wasmgate-1w"),
     ]
+    pairs += [(t.key[len(BASE) :], t.key) for t in targets if t.key.startswith(BASE)]
     ratios = {f"{a}/{b}": v for a, b in pairs if (v := ratio(a, b)) is not None}
     goal: dict[str, Any] = {
         "min_ratio_vs_wasmtime": GOAL_RATIO,
@@ -561,7 +574,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated targets, in this order (default: all)",
     )
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="the src folder of another wasmgate tree: adds a base:<target> twin of each "
+        "wasmgate target, run from it",
+    )
     args = ap.parse_args(argv)
+    if args.baseline is not None and not (args.baseline / "wasmgate" / "__init__.py").exists():
+        sys.exit(f"bench_gateway: {args.baseline} has no wasmgate package")
     check_wrk_options(ap, args)
     wrk = find_wrk("bench_gateway")
     for wasm in (WAGI_HELLO, HTTP_HELLO):
@@ -572,7 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_name:
         tmp = Path(tmp_name)
         script = write_wrk_script(tmp)
-        targets, skipped = make_targets(tmp, wanted)
+        baseline = args.baseline.resolve() if args.baseline is not None else None
+        targets, skipped = make_targets(tmp, wanted, baseline)
         if not targets:
             sys.exit("bench_gateway: no target can run here")
         with exit_on_failure("bench_gateway"), running(targets, tmp):
