@@ -50,17 +50,16 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import importlib
 import os
 import stat
 import struct
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "RACY_NS",
@@ -151,9 +150,31 @@ def _read_small(path: Path, size: int) -> tuple[bytes, os.stat_result] | None:
 
 
 def _hash_fd(fd: int) -> bytes:
+    import hashlib
+
     with open(fd, "rb", buffering=0, closefd=False) as f:
         f.seek(0)
         return hashlib.file_digest(f, "sha256").digest()
+
+
+def _small_sha256(data: bytes) -> bytes:
+    """sha256 of a few bytes (names, fingerprints), without importing hashlib: that loads OpenSSL,
+    which a warm start, hashing nothing big, need not pay for. CPython's own sha256 is the one
+    hashlib falls back to."""
+    global _sha256_new
+    if _sha256_new is None:
+        for name in ("_sha256", "_sha2", "hashlib"):  # 3.11, 3.12+, anything else
+            try:
+                _sha256_new = importlib.import_module(name).sha256
+                break
+            except (ImportError, AttributeError):
+                continue
+    assert _sha256_new is not None
+    digest: bytes = _sha256_new(data).digest()
+    return digest
+
+
+_sha256_new: Callable[[bytes], Any] | None = None
 
 
 class ArtifactCache:
@@ -161,7 +182,7 @@ class ArtifactCache:
 
     def __init__(self, directory: Path, fingerprint: str) -> None:
         self.directory = directory
-        self._fp_digest = hashlib.sha256(f"{fingerprint}|entry={ENTRY_FORMAT}".encode()).digest()
+        self._fp_digest = _small_sha256(f"{fingerprint}|entry={ENTRY_FORMAT}".encode())
         self.stats = CacheStats()
 
     def path_for(self, wasm_sha256: str, kind: str) -> Path:
@@ -256,6 +277,8 @@ class ArtifactCache:
         except OSError:
             self.stats.write_errors += 1
             return
+        import hashlib
+
         self._write_seal(wasm_sha256, kind, hashlib.sha256(payload).digest(), st)
 
     def _write_seal(self, wasm_sha256: str, kind: str, digest: bytes, st: os.stat_result) -> None:
@@ -268,6 +291,8 @@ class ArtifactCache:
 
     def _replace(self, path: Path, data: bytes) -> None:
         """Write ``path`` whole or not at all (a temporary file renamed into place)."""
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -281,7 +306,7 @@ class ArtifactCache:
     # --- module files: their sha256, remembered by identity -------------------------------------
 
     def _memo_path(self, module: Path) -> Path:
-        name = hashlib.sha256(os.fsencode(os.path.abspath(module))).hexdigest()[:32]
+        name = _small_sha256(os.fsencode(os.path.abspath(module))).hex()[:32]
         return self.directory / "paths" / f"{name}.memo"
 
     def path_digest(self, module: Path) -> tuple[str, Literal["module", "component"]] | None:

@@ -17,7 +17,6 @@ Rules:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -144,6 +143,8 @@ def load_guest(
     if kind == "precompiled":
         return _load_precompiled(data, engine, name, allow_precompiled)
     assert kind in ("module", "component")
+    import hashlib  # not on a warm start (cache.py: no OpenSSL for it)
+
     sha = hashlib.sha256(data).hexdigest()
     if cache is not None:
         if st is not None and isinstance(source, Path):
@@ -209,6 +210,8 @@ def _load_precompiled(
             f"{name}: is a precompiled artifact; loading one runs native code, so it needs "
             "--allow-precompiled (use it only for artifacts you compiled yourself)"
         )
+    import hashlib
+
     sha = hashlib.sha256(data).hexdigest()
     errors: list[str] = []
     for kind in ("module", "component"):
