@@ -107,7 +107,9 @@ def commands(wasm: Path, tmp: Path, baseline: Path | None) -> list[Command]:
     ]
     if baseline is not None:
         env = {"WASMGATE_CACHE_DIR": str(tmp / "baseline-cache"), "PYTHONPATH": str(baseline)}
-        argv = [wasmgate, "run", str(wasm), *GUEST_ARGS]
+        # What a console script does (that tree's may have another entry point than ours).
+        script = "import sys; from wasmgate.cli import main; sys.exit(main())"
+        argv = [sys.executable, "-c", script, "run", str(wasm), *GUEST_ARGS]
         cmds.append(Command("baseline", "before: wasmgate run", argv, env))
     return cmds
 
