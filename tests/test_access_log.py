@@ -353,3 +353,29 @@ def test_workers_sharing_a_pipe_never_tear_a_line(tmp_path: Path) -> None:
     records = _access_lines(got.decode(), long_path)  # each line parses, or this fails
     assert len(records) == sent == 600
     assert {w for w, _ in records} == {"0", "1"}
+
+
+FORK_SCRIPT = r"""
+import logging, os, sys
+from wasmgate.gateway import accesslog
+from wasmgate.gateway.server import LOG_FORMAT
+
+logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+assert accesslog.start_direct(LOG_FORMAT)
+accesslog.access_log("parent-1", "GET", "/p", "/p", 200, "ok", 0.001, None, True, 0, 2, None)
+pid = os.fork()
+if pid == 0:  # the queued line is the parent's to write; the child's own go to the logger
+    accesslog.access_log("child-1", "GET", "/c", "/c", 200, "ok", 0.001, None, True, 0, 2, None)
+    logging.shutdown()
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_forked_child_does_not_write_the_parents_lines() -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count('"id":"parent-1"') == 1, r.stderr
+    assert r.stderr.count('"id":"child-1"') == 1, r.stderr

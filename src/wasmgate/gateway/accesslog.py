@@ -31,7 +31,8 @@ Rules:
   another process's concurrent write may land inside it.
 - ``close`` writes what is left and stops the thread: ``server.py`` calls it when uvicorn has
   drained (SIGTERM/SIGINT, in the single process and in every worker), and ``atexit`` calls it
-  too. Only a process killed outright (SIGKILL) loses its last ``FLUSH_INTERVAL`` of lines.
+  too. Only a process killed outright (SIGKILL) loses its last ``FLUSH_INTERVAL`` of lines. A
+  child forked after ``start_direct`` logs through the logger (it has no writer thread).
 """
 
 from __future__ import annotations
@@ -281,6 +282,16 @@ def stop_direct() -> None:
 
             sys.stderr.flush()  # records logged before these lines go first
         direct.writer.close()
+
+
+def _forget_in_child() -> None:
+    """A forked child has the queue but not the writer thread: its lines go to the logger."""
+    global _direct
+    _direct = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _interval() -> float:
