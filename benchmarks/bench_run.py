@@ -10,10 +10,14 @@ command alike), the wall time of these processes:
 - ``python -c "import wasmtime"``: the floor for any Python host, same interpreter;
 - ``wasmgate run --no-cache hello.wasm``: cold compile, for context.
 
+With ``--baseline SRC`` (the ``src`` folder of another wasmgate tree, e.g. from ``git archive``),
+``wasmgate run hello.wasm`` from that tree runs in the same rounds too (its own warm cache), as a
+console script would start it: before and after a change, side by side.
+
 Reports median and p90 per command and the ratios of medians. The goal: ``wasmgate run`` (warm)
 within ``GOAL`` times the ``import wasmtime`` floor.
 
-Usage: ``.venv/bin/python benchmarks/bench_run.py [--rounds N] [--json]``
+Usage: ``.venv/bin/python benchmarks/bench_run.py [--rounds N] [--baseline SRC] [--json]``
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,7 @@ class Command:
     key: str
     label: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def wasmtime_cli() -> Path:
@@ -66,11 +71,19 @@ def wasmgate_cli() -> Path:
     return script
 
 
-def commands(guest: Path, tmp: Path) -> list[Command]:
+def commands(guest: Path, tmp: Path, baseline: Path | None = None) -> list[Command]:
     wasmtime = wasmtime_cli()
     cache_config = wasmtime_cache_config(tmp)
     wasmgate = str(wasmgate_cli())
+    extra = []
+    if baseline is not None:
+        env = {"WASMGATE_CACHE_DIR": str(tmp / "baseline-cache"), "PYTHONPATH": str(baseline)}
+        # What a console script does (that tree's may have another entry point than ours).
+        script = "import sys; from wasmgate.cli import main; sys.exit(main())"
+        argv = [sys.executable, "-c", script, "run", str(guest)]
+        extra.append(Command("baseline", "before: wasmgate run (warm cache)", argv, env))
     return [
+        *extra,
         Command("wasmgate", "wasmgate run (warm cache)", [wasmgate, "run", str(guest)]),
         Command(
             "wasmtime",
@@ -123,7 +136,7 @@ def measure(cmds: Sequence[Command], rounds: int, env: dict[str, str]) -> dict[s
     for r in range(-WARMUP_ROUNDS, rounds):
         for i in range(len(cmds)):
             cmd = cmds[(r + i) % len(cmds)]
-            ms = run_once(cmd.argv, env)
+            ms = run_once(cmd.argv, {**env, **cmd.env})
             if r >= 0:
                 samples[cmd.key].append(ms)
     return samples
@@ -141,6 +154,11 @@ def summarise(cmds: Sequence[Command], samples: dict[str, list[float]]) -> dict[
     }
     med = {k: statistics.median(v) for k, v in samples.items()}
     ratios = {
+        **(
+            {"wasmgate/baseline": round(med["wasmgate"] / med["baseline"], 3)}
+            if "baseline" in med
+            else {}
+        ),
         "wasmgate/floor": round(med["wasmgate"] / med["floor"], 3),
         "wasmgate/wasmtime": round(med["wasmgate"] / med["wasmtime"], 3),
         "floor/wasmtime": round(med["floor"] / med["wasmtime"], 3),
@@ -187,18 +205,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--rounds", type=int, default=40, help="measured rounds (default: 40)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--baseline", type=Path, help="the src folder of another wasmgate tree")
     args = ap.parse_args(argv)
     if args.rounds < 2:
         ap.error("--rounds must be at least 2")
+    baseline = args.baseline.resolve() if args.baseline is not None else None
+    if baseline is not None and not (baseline / "wasmgate" / "__init__.py").exists():
+        ap.error(f"{args.baseline} has no wasmgate package")
 
     guest = build_guest(GUEST)
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp_name:
         tmp = Path(tmp_name)
         env = dict(os.environ, WASMGATE_CACHE_DIR=str(tmp / "wasmgate-cache"))
-        cmds = commands(guest, tmp)
-        for c in cmds:  # warms both caches and proves every command works
+        cmds = commands(guest, tmp, baseline)
+        for c in cmds:  # warms the caches and proves every command works
             if c.key != "floor":
-                check_output(c.argv, env)
+                check_output(c.argv, {**env, **c.env})
         if not any((tmp / "wasmgate-cache").glob("*.cwasm")):
             sys.exit("bench_run: wasmgate wrote no compiled artifact; the warm run would be cold")
         samples = measure(cmds, args.rounds, env)

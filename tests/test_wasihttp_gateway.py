@@ -151,8 +151,11 @@ def test_failures_answer_as_wagi_routes(
     r = client.get(path)
     assert r.status_code == status
     assert r.content == b""
-    time.sleep(0.05)
-    assert f'"status":{status},"cause":"{cause}"' in server.output()
+    line = f'"status":{status},"cause":"{cause}"'
+    deadline = time.monotonic() + 5  # access lines are written in batches
+    while line not in server.output():
+        assert time.monotonic() < deadline, server.output()[-2000:]
+        time.sleep(0.05)
 
 
 def test_memory_limit(client: httpx.Client) -> None:

@@ -13,10 +13,18 @@ if [ -n "$seed" ] && [ -d "$seed" ] && [ -n "$cache" ] && [ "$seed" != "$cache" 
             name=${artifact##*/}
             [ -f "$cache/$name" ] && continue
             # Copy under a temporary name, then rename: a reader never sees half an artifact.
-            if cp "$artifact" "$cache/.seed-$name" 2>/dev/null; then
+            # Its seal comes along (without it the artifact is never trusted); the copy is
+            # another file, so the first start hashes it once and seals it anew.
+            seal="${artifact%.cwasm}.seal"
+            sealname=${seal##*/}
+            if cp "$artifact" "$cache/.seed-$name" 2>/dev/null \
+                && { [ ! -f "$seal" ] || cp "$seal" "$cache/.seed-$sealname" 2>/dev/null; }; then
                 mv -f "$cache/.seed-$name" "$cache/$name"
+                if [ -f "$cache/.seed-$sealname" ]; then
+                    mv -f "$cache/.seed-$sealname" "$cache/$sealname"
+                fi
             else
-                rm -f "$cache/.seed-$name" 2>/dev/null || true
+                rm -f "$cache/.seed-$name" "$cache/.seed-$sealname" 2>/dev/null || true
                 echo "entrypoint: cannot write $cache: modules compile at start-up" >&2
                 break
             fi

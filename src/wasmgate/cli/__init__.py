@@ -11,6 +11,6 @@ Rules:
   error mapping). Commands import only ``params`` and ``options`` from here: no cycles.
 """
 
-from .main import cli, main
+from .main import cli, console, main
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "console", "main"]

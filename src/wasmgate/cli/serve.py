@@ -256,6 +256,6 @@ def _one_route_manifest(component: Path) -> Path:
 def _setup_logging() -> None:
     import logging
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from ..gateway.server import LOG_FORMAT
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)

@@ -47,8 +47,6 @@ import fcntl
 import itertools
 import os
 import selectors
-import shutil
-import tempfile
 import termios
 import threading
 import time
@@ -139,6 +137,8 @@ def private_dir() -> str | None:
                 shm = "/dev/shm"
                 base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
                 directory: str | None
+                import tempfile  # here: a process that captures nothing never loads it
+
                 try:
                     directory = tempfile.mkdtemp(prefix="wasmgate-", dir=base)
                 except OSError:
@@ -151,6 +151,8 @@ def private_dir() -> str | None:
 
 def _remove_if_ours(directory: str, pid: int) -> None:
     if os.getpid() == pid:  # a forked child inherits the exit hook, not the directory
+        import shutil
+
         shutil.rmtree(directory, ignore_errors=True)
 
 

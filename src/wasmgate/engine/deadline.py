@@ -47,8 +47,8 @@ __all__ = [
 
 _WASI = "wasi_snapshot_preview1"
 # The real WASI functions look the caller's "memory" export up, so they cannot be called from
-# Python directly: this shim (one instance per store, created on the first poll) exports the
-# guest's memory and calls them from wasm.
+# Python directly: this shim (compiled once per engine, instantiated once per store, both at the
+# first poll) exports the guest's memory and calls them from wasm.
 _SHIM_WAT = """(module
   (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
@@ -145,22 +145,30 @@ def define_wasi(linker: wasmtime.Linker) -> None:
     engine = linker.engine
     wasi = wasmtime.Linker(engine)
     wasi.define_wasi()
-    with _shim_lock:
-        module = _shim_modules.get(id(engine))
-        if module is None:
-            module = _shim_modules[id(engine)] = wasmtime.Module(engine, _SHIM_WAT)
     i32 = wasmtime.ValType.i32()
     # A new FuncType each time: wasmtime panics if one is used with two engines.
     poll_type = wasmtime.FuncType([i32, i32, i32, i32], [i32])
     linker.allow_shadowing = True
     try:
-        poll = partial(_bounded_poll_oneoff, wasi, module)
+        poll = partial(_bounded_poll_oneoff, wasi, engine)
         linker.define_func(_WASI, "poll_oneoff", poll_type, poll, access_caller=True)
     finally:
         linker.allow_shadowing = False
 
 
-def _shim(caller: wasmtime.Caller, wasi: wasmtime.Linker, module: wasmtime.Module) -> _Shim | None:
+def _shim_module(engine: wasmtime.Engine) -> wasmtime.Module:
+    """The shim compiled for ``engine``, once per process, at its first poll (compiling it costs
+    more than many a whole run that never polls)."""
+    module = _shim_modules.get(id(engine))
+    if module is None:
+        with _shim_lock:
+            module = _shim_modules.get(id(engine))
+            if module is None:
+                module = _shim_modules[id(engine)] = wasmtime.Module(engine, _SHIM_WAT)
+    return module
+
+
+def _shim(caller: wasmtime.Caller, wasi: wasmtime.Linker, engine: wasmtime.Engine) -> _Shim | None:
     context = caller_store_id(caller)
     shim = _host.shim
     if shim is not None and context is not None and shim.context == context:
@@ -169,14 +177,14 @@ def _shim(caller: wasmtime.Caller, wasi: wasmtime.Linker, module: wasmtime.Modul
     if not isinstance(memory, wasmtime.Memory):
         return None
     imports = [wasi.get(caller, _WASI, "poll_oneoff"), wasi.get(caller, _WASI, "clock_time_get")]
-    instance = wasmtime.Instance(caller, module, [*imports, memory])
+    instance = wasmtime.Instance(caller, _shim_module(engine), [*imports, memory])
     shim = _host.shim = _Shim(context, instance, caller)
     return shim
 
 
 def _bounded_poll_oneoff(
     wasi: wasmtime.Linker,
-    module: wasmtime.Module,
+    engine: wasmtime.Engine,
     caller: wasmtime.Caller,
     in_ptr: int,
     out_ptr: int,
@@ -187,7 +195,7 @@ def _bounded_poll_oneoff(
     # leaves wasm. Anything unexpected is an errno; a passed deadline still stops the guest at
     # its next epoch check.
     try:
-        shim = _shim(caller, wasi, module)
+        shim = _shim(caller, wasi, engine)
         if shim is None:
             return _ERRNO_NOTSUP
         deadline = _host.deadline

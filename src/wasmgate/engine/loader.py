@@ -9,12 +9,15 @@ Rules:
   for this machine is unsafe, so they load only when the caller says ``allow_precompiled``.
 - Compilation goes through the ``ArtifactCache`` when one is given. A cached entry that wasmtime
   refuses is dropped and the module recompiled: the cache can cost time, never correctness.
+  A cached artifact is mapped by wasmtime from its file (``deserialize_file``), never read into
+  Python; a module file that the cache remembers (same identity, see ``cache.py``) is not even
+  read: its remembered sha256 finds the artifact.
 - Error messages are one line: wasmtime's multi-line "Caused by" chains are folded.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +88,15 @@ def detect_kind(data: bytes) -> Literal["module", "component", "precompiled", "w
 
 
 def read_guest_bytes(path: Path) -> bytes:
+    return _read_guest_file(path)[0]
+
+
+def _read_guest_file(path: Path) -> tuple[bytes, os.stat_result]:
+    """The file's bytes, and its stat taken on the open file before reading them."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            st = os.fstat(f.fileno())
+            return f.read(), st
     except FileNotFoundError:
         raise LoadError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -104,9 +114,16 @@ def load_guest(
     name: str | None = None,
 ) -> LoadedGuest:
     """Compile (or fetch from ``cache``) a guest given as a path or as bytes."""
+    st: os.stat_result | None = None
     if isinstance(source, Path):
-        data = read_guest_bytes(source)
         name = name or source.name
+        if cache is not None:
+            known = cache.path_digest(source)
+            if known is not None:
+                loaded = _from_cache(cache, known[0], known[1], engine, name)
+                if loaded is not None:
+                    return loaded
+        data, st = _read_guest_file(source)
     else:
         data = bytes(source)
         name = name or "<bytes>"
@@ -115,6 +132,7 @@ def load_guest(
     except LoadError as e:
         raise LoadError(f"{name}: {e}") from None
     if kind == "wat":
+        st = None  # only binaries are remembered by path: the text is not what is hashed
         try:
             data = bytes(wasmtime.wat2wasm(data.decode("utf-8")))
         except UnicodeDecodeError:
@@ -125,14 +143,15 @@ def load_guest(
     if kind == "precompiled":
         return _load_precompiled(data, engine, name, allow_precompiled)
     assert kind in ("module", "component")
+    import hashlib  # not on a warm start (cache.py: no OpenSSL for it)
+
     sha = hashlib.sha256(data).hexdigest()
     if cache is not None:
-        payload = cache.get(sha, kind)
-        if payload is not None:
-            try:
-                return _deserialize(payload, kind, engine, name, sha, cache_hit=True)
-            except wasmtime.WasmtimeError:
-                cache.reject(sha, kind)
+        if st is not None and isinstance(source, Path):
+            cache.remember_path(source, st, sha, kind)
+        loaded = _from_cache(cache, sha, kind, engine, name)
+        if loaded is not None:
+            return loaded
     try:
         if kind == "module":
             module = wasmtime.Module(engine.engine, data)
@@ -148,6 +167,27 @@ def load_guest(
         artifact = loaded.module if loaded.module is not None else loaded.as_component()
         cache.put(sha, kind, bytes(artifact.serialize()))
     return loaded
+
+
+def _from_cache(
+    cache: ArtifactCache, sha: str, kind: Kind, engine: EngineHandle, name: str
+) -> LoadedGuest | None:
+    """The cached artifact, mapped from its file; None on a miss or a rejected entry."""
+    with cache.open_artifact(sha, kind) as artifact:
+        if artifact is None:
+            return None
+        try:
+            if kind == "module":
+                module = wasmtime.Module.deserialize_file(engine.engine, artifact)
+                return LoadedGuest(name, kind, sha, module, None, engine, cache_hit=True)
+            from wasmtime import component as cm
+
+            comp = cm.Component.deserialize_file(engine.engine, artifact)
+            return LoadedGuest(name, kind, sha, None, comp, engine, cache_hit=True)
+        except (wasmtime.WasmtimeError, UnicodeEncodeError):
+            pass  # refused by wasmtime (or a path it cannot be given): compile again
+    cache.reject(sha, kind)
+    return None
 
 
 def _deserialize(
@@ -170,6 +210,8 @@ def _load_precompiled(
             f"{name}: is a precompiled artifact; loading one runs native code, so it needs "
             "--allow-precompiled (use it only for artifacts you compiled yourself)"
         )
+    import hashlib
+
     sha = hashlib.sha256(data).hexdigest()
     errors: list[str] = []
     for kind in ("module", "component"):

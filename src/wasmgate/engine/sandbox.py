@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -193,6 +192,8 @@ def _writer(stream: Any) -> Callable[[bytes], int | None]:
 
 def _stage(data: bytes) -> str:
     """A private file holding ``data``; the caller unlinks it once WASI has opened it."""
+    import tempfile  # here: most runs never need it (start-up time)
+
     fd, path = tempfile.mkstemp(prefix="wasmgate-stdin-", dir=private_dir())
     with os.fdopen(fd, "wb") as f:
         f.write(data)

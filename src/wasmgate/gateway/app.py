@@ -664,19 +664,20 @@ class Gateway:
         if result is None and count_answer and status != 499:
             self.metrics.gateway_answered(status, cause)
         if self.config.access_log:
+            client = request.client[0] if request.client else None
             access_log(
-                id=rid,
-                method=request.method,
-                path=request.raw_path,
-                route=route,
-                status=status,
-                cause=cause,
-                ms=round(duration * 1000, 3),
-                guest_ms=round(guest * 1000, 3) if guest is not None else None,
-                inline=inline,
-                bytes_in=received,
-                bytes_out=sent,
-                client=request.client[0] if request.client else None,
+                rid,
+                request.method,
+                request.raw_path,
+                route,
+                status,
+                cause,
+                duration,
+                guest,
+                inline,
+                received,
+                sent,
+                client,
             )
 
 

@@ -14,21 +14,20 @@ Rules:
   connection guard (``protocol.py``) or the application answered it; a connection the gateway
   cuts (a slow reader, a slow body after the response began) is counted in
   ``wasmgate_connections_closed{cause}``. Both label sets are fixed by the code.
-- The access log is one JSON object per line on the ``wasmgate.access`` logger.
+- The access log (one JSON object per line) is ``accesslog.py``'s.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .accesslog import access_log  # the gateway takes both from here
+
 __all__ = ["GatewayMetrics", "access_log"]
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-_access = logging.getLogger("wasmgate.access")
 _MAX_CACHED = 4096  # (route, status, cause) label sets whose metric children are kept at hand
 
 
@@ -111,8 +110,3 @@ class GatewayMetrics:
 
     def connection_closed(self, cause: str) -> None:
         self.closed.labels(cause).inc()
-
-
-def access_log(**fields: object) -> None:
-    if _access.isEnabledFor(logging.INFO):
-        _access.info(json.dumps(fields, separators=(",", ":")))

@@ -17,6 +17,9 @@ Rules:
 - SIGHUP, and with ``--watch`` any change to modules.toml or a module file, reloads the
   configuration without dropping requests; a broken new configuration keeps the old one.
 - Metrics are served on their own address (``--metrics-listen``), never on the public one.
+- The access log is written by each serving process in batches, straight to stderr
+  (``accesslog.start_direct``), in the lines ``LOG_FORMAT`` gives every other record; what is
+  left is written when uvicorn has drained (``stop_direct``).
 - Every serving process (the single one, or each ``--workers`` process, which is spawned with
   the whole ``GatewayConfig`` as an argument) builds its uvicorn config and its connection guard
   (``protocol.guarded_protocol``: ``--header-timeout`` and the rest) from that ``GatewayConfig``,
@@ -43,6 +46,7 @@ import uvicorn
 
 from ..config import GatewayConfig
 from ..errors import UsageError, WasmgateError
+from .accesslog import start_direct, stop_direct
 from .app import Gateway
 from .protocol import guarded_protocol, limit_heap_retention, server_tls_context, tls_protocol
 from .snapshot import Snapshot, WorkerSnapshot
@@ -52,6 +56,8 @@ __all__ = ["parse_listen", "serve"]
 
 log = logging.getLogger("wasmgate.gateway")
 WATCH_INTERVAL = 1.0
+# The log lines of ``wasmgate serve`` (each worker puts ``[worker N]`` before the logger's name).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -191,7 +197,12 @@ def serve(config: GatewayConfig) -> int:
         _start_metrics(config.metrics_listen, gateway.metrics.registry)
     server = _Server(_uvicorn_config(config, gateway), gateway, config.watch)
     log.info("listening on %s://%s:%d (pid %d)", scheme, host, sock.getsockname()[1], os.getpid())
-    server.run(sockets=[sock])
+    if config.access_log:
+        start_direct(LOG_FORMAT)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        stop_direct()
     return 0 if server.started else 1
 
 
@@ -302,6 +313,8 @@ def _worker_main(
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
     try:
         _setup_worker_logging(index)
+        if config.access_log:
+            start_direct(LOG_FORMAT, f"[worker {index}] ")
         if os.getppid() != master:  # the master died before we could ask to die with it
             return
         limit_heap_retention()
@@ -318,6 +331,7 @@ def _worker_main(
         # Ending anyway: let no further SIGTERM (uvicorn raises the one it caught again once
         # it has stopped; a dying master's parent-death signal may come twice) cut this short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_direct()
         if _orphaned(run_dir, master):
             _orphan_cleanup(run_dir, master)
 
@@ -414,8 +428,7 @@ def _bind_shared(family: int, address: tuple[str, int]) -> socket.socket:
 
 def _setup_worker_logging(index: int) -> None:
     logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s",
+        level=logging.INFO, format=LOG_FORMAT.replace("%(name)s", f"[worker {index}] %(name)s")
     )
 
 

@@ -1,0 +1,381 @@
+"""The access log off the request path (issue 16): records formatted as before, written in batches
+of whole lines, none lost under load with several workers, none torn, complete after SIGTERM,
+flushed within the flush interval while idle, and still a logger's records under another host."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway_support import free_port, running_server, wat_guest
+from wasmgate.gateway import accesslog
+from wasmgate.gateway.accesslog import FLUSH_INTERVAL, PIPE_BUF, BatchWriter, format_record
+
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO (?:\[worker (\d+)\] )?wasmgate\.access: (\{.*\})$"
+)
+
+
+# --- the record --------------------------------------------------------------------------------
+
+
+PATHS = [
+    "/hello",
+    '/q"uote\\back',
+    "/ctl\x00\x1f\x7f",
+    "/caf\u00e9/\u2028/\U0001f600",
+    "/" + "x" * 9000,
+]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("guest", [None, 0.0004567, 2.5])
+def test_a_record_is_what_json_dumps_wrote(path: str, guest: float | None) -> None:
+    fields = dict(
+        id="1a2b-3c",
+        method="GET",
+        path=path,
+        route="/...",
+        status=200,
+        cause="ok",
+        ms=round(0.0123456 * 1000, 3),
+        guest_ms=round(guest * 1000, 3) if guest is not None else None,
+        inline=guest is None,
+        bytes_in=7,
+        bytes_out=24,
+        client=None if guest else "127.0.0.1",
+    )
+    record = format_record(
+        "1a2b-3c",
+        "GET",
+        path,
+        "/...",
+        200,
+        "ok",
+        0.0123456,
+        guest,
+        guest is None,
+        7,
+        24,
+        None if guest else "127.0.0.1",
+    )
+    assert record == json.dumps(fields, separators=(",", ":"))
+    assert record.isascii()
+    assert "\n" not in record
+
+
+# --- the writer --------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """``os.write`` as seen by a ``BatchWriter``: every call's bytes, in order."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[int, bytes]] = []
+        real = os.write
+
+        def write(fd: int, data: bytes | memoryview) -> int:
+            self.calls.append((fd, bytes(data)))
+            return real(fd, data)
+
+        monkeypatch.setattr(accesslog.os, "write", write)
+
+    def to(self, fd: int) -> list[bytes]:
+        return [data for f, data in self.calls if f == fd]
+
+
+def _lines(n: int, prefix: str = "line") -> list[str]:
+    # Sizes from tiny to past PIPE_BUF, so batches have to be cut.
+    return [f"{prefix} {i} {'y' * (i * 37 % 5000)}\n" for i in range(n)]
+
+
+def _drain(fd: int, out: bytearray) -> None:
+    while True:
+        data = os.read(fd, 65536)
+        if not data:
+            return
+        out += data
+
+
+def test_pipe_writes_are_whole_lines_of_at_most_pipe_buf(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = _Recorder(monkeypatch)
+    r, w = os.pipe()
+    got = bytearray()
+    reader = threading.Thread(target=_drain, args=(r, got))
+    reader.start()
+    writer = BatchWriter(w, interval=0.05)
+    lines = _lines(600)
+    for line in lines:
+        writer.write(line)
+    writer.close()
+    os.close(w)
+    reader.join(10)
+    os.close(r)
+    assert got.decode() == "".join(lines)  # all of them, in order
+    writes = recorder.to(w)
+    assert len(writes) < len(lines)  # batched
+    for data in writes:
+        assert data.endswith(b"\n")
+        assert len(data) <= PIPE_BUF or data.count(b"\n") == 1, len(data)
+
+
+def test_a_regular_file_gets_one_write_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = _Recorder(monkeypatch)
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        writer = BatchWriter(fd, interval=30)  # only close writes
+        lines = _lines(300)
+        for line in lines:
+            writer.write(line)
+        assert path.read_text() == ""  # nothing written on the caller's path
+        writer.close()
+    finally:
+        os.close(fd)
+    assert path.read_text() == "".join(lines)
+    assert len(recorder.to(fd)) == 1
+
+
+def test_an_idle_writer_flushes_within_its_interval(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    writer = BatchWriter(fd)
+    try:
+        for round_ in range(2):  # the second batch starts after an idle wait
+            started = time.monotonic()
+            writer.write(f"one {round_}\n")
+            while f"one {round_}\n" not in path.read_text():
+                assert time.monotonic() - started < FLUSH_INTERVAL + 1.0
+                time.sleep(0.01)
+            assert time.monotonic() - started >= FLUSH_INTERVAL * 0.5  # batched, not at once
+    finally:
+        writer.close()
+        os.close(fd)
+
+
+def test_past_the_hard_limit_the_caller_writes_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(accesslog, "HARD_LIMIT", 1000)
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    writer = BatchWriter(fd, interval=30)
+    try:
+        writer.write("a" * 600 + "\n")
+        assert path.read_text() == ""
+        writer.write("b" * 600 + "\n")
+        assert path.read_text() == "a" * 600 + "\n" + "b" * 600 + "\n"
+    finally:
+        writer.close()
+        os.close(fd)
+
+
+def test_threads_writing_at_once_lose_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accesslog, "SOFT_LIMIT", 4096)  # many early flushes, racing the writers
+    r, w = os.pipe()
+    got = bytearray()
+    reader = threading.Thread(target=_drain, args=(r, got))
+    reader.start()
+    writer = BatchWriter(w, interval=0.01)
+
+    def produce(k: int) -> None:
+        for line in _lines(400, prefix=f"t{k}"):
+            writer.write(line)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(produce, range(4)))
+    writer.close()
+    os.close(w)
+    reader.join(10)
+    os.close(r)
+    out = got.decode().splitlines(keepends=True)
+    for k in range(4):  # every line, each thread's in its order
+        assert [ln for ln in out if ln.startswith(f"t{k} ")] == _lines(400, prefix=f"t{k}")
+    assert len(out) == 1600
+
+
+# --- where records go --------------------------------------------------------------------------
+
+DIRECT_SCRIPT = r"""
+import logging, sys
+from wasmgate.gateway import accesslog
+from wasmgate.gateway.server import LOG_FORMAT
+
+mode = sys.argv[1]
+tag = "[worker 3] " if mode == "worker" else ""
+logging.basicConfig(level=logging.INFO, format=LOG_FORMAT.replace("%(name)s", tag + "%(name)s"))
+if mode == "custom":
+    logging.getLogger("wasmgate.access").addHandler(logging.StreamHandler(sys.stdout))
+started = accesslog.start_direct(LOG_FORMAT, tag)
+print("direct" if started else "logger", flush=True)
+args = ("r-1", "GET", "/p", "/p", 200, "ok", 0.001, None, True, 0, 2, None)
+accesslog.access_log(*args)
+logging.getLogger("wasmgate.access").info("via logging")
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "worker", "custom"])
+def test_direct_lines_are_the_lines_logging_writes(mode: str) -> None:
+    """``start_direct`` writes exactly the line logging would have (compared with a record logged
+    just after it), and stays out of the way of logging configured otherwise."""
+    r = subprocess.run(
+        [sys.executable, "-c", DIRECT_SCRIPT, mode], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == ("logger" if mode == "custom" else "direct")
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2, r.stderr
+    [direct] = [ln for ln in lines if '"id":"r-1"' in ln]
+    [logged] = [ln for ln in lines if ln.endswith(": via logging")]
+    record = LINE.match(direct)
+    assert record is not None, lines
+    assert json.loads(record.group(2))["id"] == "r-1"
+    assert (record.group(1) == "3") is (mode == "worker")
+    # logging's own line for a record logged just after: the same timestamp format, level,
+    # worker tag and logger name
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+    assert stamp.match(logged)
+    assert direct[23:].split(": ", 1)[0] == logged[23:].split(": ", 1)[0]
+    if mode == "custom":  # the application's own handler got it as a record
+        assert '"id":"r-1"' in r.stdout
+
+
+# --- a real server -----------------------------------------------------------------------------
+
+
+def _site(tmp_path: Path) -> Path:
+    (tmp_path / "hi.wat").write_text(wat_guest(b"Content-Type: text/plain\n\nhi\n"))
+    toml = tmp_path / "modules.toml"
+    toml.write_text('[[module]]\nroute = "/..."\nmodule = "hi.wat"\n')
+    return toml
+
+
+def _load(base: str, clients: int, each: int, path: str = "/hi") -> int:
+    def client(k: int) -> int:
+        ok = 0
+        with httpx.Client(base_url=base, timeout=30) as c:
+            for i in range(each):
+                assert c.get(f"{path}/{k}/{i}").status_code == 200
+                ok += 1
+        return ok
+
+    with ThreadPoolExecutor(clients) as pool:
+        return sum(pool.map(client, range(clients)))
+
+
+def _access_lines(text: str, path: str = "/hi") -> list[tuple[str | None, dict[str, object]]]:
+    out = []
+    for line in text.splitlines():
+        if "wasmgate.access" not in line:
+            continue
+        m = LINE.match(line)
+        assert m is not None, f"not a whole access line: {line[:300]!r}"
+        record = json.loads(m.group(2))
+        if str(record["path"]).startswith(path):
+            out.append((m.group(1), record))
+    return out
+
+
+@pytest.mark.slow
+def test_no_line_lost_with_two_workers_and_all_written_on_sigterm(tmp_path: Path) -> None:
+    toml = _site(tmp_path)
+    # Lines wait longer than the whole run and shut-down: only the flush on stop writes them.
+    with running_server(toml, "--workers", "2", env={accesslog.INTERVAL_ENV: "60"}) as s:
+        sent = _load(s.base, clients=8, each=150)
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(30) == 0
+    records = _access_lines(s.output())
+    assert len(records) == sent == 1200
+    assert len({r["id"] for _, r in records}) == sent
+    assert {r["path"] for _, r in records} == {f"/hi/{k}/{i}" for k in range(8) for i in range(150)}
+    assert {w for w, _ in records} == {"0", "1"}  # both workers wrote into the one file
+
+
+@pytest.mark.slow
+def test_an_idle_server_writes_its_lines_within_the_interval(tmp_path: Path) -> None:
+    toml = _site(tmp_path)
+    with running_server(toml) as s:
+        for n in (1, 2):
+            assert httpx.get(f"{s.base}/hi/idle/{n}").status_code == 200
+            answered = time.monotonic()
+            while len(_access_lines(s.output(), "/hi/idle")) < n:
+                assert time.monotonic() - answered < FLUSH_INTERVAL + 1.5, s.output()[-2000:]
+                time.sleep(0.02)
+            time.sleep(FLUSH_INTERVAL * 2)  # idle between the two
+
+
+@pytest.mark.slow
+def test_workers_sharing_a_pipe_never_tear_a_line(tmp_path: Path) -> None:
+    """``wasmgate serve --workers 2`` whose stdout and stderr are one pipe: the two workers'
+    batches share it, cut at whole lines of at most PIPE_BUF bytes."""
+    toml = _site(tmp_path)
+    port = free_port()
+    argv = [sys.executable, "-m", "wasmgate", "serve", "-c", str(toml), "--workers", "2"]
+    proc = subprocess.Popen(
+        [*argv, "-l", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    got = bytearray()
+    reader = threading.Thread(target=_drain, args=(proc.stdout.fileno(), got))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while got.count(b"Application startup complete") < 2:
+            assert proc.poll() is None, got.decode()
+            assert time.monotonic() < deadline, got.decode()
+            time.sleep(0.05)
+        long_path = "/hi/" + "p" * 1500  # lines of ~1.7 KiB: two per PIPE_BUF write
+        sent = _load(f"http://127.0.0.1:{port}", clients=6, each=100, path=long_path)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        reader.join(30)  # until every process holding the pipe has exited
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(10)
+        proc.stdout.close()
+    records = _access_lines(got.decode(), long_path)  # each line parses, or this fails
+    assert len(records) == sent == 600
+    assert {w for w, _ in records} == {"0", "1"}
+
+
+FORK_SCRIPT = r"""
+import logging, os, sys
+from wasmgate.gateway import accesslog
+from wasmgate.gateway.server import LOG_FORMAT
+
+logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+assert accesslog.start_direct(LOG_FORMAT)
+accesslog.access_log("parent-1", "GET", "/p", "/p", 200, "ok", 0.001, None, True, 0, 2, None)
+pid = os.fork()
+if pid == 0:  # the queued line is the parent's to write; the child's own go to the logger
+    accesslog.access_log("child-1", "GET", "/c", "/c", 200, "ok", 0.001, None, True, 0, 2, None)
+    logging.shutdown()
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_forked_child_does_not_write_the_parents_lines() -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count('"id":"parent-1"') == 1, r.stderr
+    assert r.stderr.count('"id":"child-1"') == 1, r.stderr
