@@ -416,12 +416,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _bind_shared(family: int, address: tuple[str, int]) -> socket.socket:
+def _bind_shared(family: int, address: tuple[str, int], listen: bool) -> socket.socket:
+    """A worker's own ``SO_REUSEPORT`` socket. Not listening (``listen=False``), it holds the
+    port but the kernel gives it no connections until the worker itself listens, which uvicorn
+    does once the worker has loaded: a restarted worker that cannot start never has clients
+    queued on it, to be reset when it dies."""
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(address)
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
@@ -462,10 +467,12 @@ def _serve_workers(
     stopping = False
     reload_asked = False
 
-    def start(index: int) -> bool:
+    def start(index: int, first: bool = False) -> bool:
+        """Spawn worker ``index``. The first workers' sockets listen at once (connections wait
+        in them while the workers load); a restarted worker's listens once it is ready."""
         if reuse_port:
             try:
-                socks[index] = _bind_shared(family, address)
+                socks[index] = _bind_shared(family, address, listen=first)
             except OSError as e:  # every worker was down and someone took the port meanwhile
                 log.error("worker %d: cannot listen on %s: %s", index, config.listen, e.strerror)
                 return False
@@ -546,7 +553,7 @@ def _serve_workers(
             MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
             _start_metrics(config.metrics_listen, registry)
         for i in range(config.workers):
-            if not start(i):
+            if not start(i, first=True):
                 raise WasmgateError(f"{config.listen} is already in use")
         log.info(
             "listening on %s://%s:%d with %d workers (pid %d)",
