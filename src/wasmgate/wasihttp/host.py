@@ -167,6 +167,24 @@ def _raw_call(impl: Impl, fty: cm.FuncType) -> Any:
                 lower(ctx, out, results[0])
 
         return call1
+    if len(lifts) == 2:  # the common shapes unrolled: a list per call costs on every request
+        lift0, lift1 = lifts
+
+        def call2(ctx: Any, args: Any, nargs: int, results: Any, nres: int) -> None:
+            out = impl(current(), lift0(ctx, args[0]), lift1(ctx, args[1]))
+            if lower is not None:
+                lower(ctx, out, results[0])
+
+        return call2
+    if len(lifts) == 3:
+        lift0, lift1, lift2 = lifts
+
+        def call3(ctx: Any, args: Any, nargs: int, results: Any, nres: int) -> None:
+            out = impl(current(), lift0(ctx, args[0]), lift1(ctx, args[1]), lift2(ctx, args[2]))
+            if lower is not None:
+                lower(ctx, out, results[0])
+
+        return call3
 
     def call(ctx: Any, args: Any, nargs: int, results: Any, nres: int) -> None:
         out = impl(current(), *[lift(ctx, args[i]) for i, lift in enumerate(lifts)])
