@@ -9,7 +9,10 @@ Rules:
   write took from the hash's counter (field ``\\xffseq``, which never goes back), and field
   ``\\xffepoch`` counts deletes. Every write path (set, increment, delete, the batch writes, a
   swap) is one Lua script that writes the value and its version together: atomic on the server,
-  across every process and server sharing it. A delete removes the key's field.
+  across every process and server sharing it. A delete removes the key's field. The hash costs
+  one field per key; it has no TTL, so an ``allkeys-*`` eviction policy could drop it, and its
+  counter would start again: a swap read before could then succeed over a write that happened
+  to take the same number and put the same value back. A ``volatile-*`` policy never drops it.
 - ``cas_read`` reads value, version and epoch in one script; ``cas_swap`` is one script that
   writes only if the value and the version are both still those read (for an absent key: if it
   is still absent and the epoch unchanged, so a swap of an absent key also fails when any other
