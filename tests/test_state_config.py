@@ -3,14 +3,24 @@ modules.toml, and the deny-by-default rules of ``RouteState``."""
 
 from __future__ import annotations
 
+import gc
+import logging
+import threading
 from pathlib import Path
 
 import pytest
 
 from wasmgate.errors import ConfigError
+from wasmgate.state import runtime_config
 from wasmgate.state.backends import StoreError
 from wasmgate.state.grants import RouteState, Variable, parse_variables
-from wasmgate.state.runtime_config import StoreRegistry, parse_runtime_config
+from wasmgate.state.runtime_config import (
+    StoreConfig,
+    StoreRegistry,
+    _Pool,
+    parse_runtime_config,
+    registry_for,
+)
 from wasmgate.wagi.manifest import parse_manifest
 
 
@@ -134,3 +144,93 @@ def test_manifest_keys(tmp_path: Path) -> None:
             '[[module]]\nroute = "/a"\nmodule = "m.wasm"\nkey_value_stores = "default"\n',
             base_dir=tmp_path,
         )
+
+
+def test_each_load_reads_the_runtime_config_and_shares_unchanged_backends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rc = tmp_path / "rc.toml"
+    rc.write_text(
+        '[key_value_store.default]\ntype = "sqlite"\npath = "a.db"\n'
+        '[key_value_store.other]\ntype = "sqlite"\n'
+        '[key_value_store.gone]\ntype = "redis"\nurl = "redis://:pw@127.0.0.1:1/0"\n'
+    )
+    first = registry_for(rc, tmp_path / "state")
+    a, other, _ = (first.open(x) for x in ("default", "other", "gone"))
+    a.set("k", b"1")
+    same = registry_for(rc, tmp_path / "state")  # read again, unchanged: the same backends
+    assert same.open("default") is a
+    assert same.open("other") is other
+    rc.write_text(
+        '[key_value_store.default]\ntype = "sqlite"\npath = "b.db"\n'
+        '[key_value_store.other]\ntype = "sqlite"\n'
+    )
+    second = registry_for(rc, tmp_path / "state")
+    b = second.open("default")
+    assert b is not a
+    assert b.get("k") is None
+    assert second.open("other") is other
+    assert not second.configured("gone")
+    with caplog.at_level(logging.INFO, logger="wasmgate.state"):
+        del first
+        assert "closed" not in caplog.text  # ``same`` still names them
+        same.close()
+        closed = {r.getMessage() for r in caplog.records if "closed" in r.getMessage()}
+    assert closed == {
+        "store 'default': closed (no longer in the configuration)",
+        "store 'gone': closed (no longer in the configuration)",
+    }
+    assert "pw" not in caplog.text
+    assert second.open("other").get("k") is None  # still open, still working
+    with pytest.raises(StoreError) as e:
+        same.open("other")
+    assert e.value.kind == "other"
+    rc.write_text('[key_value_store.default]\ntype = "redis"\nurl = "http://:pw@h"\n')
+    with pytest.raises(ConfigError) as ce:
+        registry_for(rc, tmp_path / "state")
+    assert "pw" not in str(ce.value)
+    assert second.open("default") is b
+    second.close()
+
+
+def test_a_registry_given_the_text_does_not_read_the_file(tmp_path: Path) -> None:
+    rc = tmp_path / "conf" / "rc.toml"  # never written: the text is a copy of it
+    registry = registry_for(
+        rc, tmp_path / "state", '[key_value_store.x]\ntype = "sqlite"\npath = "x.db"\n'
+    )
+    registry.open("x").set("k", b"v")
+    assert (tmp_path / "conf" / "x.db").exists()  # relative to the file's folder all the same
+    registry.close()
+
+
+def test_the_pool_takes_releases_from_inside_its_own_lock(tmp_path: Path) -> None:
+    """A registry is released when it is garbage, so the garbage collector may release one
+    in a thread that holds the pool's lock: the release waits for the holder, never blocks."""
+    pool = _Pool()
+    key = StoreConfig("x", "sqlite", path=tmp_path / "x.db")
+    pool.acquire((key,))
+    pool.backend(key).set("k", b"v")
+    with pool._locked():
+        pool.release((key,))  # as the collector would, with the lock held by this thread
+        assert pool._entries[key].backend is not None
+    assert pool.open_labels() == []
+
+    shared = {"x": StoreConfig("x", "sqlite", path=tmp_path / "y.db")}
+
+    def churn(i: int) -> None:
+        for _ in range(50):
+            registry = StoreRegistry(shared, tmp_path)
+            registry.open("x").increment("n", 1)
+            if i % 2:
+                registry.close()
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    gc.collect()
+    assert "x" not in runtime_config._POOL.open_labels()
+    check = StoreRegistry(shared, tmp_path)
+    assert check.open("x").get("n") == b"200"
+    check.close()

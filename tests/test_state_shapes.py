@@ -62,15 +62,19 @@ def test_shapes_follow_the_imported_type(tmp_path: Path, shapes: tuple[str, str]
     st: Any = None
 
     swap = keyvalue.swap(types["swap"])
-    cas = keyvalue.Cas(backend, "k", b"old")
+    tag, cas = keyvalue.cas_new(st, keyvalue.Bucket(backend), "k")
+    assert tag == "ok"
+    assert keyvalue.cas_current(st, cas) == ("ok", b"old")
     backend.set("k", b"changed")
+    backend.set("k", b"old")  # changed back: still a write since the cas was made
     tag, (case, payload) = swap(st, cas, b"new")
     assert (tag, case) == ("err", "cas-failed")
+    assert backend.get("k") == b"old"
     fresh = payload[0] if later else payload
     assert isinstance(fresh, keyvalue.Cas)
-    assert fresh.seen == b"changed"
+    assert keyvalue.cas_current(st, fresh) == ("ok", b"old")
     if later:
-        assert payload[1] == b"changed"
+        assert payload[1] == b"old"
     assert swap(st, fresh, b"new") == ("ok", None)
     assert backend.get("k") == b"new"
 

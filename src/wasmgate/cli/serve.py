@@ -102,7 +102,11 @@ ENV_PREFIX = "WASMGATE"
     help="Always run guests on guest threads, never on the event loop (see README).",
 )
 @click.option("--metrics-listen", help="HOST:PORT for Prometheus metrics (off by default).")
-@click.option("--watch", is_flag=True, help="Reload when modules.toml or a module changes.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Reload when modules.toml, the runtime config file or a module changes.",
+)
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
 @click.option(
     "--header-timeout",
@@ -129,7 +133,8 @@ ENV_PREFIX = "WASMGATE"
 @click.option(
     "--runtime-config-file",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Spin-style runtime config: [key_value_store.<label>] backends (see README, State).",
+    help="Spin-style runtime config: [key_value_store.<label>] backends (see README, State); "
+    "read again at every reload.",
 )
 @click.option(
     "--state-dir",

@@ -158,7 +158,8 @@ class Gateway:
         snapshot: WorkerSnapshot | None = None,
     ) -> None:
         """``manifest_text`` is loaded instead of ``config.modules_toml`` at the first load;
-        ``snapshot`` (what a worker's master validated: text and modules) at every load."""
+        ``snapshot`` (what a worker's master validated: text, modules and runtime config) at
+        every load."""
         self.config = config
         self.manifest_text = manifest_text
         self._snapshot = snapshot
@@ -192,8 +193,8 @@ class Gateway:
 
     def _load_state(self) -> GatewayState:
         if self._snapshot is not None:
-            text, resolve = self._snapshot.read()
-            return load_state(self.config, self._pump, text, resolve=resolve)
+            text, resolve, runtime_config = self._snapshot.read()
+            return load_state(self.config, self._pump, text, runtime_config, resolve=resolve)
         return load_state(self.config, self._pump, self.manifest_text)
 
     def load(self) -> GatewayState:

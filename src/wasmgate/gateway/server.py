@@ -14,8 +14,9 @@ Rules:
   bounded by ``--header-timeout``; uvicorn is given no certificate.
 - uvicorn (httptools parser, uvloop when installed) was chosen by measurement: see README.
   SIGTERM/SIGINT stop accepting and let in-flight requests finish (up to ``graceful_timeout``).
-- SIGHUP, and with ``--watch`` any change to modules.toml or a module file, reloads the
-  configuration without dropping requests; a broken new configuration keeps the old one.
+- SIGHUP, and with ``--watch`` any change to modules.toml, the runtime config file or a module
+  file, reloads the configuration (runtime config included) without dropping requests; a broken
+  new configuration keeps the old one.
 - Metrics are served on their own address (``--metrics-listen``), never on the public one.
 - The access log is written by each serving process in batches, straight to stderr
   (``accesslog.start_direct``), in the lines ``LOG_FORMAT`` gives every other record; what is
@@ -274,11 +275,12 @@ def _start_metrics(listen: str, registry: object) -> None:
 #   claiming socket is closed just before the workers' sockets are bound: a plain socket and
 #   ``SO_REUSEPORT`` ones cannot be bound at once.)
 # - The configuration is the master's: it reads modules.toml, validates it (a full load), and
-#   keeps the text in its private run directory. Workers load that text, never the file, so a
-#   worker (re)started while the file is being edited or is broken serves what the others
-#   serve. SIGHUP, and ``--watch``, make the master validate the file again; only a valid one
-#   replaces the text, and then the workers are told to reload it. Reloads are counted once,
-#   by the master.
+#   keeps the text in its private run directory, with copies of the modules and the runtime
+#   config file's text (``snapshot.py``). Workers load those, never the files, so a worker
+#   (re)started while a file is being edited or is broken serves what the others serve.
+#   SIGHUP, and ``--watch``, make the master read and validate the files again; only a valid
+#   configuration replaces the copies, and then the workers are told to reload them. Reloads
+#   are counted once, by the master.
 # - A worker that dies is replaced, with back-off: 0.5 s after an exit, doubling up to 10 s
 #   while workers keep dying within 10 s of their start; one log line per exit. Its listening
 #   socket is closed at once (connections waiting in it are refused rather than left hanging)
@@ -619,15 +621,19 @@ def _serve_workers(
 
 
 def _watched(config: GatewayConfig, text: str) -> tuple[Path, ...]:
-    """modules.toml and the module files the validated text names (for ``--watch``)."""
+    """modules.toml, the runtime config file and the module files the validated text names
+    (for ``--watch``)."""
     from ..wagi.manifest import parse_manifest
 
+    files: tuple[Path, ...] = (config.modules_toml,)
+    if config.runtime_config_file is not None:
+        files += (config.runtime_config_file,)
     base = config.modules_toml.absolute().parent
     try:
         manifest = parse_manifest(text, base_dir=base, source=str(config.modules_toml))
     except WasmgateError:
-        return (config.modules_toml,)
-    return (config.modules_toml, *sorted({m.module_path for m in manifest.modules}))
+        return files
+    return (*files, *sorted({m.module_path for m in manifest.modules}))
 
 
 def _mark_dead(pid: int | None) -> None:

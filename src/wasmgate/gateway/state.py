@@ -9,7 +9,11 @@ Rules:
   500, as in WAGI.
 - ``manifest_text``, when given, is used instead of reading ``modules.toml`` again, and
   ``resolve`` maps each module path to the file to load instead (a ``--workers`` master's
-  copies: see ``snapshot.py``); names in messages stay the manifest's.
+  copies: see ``snapshot.py``); names in messages stay the manifest's. ``runtime_config_text``
+  is used instead of reading ``--runtime-config-file`` (a worker gets the master's copy too).
+  The runtime config is read and validated at every load, like modules.toml
+  (``state.runtime_config.registry_for``): an invalid one fails the load.
+- ``watched`` (for ``--watch``) is modules.toml, the runtime config file, and the module files.
 - Each distinct module file is compiled once per engine (through the artifact cache), however many
   routes use it; ``_routes`` is run at load time and its routes are placed before the parent.
 """
@@ -25,13 +29,13 @@ from ..config import GatewayConfig
 from ..engine import EngineSettings, LoadedGuest, OutputPump, get_engine, load_guest
 from ..errors import ConfigError, LoadError
 from ..state.grants import RouteState
-from ..state.runtime_config import registry_for
+from ..state.runtime_config import read_runtime_config_text, registry_for
 from ..wagi.handler import ModuleHandler
 from ..wagi.manifest import load_manifest, parse_manifest
 from ..wagi.routes import Route, RouteTable, expand_dynamic_routes
 from ..wasihttp.route import ComponentRoute, component_warnings
 
-__all__ = ["GatewayState", "load_state", "read_manifest_text"]
+__all__ = ["GatewayState", "load_state", "read_manifest_text", "read_runtime_config_text"]
 
 SERVER_SOFTWARE = f"wasmgate/{__version__}"
 
@@ -57,6 +61,7 @@ def load_state(
     config: GatewayConfig,
     pump: OutputPump,
     manifest_text: str | None = None,
+    runtime_config_text: str | None = None,
     *,
     resolve: Callable[[Path], Path] | None = None,
 ) -> GatewayState:
@@ -68,7 +73,7 @@ def load_state(
         manifest = parse_manifest(manifest_text, base_dir=base, source=str(toml))
     warnings = list(manifest.warnings)
     global_env = dict(config.env)
-    registry = registry_for(config.runtime_config_file, config.state_dir)
+    registry = registry_for(config.runtime_config_file, config.state_dir, runtime_config_text)
     guests: dict[tuple[Path, EngineSettings], LoadedGuest] = {}
     routes: list[Route[ModuleHandler]] = []
     for spec in manifest.modules:
@@ -124,5 +129,9 @@ def load_state(
                     f"{entrypoint!r}, which is not exported"
                 )
         routes.extend(expand_dynamic_routes(route, declared) if declared else [route])
-    watched = (config.modules_toml, *sorted({p for p, _ in guests}))
+    watched = (config.modules_toml, *_runtime_config(config), *sorted({p for p, _ in guests}))
     return GatewayState(RouteTable(routes), tuple(warnings), watched)
+
+
+def _runtime_config(config: GatewayConfig) -> tuple[Path, ...]:
+    return () if config.runtime_config_file is None else (config.runtime_config_file,)

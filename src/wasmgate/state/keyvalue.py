@@ -15,7 +15,8 @@ Rules:
   of the backend (limits, a server that is down) is ``error.other(message)``, never a trap; the
   message names the store and the operation, never a value.
 - ``atomics.increment`` is the backend's atomic increment. ``cas.new`` (and ``new-with-read``)
-  reads the key's current value; ``swap`` writes only if the key still holds it, else answers
+  reads the key's current value and its version (``Backend.cas_read``); ``swap`` writes only if
+  nothing wrote the key since (a key changed and changed back fails too), else answers
   ``cas-failed`` with a fresh ``cas`` on the value now there (and, when the component's type has
   the later draft's shape ``tuple<cas, option<list<u8>>>``, that value too).
 - ``batch`` is the backend's batch operations; ``get-many`` answers in the component's shape:
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from wasmtime import component as cm
 
 from . import grants
-from .backends import Backend, StoreError
+from .backends import Backend, CasRead, StoreError
 
 if TYPE_CHECKING:  # the WASI host imports this module: no import back at run time
     from ..wasihttp.resources import RequestState
@@ -61,7 +62,7 @@ class Cas(_Resource):
     TYPE: ClassVar[int] = 502
     backend: Backend
     key: str
-    seen: bytes | None
+    seen: CasRead
 
 
 def typed(factory: Any) -> Any:
@@ -116,11 +117,11 @@ def cas_new_with_read(st: RequestState, bucket: Bucket, key: str) -> Any:
         seen = bucket.backend.cas_read(key)
     except StoreError as e:
         return _err(e)
-    return ("ok", (Cas(bucket.backend, key, seen), seen))
+    return ("ok", (Cas(bucket.backend, key, seen), seen.value))
 
 
 def cas_current(st: RequestState, cas: Cas) -> Any:
-    return ("ok", cas.seen)
+    return ("ok", cas.seen.value)
 
 
 def _cas_failed_with_value(fty: cm.FuncType) -> bool:
@@ -145,7 +146,7 @@ def swap(fty: cm.FuncType) -> Any:
         except StoreError as e:
             return ("err", ("store-error", _err(e)[1]))
         fresh = Cas(cas.backend, cas.key, now)
-        return ("err", ("cas-failed", (fresh, now) if with_value else fresh))
+        return ("err", ("cas-failed", (fresh, now.value) if with_value else fresh))
 
     return impl
 

@@ -15,16 +15,28 @@ Rules:
 - A label is ``[a-z0-9_-]+`` (Spin's labels). Unknown keys and tables are errors (a misspelt
   ``url`` must not silently fall back to another store). Messages never quote a URL: it may carry
   a password.
-- A ``StoreRegistry`` opens each backend on first use and keeps it for the process (one SQLite
-  connection per thread, one Redis connection pool); a reload of modules.toml keeps it.
+- Every load of the gateway's configuration (start-up, and each reload: SIGHUP, ``--watch``)
+  reads the runtime config again (``registry_for``), with the same validation: an invalid one
+  fails the load, and the running configuration keeps serving. Each load gets its own
+  ``StoreRegistry`` (label -> config). The backends themselves live in one pool per process,
+  keyed by their whole config (the SQLite path resolved): a store whose config did not change
+  keeps its backend, and so its connections (one SQLite connection per thread, one Redis
+  connection pool), across reloads. A backend is closed when no registry that names it is left:
+  a store removed or changed by a reload is closed once the last request that started before
+  the reload has finished (a request keeps the configuration it started with, stores included).
+  The log says which label was closed, never a URL.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import re
 import threading
 import tomllib
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,9 +49,11 @@ __all__ = [
     "StoreRegistry",
     "load_runtime_config",
     "parse_runtime_config",
+    "read_runtime_config_text",
     "registry_for",
 ]
 
+log = logging.getLogger("wasmgate.state")
 DEFAULT_STATE_DIR = Path(".wasmgate") / "state"
 LABEL = re.compile(r"[a-z0-9_-]+")
 _LIMIT_KEYS = (
@@ -129,24 +143,37 @@ def _store(where: str, label: str, table: object, base_dir: Path) -> StoreConfig
     )
 
 
-def load_runtime_config(path: Path) -> dict[str, StoreConfig]:
+def read_runtime_config_text(path: Path) -> str:
+    """The text of a runtime config file; ``ConfigError`` (one line, no content) otherwise."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the runtime config ({type(e).__name__})") from None
+
+
+def load_runtime_config(path: Path, text: str | None = None) -> dict[str, StoreConfig]:
+    """The stores of the runtime config file ``path``; ``text`` (a copy of the file already
+    read, e.g. a worker's copy of what its master validated) is parsed instead of reading it.
+    Relative paths resolve against the file's folder either way."""
+    if text is None:
+        text = read_runtime_config_text(path)
     return parse_runtime_config(text, base_dir=path.parent, source=str(path))
 
 
 class StoreRegistry:
-    """The stores of one server process: configs by label, backends opened on first use."""
+    """The stores of one load of the configuration: configs by label; backends from the
+    process's pool, opened on first use (see the module rules)."""
 
     def __init__(self, configs: Mapping[str, StoreConfig], state_dir: Path) -> None:
         self.state_dir = state_dir
         self.configs = dict(configs)
         if "default" not in self.configs:
             self.configs["default"] = StoreConfig("default", "sqlite")
+        self._keys = {label: _pool_key(c, state_dir) for label, c in self.configs.items()}
         self._open: dict[str, Backend] = {}
-        self._lock = threading.Lock()
+        keys = tuple(self._keys.values())
+        _POOL.acquire(keys)
+        self._release = weakref.finalize(self, _POOL.release, keys)
 
     def configured(self, label: str) -> bool:
         return label in self.configs
@@ -154,31 +181,126 @@ class StoreRegistry:
     def open(self, label: str) -> Backend:
         """The backend of ``label``; ``StoreError("no-such-store")`` when none is configured."""
         backend = self._open.get(label)
-        if backend is not None:
+        if backend is not None and self._release.alive:
             return backend
-        config = self.configs.get(label)
-        if config is None:
+        key = self._keys.get(label)
+        if key is None:
             raise StoreError("no-such-store", f"no store {label!r} is configured")
-        with self._lock:
-            backend = self._open.get(label)
-            if backend is None:
-                backend = _make(config, self.state_dir)
-                self._open[label] = backend
+        if not self._release.alive:
+            raise StoreError("other", f"store {label!r}: this configuration was closed")
+        backend = _POOL.backend(key)
+        self._open[label] = backend
         return backend
 
     def close(self) -> None:
-        with self._lock:
-            opened, self._open = self._open, {}
-        for backend in opened.values():
+        """Give up this registry's stores now (rather than when it is garbage): each backend no
+        other registry names is closed."""
+        self._release()
+
+
+def _pool_key(config: StoreConfig, state_dir: Path) -> StoreConfig:
+    """The config that says which backend to share: a SQLite path resolved."""
+    if config.type != "sqlite":
+        return config
+    path = config.path or state_dir / f"{config.label}.db"
+    return dataclasses.replace(config, path=path.absolute())
+
+
+@dataclass(slots=True)
+class _Entry:
+    refs: int = 0
+    backend: Backend | None = None
+
+
+class _Pool:
+    """The process's backends, counted by the registries that name them.
+
+    ``release`` runs when a registry is garbage: from the garbage collector, in any thread,
+    possibly while this very thread holds the lock. So it never waits for the lock: it leaves
+    its keys in ``_pending``, and whoever holds the lock handles them before letting it go
+    (then checks once more, for keys left while it was letting go)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[StoreConfig, _Entry] = {}
+        self._pending: list[tuple[StoreConfig, ...]] = []
+
+    def acquire(self, keys: tuple[StoreConfig, ...]) -> None:
+        with self._locked():
+            for key in keys:
+                self._entries.setdefault(key, _Entry()).refs += 1
+
+    def release(self, keys: tuple[StoreConfig, ...]) -> None:
+        self._pending.append(keys)
+        self._drain_if_free()
+
+    def backend(self, key: StoreConfig) -> Backend:
+        with self._locked():
+            entry = self._entries.get(key)
+            if entry is None:  # cannot happen while a registry names it
+                raise StoreError("other", f"store {key.label!r}: no longer configured")
+            if entry.backend is None:
+                entry.backend = _make(key)
+            return entry.backend
+
+    def open_labels(self) -> list[str]:
+        """Labels of the backends open now (for tests and diagnostics)."""
+        with self._locked():
+            return sorted(k.label for k, e in self._entries.items() if e.backend is not None)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._lock.acquire()
+        try:
+            yield
+        finally:
+            closing = self._drain()
+            self._lock.release()
+            _close_all(closing)
+        self._drain_if_free()
+
+    def _drain_if_free(self) -> None:
+        while self._pending and self._lock.acquire(blocking=False):
+            try:
+                closing = self._drain()
+            finally:
+                self._lock.release()
+            _close_all(closing)
+
+    def _drain(self) -> list[Backend]:
+        closing: list[Backend] = []
+        while self._pending:
+            for key in self._pending.pop():
+                entry = self._entries.get(key)
+                if entry is None:
+                    continue
+                entry.refs -= 1
+                if entry.refs <= 0:
+                    del self._entries[key]
+                    if entry.backend is not None:
+                        closing.append(entry.backend)
+        return closing
+
+
+def _close_all(backends: list[Backend]) -> None:
+    for backend in backends:
+        try:
             backend.close()
+        except Exception:  # closing one must not stop the others
+            log.warning("store %r: closing failed", backend.label)
+        else:
+            log.info("store %r: closed (no longer in the configuration)", backend.label)
 
 
-def _make(config: StoreConfig, state_dir: Path) -> Backend:
+_POOL = _Pool()
+
+
+def _make(config: StoreConfig) -> Backend:
     if config.type == "sqlite":
         from .backends.sqlite import SqliteBackend
 
-        path = config.path or state_dir / f"{config.label}.db"
-        return SqliteBackend(config.label, path, config.limits)
+        assert config.path is not None  # resolved by _pool_key
+        return SqliteBackend(config.label, config.path, config.limits)
     from .backends.redis import RedisBackend
 
     return RedisBackend(
@@ -186,19 +308,12 @@ def _make(config: StoreConfig, state_dir: Path) -> Backend:
     )
 
 
-_REGISTRIES: dict[tuple[Path | None, Path], StoreRegistry] = {}
-_REGISTRIES_LOCK = threading.Lock()
-
-
-def registry_for(runtime_config: Path | None, state_dir: Path | None) -> StoreRegistry:
-    """The process's registry for these settings (one per pair: reloads reuse connections).
-    The runtime config file is read on the first call only."""
+def registry_for(
+    runtime_config: Path | None, state_dir: Path | None, text: str | None = None
+) -> StoreRegistry:
+    """A registry for one load of the configuration: the runtime config file read now (or
+    ``text``, a copy of it already read), validated (``ConfigError``). Backends whose config is
+    unchanged since an earlier load are the same objects (see the module rules)."""
     state = (state_dir or DEFAULT_STATE_DIR).absolute()
-    key = (None if runtime_config is None else runtime_config.absolute(), state)
-    with _REGISTRIES_LOCK:
-        registry = _REGISTRIES.get(key)
-        if registry is None:
-            configs = {} if runtime_config is None else load_runtime_config(runtime_config)
-            registry = StoreRegistry(configs, state)
-            _REGISTRIES[key] = registry
-    return registry
+    configs = {} if runtime_config is None else load_runtime_config(runtime_config, text)
+    return StoreRegistry(configs, state)

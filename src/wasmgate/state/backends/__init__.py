@@ -15,10 +15,14 @@ Rules:
 - ``increment`` treats the value as a decimal ASCII integer (Redis's INCRBY format; an absent key
   is 0) and is atomic across threads, processes and servers sharing the backend; a result outside
   the signed 64-bit range is an error and changes nothing.
-- Compare-and-swap: ``cas_read`` returns the current value (None: absent); ``cas_swap(key,
-  expected, value)`` writes only if the key still holds ``expected`` (or is still absent),
-  atomically, and says whether it wrote. The comparison is by value: a key changed and changed
-  back counts as unchanged.
+- Compare-and-swap is by version, not by value: ``cas_read`` returns a ``CasRead``, the key's
+  current value (None: absent) and the backend's version of it; ``cas_swap(key, seen, value)``
+  writes only if nothing wrote the key since ``seen`` was read, atomically, and says whether it
+  wrote. Every write path (set, increment, delete, the batch writes, a swap) changes the
+  version, so a key changed and changed back (A -> B -> A), or deleted and written again, fails
+  the swap; so does, for a ``seen`` of an absent key, a key created and deleted again. A swap may
+  fail without a write to its key (each backend says when: rarely, never silently succeeding);
+  a guest retries on failure anyway.
 - ``list_keys(cursor, page)`` returns at most ``page`` keys and the cursor of the next page (None
   after the last). Every key present for the whole listing appears at least once across pages.
 """
@@ -27,10 +31,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Backend", "KeyPage", "StoreError", "StoreLimits"]
+__all__ = ["Backend", "CasRead", "KeyPage", "StoreError", "StoreLimits"]
 
 ErrorKind = Literal["no-such-store", "access-denied", "other"]
 S64_MIN, S64_MAX = -(2**63), 2**63 - 1
@@ -68,6 +72,15 @@ class StoreLimits:
 class KeyPage:
     keys: list[str]
     cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CasRead:
+    """What ``cas_read`` saw: the value (None: absent) and the backend's version of the key
+    (opaque: only the backend that made it reads it)."""
+
+    value: bytes | None
+    version: object = field(default=None, repr=False)
 
 
 class Backend(ABC):
@@ -158,11 +171,12 @@ class Backend(ABC):
     def increment(self, key: str, delta: int) -> int: ...
 
     @abstractmethod
-    def cas_read(self, key: str) -> bytes | None:
-        """The value a later ``cas_swap`` compares against (None: absent)."""
+    def cas_read(self, key: str) -> CasRead:
+        """The key's value and version, read at once, for a later ``cas_swap``."""
 
     @abstractmethod
-    def cas_swap(self, key: str, expected: bytes | None, value: bytes) -> bool: ...
+    def cas_swap(self, key: str, seen: CasRead, value: bytes) -> bool:
+        """Write ``value`` if nothing wrote ``key`` since ``seen`` was read (atomically)."""
 
     @abstractmethod
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...

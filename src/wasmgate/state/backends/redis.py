@@ -2,15 +2,33 @@
 
 Rules:
 - Keys are the guest's keys under the store's ``prefix`` (runtime config; default none), so
-  several labels, or several deployments, can share one database. Values are Redis strings.
+  several labels, or several deployments, can share one database. Values are Redis strings
+  (what the previous code wrote, and what other Redis clients read and write).
+- Versions, for compare-and-swap, are kept in one hash per store, ``<prefix>\\xffwasmgate:kv``
+  (a name no guest key can have: guest keys are UTF-8): a field per key holds the number its last
+  write took from the hash's counter (field ``\\xffseq``, which never goes back), and field
+  ``\\xffepoch`` counts deletes. Every write path (set, increment, delete, the batch writes, a
+  swap) is one Lua script that writes the value and its version together: atomic on the server,
+  across every process and server sharing it. A delete removes the key's field. The hash costs
+  one field per key; it has no TTL, so an ``allkeys-*`` eviction policy could drop it, and its
+  counter would start again: a swap read before could then succeed over a write that happened
+  to take the same number and put the same value back. A ``volatile-*`` policy never drops it.
+- ``cas_read`` reads value, version and epoch in one script; ``cas_swap`` is one script that
+  writes only if the value and the version are both still those read (for an absent key: if it
+  is still absent and the epoch unchanged, so a swap of an absent key also fails when any other
+  key was deleted in between). Keys without a version (written by the previous code, or by
+  another client) work: their version is "none" until the first write through this code; a
+  writer that keeps no version (a server still running the previous code, during an upgrade)
+  is still caught whenever it changes the value, as the previous code caught it.
 - Every command has a connect and a read timeout (``timeout`` seconds) and is not retried: a
   server that is down or slow is a ``StoreError`` (``other``) for that one call, the route keeps
   serving, and the next call reconnects. Messages never carry the URL (it may hold a password).
-- ``increment`` is INCRBY (atomic on the server; its own error for a non-integer or an overflow);
-  ``cas_swap`` is one Lua script that compares and writes atomically on the server.
+- ``increment`` is INCRBY in the same script as its version (atomic on the server; INCRBY's own
+  error for a non-integer or an overflow, and then nothing is written).
 - ``list_keys`` is SCAN with a MATCH on the prefix; the cursor is SCAN's (a SCAN page may hold
   fewer or more keys than asked, so pages are filled and trimmed here; keys past a trimmed page
   are fetched again from the page's SCAN cursor, so a key can appear twice, never be missed).
+  Names that are not UTF-8 (the versions hash, keys other clients wrote) are not listed.
 """
 
 from __future__ import annotations
@@ -23,22 +41,62 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import Backend, KeyPage, StoreLimits
+from . import Backend, CasRead, KeyPage, StoreLimits
 
 __all__ = ["RedisBackend"]
 
 T = TypeVar("T")
 
-_CAS = """
-local cur = redis.call('GET', KEYS[1])
-if ARGV[1] == '0' then
-  if cur then return 0 end
-elseif cur ~= ARGV[2] then
-  return 0
+# Every script gets the store's keys in KEYS (the versions hash last) and the guest keys, as
+# the hash's field names, in ARGV. '\255' is the byte 0xff.
+_BUMP = (
+    r"redis.call('HSET', meta, f, "
+    r"string.format('%d', redis.call('HINCRBY', meta, '\255seq', 1)))"
+)
+_SET = rf"""
+local meta = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  local f = ARGV[2 * i - 1]
+  redis.call('SET', KEYS[i], ARGV[2 * i])
+  {_BUMP}
 end
-redis.call('SET', KEYS[1], ARGV[3])
 return 1
 """
+_INCREMENT = rf"""
+local meta, f = KEYS[2], ARGV[1]
+redis.call('INCRBY', KEYS[1], ARGV[2])
+{_BUMP}
+return redis.call('GET', KEYS[1])
+"""
+_DELETE = r"""
+local meta = KEYS[#KEYS]
+local n = 0
+for i = 1, #KEYS - 1 do
+  n = n + redis.call('DEL', KEYS[i])
+  redis.call('HDEL', meta, ARGV[i])
+end
+if n > 0 then redis.call('HINCRBY', meta, '\255epoch', n) end
+return n
+"""
+_CAS_READ = r"""
+return {redis.call('GET', KEYS[1]), redis.call('HGET', KEYS[2], ARGV[1]),
+        redis.call('HGET', KEYS[2], '\255epoch')}
+"""
+_SWAP = rf"""
+local meta, f = KEYS[2], ARGV[1]
+local cur = redis.call('GET', KEYS[1])
+if ARGV[2] == 'absent' then
+  if cur then return 0 end
+  if (redis.call('HGET', meta, '\255epoch') or '') ~= ARGV[3] then return 0 end
+else
+  if cur ~= ARGV[4] then return 0 end
+  if (redis.call('HGET', meta, f) or '') ~= ARGV[3] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[5])
+{_BUMP}
+return 1
+"""
+META = b"\xffwasmgate:kv"
 
 
 class RedisBackend(Backend):
@@ -63,10 +121,28 @@ class RedisBackend(Backend):
             )
         except ValueError:
             raise self.fail("open", "the Redis URL is not valid") from None
-        self._cas: Any = self._client.register_script(_CAS)
+        self._prefix_len = len(prefix.encode("utf-8"))
+        self._meta = prefix.encode("utf-8") + META
+        script = self._client.register_script
+        self._set_script: Any = script(_SET)
+        self._increment_script: Any = script(_INCREMENT)
+        self._delete_script: Any = script(_DELETE)
+        self._cas_read_script: Any = script(_CAS_READ)
+        self._swap_script: Any = script(_SWAP)
 
     def _k(self, key: str) -> str:
         return self.prefix + key
+
+    def _set(self, op: str, items: Sequence[tuple[str, bytes]]) -> None:
+        keys: list[str | bytes] = [self._k(k) for k, _ in items]
+        keys.append(self._meta)
+        args = [x for pair in items for x in pair]
+        self._call(op, lambda: self._set_script(keys=keys, args=args))
+
+    def _delete(self, op: str, names: Sequence[str]) -> None:
+        keys: list[str | bytes] = [self._k(k) for k in names]
+        keys.append(self._meta)
+        self._call(op, lambda: self._delete_script(keys=keys, args=list(names)))
 
     def _call(self, op: str, fn: Callable[[], T]) -> T:
         try:
@@ -90,11 +166,11 @@ class RedisBackend(Backend):
     def set(self, key: str, value: bytes) -> None:
         self.check_key("set", key)
         self.check_value("set", value)
-        self._call("set", lambda: self._client.set(self._k(key), value))
+        self._set("set", [(key, value)])
 
     def delete(self, key: str) -> None:
         self.check_key("delete", key)
-        self._call("delete", lambda: self._client.delete(self._k(key)))
+        self._delete("delete", [key])
 
     def exists(self, key: str) -> bool:
         self.check_key("exists", key)
@@ -114,7 +190,7 @@ class RedisBackend(Backend):
                 "list-keys", partial(self._client.scan, start, match=pattern, count=size)
             )
             scan, batch = int(res[0]), res[1]
-            names = [bytes(b).decode("utf-8", "surrogateescape")[len(self.prefix) :] for b in batch]
+            names = _names(batch, self._prefix_len)
             if len(keys) + len(names) > size:
                 # Return what fits; the next page rescans this SCAN page (duplicates, no loss).
                 if not keys:
@@ -130,17 +206,33 @@ class RedisBackend(Backend):
     def increment(self, key: str, delta: int) -> int:
         self.check_key("increment", key)
         self.check_range("increment", delta)
-        out: Any = self._call("increment", lambda: self._client.incrby(self._k(key), delta))
+        keys = [self._k(key), self._meta]
+        out: Any = self._call(
+            "increment", lambda: self._increment_script(keys=keys, args=[key, str(delta)])
+        )
         return int(out)
 
-    def cas_read(self, key: str) -> bytes | None:
-        return self.get(key)
+    def cas_read(self, key: str) -> CasRead:
+        self.check_key("cas", key)
+        keys = [self._k(key), self._meta]
+        out: Any = self._call("cas", lambda: self._cas_read_script(keys=keys, args=[key]))
+        value, version, epoch = (None if v is None else bytes(v) for v in out)
+        if value is None:
+            return CasRead(None, ("absent", epoch or b""))
+        return CasRead(value, ("row", version or b""))
 
-    def cas_swap(self, key: str, expected: bytes | None, value: bytes) -> bool:
+    def cas_swap(self, key: str, seen: CasRead, value: bytes) -> bool:
         self.check_key("swap", key)
         self.check_value("swap", value)
-        args = ["0", b"", value] if expected is None else ["1", expected, value]
-        out: Any = self._call("swap", lambda: self._cas(keys=[self._k(key)], args=args))
+        match seen.version:
+            case ("absent", bytes(epoch)):
+                args = [key, "absent", epoch, b"", value]
+            case ("row", bytes(version)) if seen.value is not None:
+                args = [key, "row", version, seen.value, value]
+            case _:
+                raise self.fail("swap", "not a compare-and-swap of this store")
+        keys = [self._k(key), self._meta]
+        out: Any = self._call("swap", lambda: self._swap_script(keys=keys, args=args))
         return int(out) == 1
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -155,12 +247,12 @@ class RedisBackend(Backend):
         for _, value in items:
             self.check_value("set-many", value)
         if items:
-            self._call("set-many", lambda: self._client.mset({self._k(k): v for k, v in items}))
+            self._set("set-many", items)
 
     def delete_many(self, keys: Sequence[str]) -> None:
         self.check_batch("delete-many", keys)
         if keys:
-            self._call("delete-many", lambda: self._client.delete(*[self._k(k) for k in keys]))
+            self._delete("delete-many", keys)
 
     def close(self) -> None:
         self._client.close()
@@ -168,3 +260,15 @@ class RedisBackend(Backend):
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _names(batch: list[Any], skip: int) -> list[str]:
+    """The guest keys among SCAN's names (``skip``: the prefix's length in bytes): names that
+    are not UTF-8 are no guest's."""
+    out: list[str] = []
+    for raw in batch:
+        try:
+            out.append(bytes(raw)[skip:].decode("utf-8"))
+        except UnicodeDecodeError:
+            continue
+    return out

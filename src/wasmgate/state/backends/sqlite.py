@@ -1,15 +1,29 @@
 """A store in a SQLite file, through the standard library.
 
 Rules:
-- One table ``kv(key TEXT PRIMARY KEY, value BLOB)`` per file; the file and its folder are
-  created on first use. The journal is WAL (readers never block the writer) with
-  ``synchronous=NORMAL``; every process and thread opens its own connection (one per thread), so
-  ``--workers`` processes share the file safely (opening retries while another process creates
-  the file: SQLite answers some of those races "locked" without waiting).
-- Single-key reads and writes are single statements (autocommit). ``increment``, ``cas_swap`` and
-  the batch writes run in ``BEGIN IMMEDIATE`` transactions: the write lock is taken before the
-  read, so a read-modify-write is atomic across processes. A writer waits up to ``busy_timeout``
-  seconds for the lock, then fails with a ``StoreError`` (the guest sees ``other``).
+- One table ``kv(key TEXT PRIMARY KEY, value BLOB, gen, version)`` per file, and a one-row
+  table ``kv_meta(epoch)``; the file and its folder are created on first use. The journal is WAL
+  (readers never block the writer) with ``synchronous=NORMAL``; every process and thread opens
+  its own connection (one per thread), so ``--workers`` processes share the file safely (opening
+  retries while another process creates the file: SQLite answers some of those races "locked"
+  without waiting).
+- Single-key reads and writes are single statements (autocommit). ``increment`` and the batch
+  writes run in ``BEGIN IMMEDIATE`` transactions: the write lock is taken before the read, so a
+  read-modify-write is atomic across processes. A writer waits up to ``busy_timeout`` seconds for
+  the lock, then fails with a ``StoreError`` (the guest sees ``other``).
+- Versions, for compare-and-swap: a row's ``(gen, version)`` never repeats over the life of its
+  key. Every write of a row adds one to its ``version`` in the statement that writes it; a new
+  row takes ``gen`` = the file's ``epoch``, and every delete adds one to the epoch, so a key
+  deleted and written again has a ``gen`` no earlier row of it had. Triggers in the file do the
+  same for writers that do not (the previous schema's code, or any other program): an update
+  that leaves ``version`` alone bumps it, an insert without one gets one, a delete bumps the
+  epoch. ``cas_read`` reads value, version and epoch in one statement; a swap is one ``UPDATE
+  ... WHERE gen = ? AND version = ?`` (for an absent key: an ``INSERT`` only while the key is
+  still absent and the epoch unchanged, so a swap of an absent key also fails when any other key
+  was deleted in between).
+- The schema's version is ``PRAGMA user_version`` (1). A file of the previous schema (0: ``kv``
+  without versions) is migrated when first opened, in one transaction: its rows keep their
+  values at version ``(0, 0)``. A file of a later schema is refused (an error, nothing changed).
 - ``list_keys`` pages in key order; the cursor is the last key of the page.
 """
 
@@ -23,11 +37,40 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from . import Backend, KeyPage, StoreLimits
+from . import Backend, CasRead, KeyPage, StoreError, StoreLimits
 
-__all__ = ["SqliteBackend"]
+__all__ = ["SCHEMA_VERSION", "SqliteBackend"]
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
+SCHEMA_VERSION = 1
+_SCHEMA_0 = (  # the previous code's table, created before the migration makes it current
+    "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
+)
+_TO_1 = (
+    "ALTER TABLE kv ADD COLUMN gen INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE kv ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+    "CREATE TABLE kv_meta (id INTEGER PRIMARY KEY CHECK (id = 0), epoch INTEGER NOT NULL)",
+    "INSERT INTO kv_meta (id, epoch) VALUES (0, 0)",
+    # Writers that do not keep versions (the previous code, other programs) get them anyway.
+    "CREATE TRIGGER kv_inserted AFTER INSERT ON kv WHEN NEW.version = 0 BEGIN "
+    "UPDATE kv SET gen = (SELECT epoch FROM kv_meta), version = 1 WHERE key = NEW.key; END",
+    "CREATE TRIGGER kv_updated AFTER UPDATE OF value ON kv WHEN NEW.version = OLD.version "
+    "BEGIN UPDATE kv SET version = OLD.version + 1 WHERE key = NEW.key; END",
+    "CREATE TRIGGER kv_deleted AFTER DELETE ON kv BEGIN UPDATE kv_meta SET epoch = epoch + 1; END",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+_UPSERT = (
+    "INSERT INTO kv (key, value, gen, version) VALUES (?, ?, (SELECT epoch FROM kv_meta), 1) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = kv.version + 1"
+)
+_CAS_READ = (
+    "SELECT kv.value, kv.gen, kv.version, kv_meta.epoch FROM kv_meta "
+    "LEFT JOIN kv ON kv.key = ? WHERE kv_meta.id = 0"
+)
+_SWAP = "UPDATE kv SET value = ?, version = version + 1 WHERE key = ? AND gen = ? AND version = ?"
+_SWAP_ABSENT = (
+    "INSERT INTO kv (key, value, gen, version) SELECT ?, ?, epoch, 1 FROM kv_meta "
+    "WHERE id = 0 AND epoch = ? ON CONFLICT (key) DO NOTHING"
+)
 
 
 class SqliteBackend(Backend):
@@ -77,11 +120,33 @@ class SqliteBackend(Backend):
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(_SCHEMA)
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._migrate(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring the file to ``SCHEMA_VERSION`` (one transaction; another process may be doing
+        the same: the write lock orders them, and the second finds the work done)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = conn.execute("PRAGMA user_version").fetchone()[0]
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    "other",
+                    f"store {self.label!r}: open: the database has schema {found}, "
+                    f"newer than this wasmgate's {SCHEMA_VERSION}",
+                )
+            if found < SCHEMA_VERSION:
+                conn.execute(_SCHEMA_0)
+                for statement in _TO_1:
+                    conn.execute(statement)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     @contextmanager
     def _db(self, op: str) -> Iterator[sqlite3.Connection]:
@@ -111,11 +176,7 @@ class SqliteBackend(Backend):
         self.check_key("set", key)
         self.check_value("set", value)
         with self._db("set") as conn:
-            conn.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            conn.execute(_UPSERT, (key, value))
 
     def delete(self, key: str) -> None:
         self.check_key("delete", key)
@@ -149,30 +210,30 @@ class SqliteBackend(Backend):
             value = self.parse_counter("increment", None if row is None else bytes(row[0]))
             value += delta
             self.check_range("increment", value)
-            conn.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, str(value).encode("ascii")),
-            )
+            conn.execute(_UPSERT, (key, str(value).encode("ascii")))
         return value
 
-    def cas_read(self, key: str) -> bytes | None:
-        return self.get(key)
+    def cas_read(self, key: str) -> CasRead:
+        self.check_key("cas", key)
+        with self._db("cas") as conn:
+            value, gen, version, epoch = conn.execute(_CAS_READ, (key,)).fetchone()
+        if value is None:  # absent: a swap needs it still absent, and no delete since
+            return CasRead(None, ("absent", int(epoch)))
+        return CasRead(bytes(value), ("row", int(gen), int(version)))
 
-    def cas_swap(self, key: str, expected: bytes | None, value: bytes) -> bool:
+    def cas_swap(self, key: str, seen: CasRead, value: bytes) -> bool:
         self.check_key("swap", key)
         self.check_value("swap", value)
-        with self._transaction("swap") as conn:
-            row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-            current = None if row is None else bytes(row[0])
-            if current != expected:
-                return False
-            conn.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
-        return True
+        token = seen.version
+        with self._db("swap") as conn:
+            match token:
+                case ("row", int(gen), int(version)):
+                    cur = conn.execute(_SWAP, (value, key, gen, version))
+                case ("absent", int(epoch)):
+                    cur = conn.execute(_SWAP_ABSENT, (key, value, epoch))
+                case _:
+                    raise self.fail("swap", "not a compare-and-swap of this store")
+        return cur.rowcount == 1
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         self.check_batch("get-many", keys)
@@ -196,11 +257,7 @@ class SqliteBackend(Backend):
         for _, value in items:
             self.check_value("set-many", value)
         with self._transaction("set-many") as conn:
-            conn.executemany(
-                "INSERT INTO kv (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                items,
-            )
+            conn.executemany(_UPSERT, items)
 
     def delete_many(self, keys: Sequence[str]) -> None:
         self.check_batch("delete-many", keys)
