@@ -101,6 +101,9 @@ class RouteCap:
                 self._running -= 1
 
 
+_NO_SESSION = contextlib.nullcontext()
+
+
 class ModuleHandler:
     """A ``[[module]]`` entry ready to serve: build once, call ``handle`` from any thread."""
 
@@ -226,13 +229,15 @@ class ModuleHandler:
         out = self._pump.open(self._max_response + MAX_HEADER_BYTES + 1, "close")
         err = self._pump.open(STDERR_KEEP, "discard")
         caps = request_capabilities(argv, env, self.spec.volumes, stdin, out.path, err.path)
-        session = outbound_session(self._policy) if self._outbound else contextlib.nullcontext()
+        timeout = budget if budgeted else None
         started = time.perf_counter()
         try:
-            with session, active(self.route_state):
-                outcome = self.program.run(
-                    caps, limits, entry=entrypoint, timeout=budget if budgeted else None
-                )
+            if self._outbound or self._kv:  # its host imports find their session and grants
+                session = outbound_session(self._policy) if self._outbound else _NO_SESSION
+                with session, active(self.route_state):
+                    outcome = self.program.run(caps, limits, entry=entrypoint, timeout=timeout)
+            else:  # a guest that imports neither needs neither (the common, hot case)
+                outcome = self.program.run(caps, limits, entry=entrypoint, timeout=timeout)
         except BaseException:
             out.finish()
             err.finish()
