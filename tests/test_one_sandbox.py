@@ -20,12 +20,15 @@ import pytest
 
 import wasmgate
 from wasmgate.api import run as api_run
-from wasmgate.capabilities import Stdio
+from wasmgate.capabilities import Capabilities, Stdio
 from wasmgate.config import GatewayConfig, RunConfig
+from wasmgate.engine import load
+from wasmgate.engine.program import Program
 from wasmgate.errors import EXIT_STATUS, GuestExit, GuestTrap, LimitExceeded
 from wasmgate.gateway import create_app
 from wasmgate.gateway.app import BLOCKED_GRACE
 from wasmgate.limits import CLI_NAMES, Limits
+from wasmgate.wasihttp.host import WasiHost
 
 GUESTS = Path(__file__).resolve().parent / "guests"
 TIMEOUT = 1.0
@@ -250,3 +253,34 @@ async def test_serve(case: str, app: Any, caplog: pytest.LogCaptureFixture) -> N
         assert elapsed < TIMEOUT + SLACK
     if case.startswith("grow"):  # the guest's own failure, and a hint naming the setting
         assert f'(max_memory of route "/{case}" in modules.toml)' in logged
+
+
+def test_embed_component_whose_start_outlives_its_deadline() -> None:
+    """The deadline interrupting a component's instantiation (its start function) is a timeout,
+    not a link error."""
+
+    def instantiate() -> str:
+        with pytest.raises(wasmgate.WasmgateError) as err:
+            wasmgate.instantiate_component(
+                GUESTS / "slow_start_component.wat", limits=Limits(timeout=TIMEOUT)
+            )
+        return _of_error(err.value)
+
+    result, elapsed = _timed(instantiate)
+    assert result == "timeout", result
+    assert elapsed < TIMEOUT + 0.5
+
+
+def test_a_run_whose_instantiation_outlives_its_deadline_is_a_timeout() -> None:
+    """The per-run path of served wasi:http routes (``Program.run`` with wasmgate's WASI host): an
+    instantiation the deadline interrupts (here a spinning start function; under load, any slow
+    one inline) is a timeout outcome (504), never a ``LinkError`` escaping the request."""
+    guest = load(GUESTS / "slow_start_component.wat")
+    component = guest.as_component()
+    host = WasiHost(component, guest.engine.engine, label="slow-start")
+    program = Program(guest, host=host)
+    started = time.monotonic()
+    outcome = program.run(Capabilities(), Limits(timeout=TIMEOUT), invoke=lambda s, i: None)
+    assert outcome.status == "timeout", outcome
+    assert outcome.http_status == 504
+    assert time.monotonic() - started < TIMEOUT + 0.5

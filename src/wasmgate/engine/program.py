@@ -227,15 +227,17 @@ class Program:
         timeout: float | None,
         instantiating: bool,
     ) -> Outcome:
-        """The outcome of an engine failure (not one a host call raised)."""
+        """The outcome of an engine failure (not one a host call raised). At instantiation, only
+        a failure that is none of the guest's own (a trap, its deadline interrupting its start
+        or initializers, fuel, the memory cap) is a ``LinkError``."""
+        outcome = classify_failure(err, limits, memory_size=None, timeout=timeout)
         if (
             instantiating
+            and outcome.status == "error"
             and not isinstance(err, wasmtime.Trap)
-            and not ("exceeds memory limits" in str(err) and limits.max_memory is not None)
             and not cut_off()
         ):
             raise LinkError(f"{self.name}: cannot instantiate: {fold_error(err)}") from None
-        outcome = classify_failure(err, limits, memory_size=None, timeout=timeout)
         text = str(err)
         if outcome.status != "error" or "wasm backtrace:" not in text:
             return outcome
