@@ -13,7 +13,7 @@ import pytest
 from wasmgate.errors import ConfigError
 from wasmgate.state import runtime_config
 from wasmgate.state.backends import StoreError
-from wasmgate.state.grants import RouteState, Variable, parse_variables
+from wasmgate.state.grants import RouteState, Variable, active, current, parse_variables
 from wasmgate.state.runtime_config import (
     StoreConfig,
     StoreRegistry,
@@ -234,3 +234,46 @@ def test_the_pool_takes_releases_from_inside_its_own_lock(tmp_path: Path) -> Non
     check = StoreRegistry(shared, tmp_path)
     assert check.open("x").get("n") == b"200"
     check.close()
+
+
+def test_a_committed_load_retires_the_previous_one_once_its_runs_end(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a reload does: the new load commits, the old one's stores close when the last run
+    on it ends, whether or not the old configuration is garbage yet."""
+    rc = tmp_path / "rc.toml"
+    rc.write_text(
+        '[key_value_store.default]\ntype = "sqlite"\npath = "a.db"\n'
+        '[key_value_store.x]\ntype = "sqlite"\n'
+        '[key_value_store.same]\ntype = "sqlite"\npath = "same.db"\n'
+    )
+    first = registry_for(rc, tmp_path / "state")
+    first.commit()
+    old = RouteState(first, ("default", "x", "same"), {})
+
+    def closed() -> set[str]:
+        return {r.getMessage().split("'")[1] for r in caplog.records if "closed" in r.getMessage()}
+
+    with caplog.at_level(logging.INFO, logger="wasmgate.state"):
+        with active(old):  # a request on the old configuration, in flight during the reload
+            current().open("default").set("k", b"old")
+            current().open("x")
+            same = current().open("same")
+            rc.write_text(
+                '[key_value_store.default]\ntype = "sqlite"\npath = "b.db"\n'
+                '[key_value_store.same]\ntype = "sqlite"\npath = "same.db"\n'
+            )
+            uncommitted = registry_for(rc, tmp_path / "state")  # a load that failed later
+            del uncommitted
+            second = registry_for(rc, tmp_path / "state")
+            second.commit()
+            assert closed() == set()  # the run still uses them
+            assert current().open("default").get("k") == b"old"
+        assert closed() == {"default", "x"}  # the run ended: changed and removed ones closed
+        assert second.open("same") is same  # unchanged: never closed
+        caplog.clear()
+        with active(old):  # a late request on the old configuration: its stores come back
+            assert current().open("default").get("k") == b"old"
+        assert closed() == {"default"}
+        assert RouteState(second, ("default",), {}).open("default").get("k") is None
+    second.close()

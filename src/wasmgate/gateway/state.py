@@ -130,6 +130,7 @@ def load_state(
                 )
         routes.extend(expand_dynamic_routes(route, declared) if declared else [route])
     watched = (config.modules_toml, *_runtime_config(config), *sorted({p for p, _ in guests}))
+    registry.commit()  # the load succeeded: the previous load's stores go once idle
     return GatewayState(RouteTable(routes), tuple(warnings), watched)
 
 

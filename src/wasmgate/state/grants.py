@@ -21,6 +21,9 @@ Rules:
   WAGI guests, whose host module is a plain function, find the route's ``RouteState`` through a
   ``ContextVar`` made current for one guest run (``active``). With none, every ``open`` is
   ``access-denied`` and there are no variables (``NO_GRANTS``).
+- Every guest run that may open a route's stores is a use of its registry (``in_use``: WAGI
+  runs through ``active``, component runs in ``wasihttp.handler``), so a reload never closes a
+  store under a run that started before it (``runtime_config.StoreRegistry.enter``/``exit``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +47,7 @@ __all__ = [
     "Variable",
     "active",
     "current",
+    "in_use",
     "parse_store_grants",
     "parse_variables",
     "route_state",
@@ -210,8 +214,34 @@ def current() -> RouteState:
 
 @contextmanager
 def active(state: RouteState) -> Iterator[None]:
+    """Make ``state`` current for one guest run (a use of its stores: ``in_use``)."""
     token = _CURRENT.set(state)
     try:
-        yield
+        with in_use(state):
+            yield
     finally:
         _CURRENT.reset(token)
+
+
+_IDLE = nullcontext()
+
+
+def in_use(state: RouteState | None) -> AbstractContextManager[None]:
+    """The context of one guest run that may open ``state``'s stores: while it lasts, a reload
+    does not close them (nothing to count for a route granted none)."""
+    if state is None or state.registry is None or not state.granted:
+        return _IDLE
+    return _Use(state.registry)
+
+
+class _Use:
+    __slots__ = ("registry",)
+
+    def __init__(self, registry: StoreRegistry) -> None:
+        self.registry = registry
+
+    def __enter__(self) -> None:
+        self.registry.enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.registry.exit()

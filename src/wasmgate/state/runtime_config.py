@@ -21,10 +21,13 @@ Rules:
   ``StoreRegistry`` (label -> config). The backends themselves live in one pool per process,
   keyed by their whole config (the SQLite path resolved): a store whose config did not change
   keeps its backend, and so its connections (one SQLite connection per thread, one Redis
-  connection pool), across reloads. A backend is closed when no registry that names it is left:
-  a store removed or changed by a reload is closed once the last request that started before
-  the reload has finished (a request keeps the configuration it started with, stores included).
-  The log says which label was closed, never a URL.
+  connection pool), across reloads. A backend is closed when no registry holds it. A registry
+  holds its backends until a later load of the same settings succeeds (``commit``) and the last
+  guest run using it that started before has ended (``enter``/``exit`` around each run), so a
+  store removed or changed by a reload is closed as soon as no request still uses the old
+  configuration (a request keeps the configuration it started with, stores included). A registry
+  never committed (a load that failed, a master's check) lets go when it is garbage. The log
+  says which label was closed, never a URL.
 """
 
 from __future__ import annotations
@@ -162,40 +165,122 @@ def load_runtime_config(path: Path, text: str | None = None) -> dict[str, StoreC
 
 class StoreRegistry:
     """The stores of one load of the configuration: configs by label; backends from the
-    process's pool, opened on first use (see the module rules)."""
+    process's pool, opened on first use (see the module rules).
 
-    def __init__(self, configs: Mapping[str, StoreConfig], state_dir: Path) -> None:
+    A registry holds its backends in the pool (keeps them open) from its creation until it is
+    retired (a later load of the same settings committed: ``commit``) and no guest run that
+    uses it is in flight (``enter``/``exit``, from ``grants.active``), or until ``close``, or
+    until it is garbage. A retired registry used again takes its backends back (they reopen)."""
+
+    def __init__(
+        self,
+        configs: Mapping[str, StoreConfig],
+        state_dir: Path,
+        *,
+        slot: tuple[Path | None, Path] | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.configs = dict(configs)
         if "default" not in self.configs:
             self.configs["default"] = StoreConfig("default", "sqlite")
         self._keys = {label: _pool_key(c, state_dir) for label, c in self.configs.items()}
-        self._open: dict[str, Backend] = {}
-        keys = tuple(self._keys.values())
-        _POOL.acquire(keys)
-        self._release = weakref.finalize(self, _POOL.release, keys)
+        self._slot = slot
+        self._hold = _Hold(tuple(self._keys.values()))
+        self._hold.take()
+        weakref.finalize(self, self._hold.drop, True)
 
     def configured(self, label: str) -> bool:
         return label in self.configs
 
     def open(self, label: str) -> Backend:
         """The backend of ``label``; ``StoreError("no-such-store")`` when none is configured."""
-        backend = self._open.get(label)
-        if backend is not None and self._release.alive:
+        hold = self._hold
+        backend = hold.opened.get(label)
+        if backend is not None and hold.held:
             return backend
         key = self._keys.get(label)
         if key is None:
             raise StoreError("no-such-store", f"no store {label!r} is configured")
-        if not self._release.alive:
-            raise StoreError("other", f"store {label!r}: this configuration was closed")
-        backend = _POOL.backend(key)
-        self._open[label] = backend
+        with hold.lock:
+            if hold.closed:
+                raise StoreError("other", f"store {label!r}: this configuration was closed")
+            hold.take()  # a retired registry used outside a run: its backends come back
+            backend = _POOL.backend(key)
+            hold.opened[label] = backend
         return backend
 
+    def commit(self) -> None:
+        """This registry is now the one in service for its settings (its load succeeded): the
+        one committed before it is retired."""
+        if self._slot is None:
+            return
+        with _SLOTS_LOCK:
+            previous = _SLOTS.get(self._slot)
+            _SLOTS[self._slot] = weakref.ref(self)
+        before = None if previous is None else previous()
+        if before is not None and before is not self:
+            before._hold.retire()
+
+    def enter(self) -> None:
+        """A guest run that may use these stores begins."""
+        hold = self._hold
+        with hold.lock:
+            hold.runs += 1
+            if not hold.closed:
+                hold.take()
+
+    def exit(self) -> None:
+        """That run ended."""
+        hold = self._hold
+        with hold.lock:
+            hold.runs -= 1
+            if hold.retired and hold.runs == 0:
+                hold.drop()
+
     def close(self) -> None:
-        """Give up this registry's stores now (rather than when it is garbage): each backend no
-        other registry names is closed."""
-        self._release()
+        """Give up this registry's stores now: each backend no other registry holds is closed;
+        ``open`` fails from now on."""
+        hold = self._hold
+        with hold.lock:
+            hold.closed = True
+            hold.drop()
+
+
+class _Hold:
+    """A registry's claim on its backends in the pool (apart from the registry, so that the
+    finalizer of a registry that is garbage can still drop it)."""
+
+    def __init__(self, keys: tuple[StoreConfig, ...]) -> None:
+        self.keys = keys
+        self.lock = threading.Lock()
+        self.held = False
+        self.runs = 0
+        self.retired = False
+        self.closed = False
+        self.opened: dict[str, Backend] = {}
+
+    def take(self) -> None:  # with the lock, or before anyone else can see it
+        if not self.held:
+            _POOL.acquire(self.keys)
+            self.held = True
+
+    def drop(self, final: bool = False) -> None:  # with the lock, unless final (garbage)
+        if final:
+            self.closed = True
+        if self.held:
+            self.held = False
+            self.opened = {}
+            _POOL.release(self.keys)
+
+    def retire(self) -> None:
+        with self.lock:
+            self.retired = True
+            if self.runs == 0:
+                self.drop()
+
+
+_SLOTS: dict[tuple[Path | None, Path], weakref.ref[StoreRegistry]] = {}
+_SLOTS_LOCK = threading.Lock()
 
 
 def _pool_key(config: StoreConfig, state_dir: Path) -> StoreConfig:
@@ -313,7 +398,9 @@ def registry_for(
 ) -> StoreRegistry:
     """A registry for one load of the configuration: the runtime config file read now (or
     ``text``, a copy of it already read), validated (``ConfigError``). Backends whose config is
-    unchanged since an earlier load are the same objects (see the module rules)."""
+    unchanged since an earlier load are the same objects (see the module rules). Call its
+    ``commit`` once the load it is part of has succeeded."""
     state = (state_dir or DEFAULT_STATE_DIR).absolute()
     configs = {} if runtime_config is None else load_runtime_config(runtime_config, text)
-    return StoreRegistry(configs, state)
+    slot = (None if runtime_config is None else runtime_config.absolute(), state)
+    return StoreRegistry(configs, state, slot=slot)

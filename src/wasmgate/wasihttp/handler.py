@@ -37,7 +37,7 @@ from ..engine.lowlevel import call_with_own_resources
 from ..engine.outcome import Outcome
 from ..engine.program import Program
 from ..limits import Limits
-from ..state.grants import RouteState
+from ..state.grants import RouteState, in_use
 from ..wagi.cgi import CgiRequest, CgiResponse
 from ..wagi.handler import OVER_BUDGET, STDERR_KEEP, HandlerResult, RouteCap
 from ..wagi.outbound import OutboundPolicy
@@ -166,9 +166,10 @@ class ProxyHandler:
             return None
 
         started = time.perf_counter()
-        outcome = self.program.run(
-            self._caps, limits, timeout=timeout, invoke=invoke, session=state
-        )
+        with in_use(self.grants):  # a reload keeps the stores open until the run ends
+            outcome = self.program.run(
+                self._caps, limits, timeout=timeout, invoke=invoke, session=state
+            )
         elapsed = time.perf_counter() - started
         if exchange is not None and exchange.started:
             status, cause, reason = _judge_streamed(state, outcome, limits)
