@@ -74,7 +74,7 @@ from ..wasihttp.streaming import WINDOW, Exchange
 from .guest_pool import GuestPool
 from .metrics import GatewayMetrics, access_log
 from .placement import Placement
-from .protocol import ABORT_KEY, REFUSED_KEY
+from .protocol import REFUSED_KEY, abort_response, end_with_trailers, trailers_supported
 from .relay import NOT_TRAILERS, Relay
 from .snapshot import WorkerSnapshot
 from .state import GatewayState, load_state
@@ -96,7 +96,6 @@ _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 # A wasi:http route streams a request body (the guest reads it as it arrives) when it is
 # chunked or longer than this; a shorter one is read first, as for every route.
 STREAM_AFTER = 64 * 1024
-_TRAILERS = "http.response.trailers"  # ASGI's extension for response trailers
 
 
 class _BodyTooLarge(Exception):
@@ -378,8 +377,10 @@ class Gateway:
         if result.response is not None:
             response = result.response
             headers = [*response.headers, *extra] if extra else response.headers
-            if result.trailers and _TRAILERS in scope.get("extensions", ()):
-                await _respond_with_trailers(send, response.status, headers, response.body, result)
+            if result.trailers and trailers_supported(scope):
+                await _respond_with_trailers(
+                    scope, send, response.status, headers, response.body, result
+                )
             else:
                 await _respond(send, response.status, headers, response.body)
             sent = len(response.body)
@@ -426,7 +427,7 @@ class Gateway:
                 if result.cause == "ok":
                     await relay.finish()
                 if not relay.ended:
-                    _abort(scope)
+                    abort_response(scope)
                     # Why it was cut off: the body's limit or the client first, whatever the
                     # guest made of the failed read or write.
                     if relay.too_large:
@@ -774,16 +775,8 @@ async def _read_body(receive: Receive, declared: int | None, limit: int, held: _
     return b"".join(chunks)
 
 
-def _abort(scope: Scope) -> None:
-    """Reset the connection of a response that cannot be completed (the protocol's
-    ``ABORT_KEY``); under a server without it, raising makes the server close it."""
-    abort = scope.get(ABORT_KEY)
-    if abort is None:
-        raise RuntimeError("streamed response cut off")
-    abort()
-
-
 async def _respond_with_trailers(
+    scope: Scope,
     send: Send,
     status: int,
     headers: list[tuple[bytes, bytes]],
@@ -793,9 +786,9 @@ async def _respond_with_trailers(
     """A buffered answer that ends with trailers (chunked, so that they can follow it)."""
     start = {"type": "http.response.start", "status": status, "headers": headers, "trailers": True}
     await send(start)
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send({"type": "http.response.body", "body": body, "more_body": True})
     trailers = [(n, v) for n, v in result.trailers if n.lower() not in NOT_TRAILERS]
-    await send({"type": "http.response.trailers", "headers": trailers})
+    await end_with_trailers(scope, send, trailers)
 
 
 async def _respond(

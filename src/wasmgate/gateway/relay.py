@@ -9,8 +9,8 @@ Rules (the exchange's own rules are in ``wasihttp.streaming``):
   hanging up; the other sends what the guest hands over (head, body chunks, end) as ASGI
   messages, in order, each ``send`` awaited before the guest is told there is room for more.
 - The response head keeps the guest's ``content-length`` if it set one; otherwise the server
-  chunks it. It asks for trailers (ASGI's ``http.response.trailers`` extension) when the
-  server offers them and the body is chunked; without them, a guest's trailers are dropped.
+  chunks it. It ends a chunked body with the guest's trailers where the server can send them
+  (``protocol.end_with_trailers``); elsewhere, a guest's trailers are dropped.
 - Trailer fields the server owns (framing, routing, authentication: ``NOT_TRAILERS``) are never
   sent as trailers, in either direction.
 - The relay never decides a status: the gateway reads ``ended`` (the guest finished its body
@@ -24,7 +24,7 @@ import contextlib
 from typing import Any
 
 from ..wasihttp.streaming import CLIENT_GONE, Exchange, Head
-from .protocol import REQUEST_TRAILERS_KEY
+from .protocol import REQUEST_TRAILERS_KEY, end_with_trailers, trailers_supported
 
 __all__ = ["NOT_TRAILERS", "Relay"]
 
@@ -91,7 +91,7 @@ class Relay:
             loop.call_soon_threadsafe(woken)
 
         self.exchange = Exchange(prefix, limit=limit, wake=wake, complete=complete)
-        self._with_trailers = "http.response.trailers" in scope.get("extensions", {})
+        self._with_trailers = trailers_supported(scope)
         self._extra_headers = extra_headers or []
         self._tasks: list[asyncio.Task[None]] = []
         self.body_complete = complete  # the whole request body arrived
@@ -178,9 +178,9 @@ class Relay:
                     self.sent += len(data)
                     exchange.sent_bytes(len(data))
                 else:  # "end"
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
                     if trailing:
-                        trailers = _trailers(value)
-                        await send({"type": "http.response.trailers", "headers": trailers})
+                        await end_with_trailers(self._scope, send, _trailers(value))
+                    else:
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
                     self.ended = True
                     return
