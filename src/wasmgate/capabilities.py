@@ -39,6 +39,7 @@ __all__ = [
     "parse_dir_grant",
     "parse_env_grant",
     "request_capabilities",
+    "write_stream",
 ]
 
 Inherit = Literal["inherit"]
@@ -202,3 +203,16 @@ def parse_dir_grant(text: str, *, read_only: bool = False) -> DirGrant:
     if not path.is_dir():
         raise UsageError(f"directory not found: {host}")
     return DirGrant(host=path, guest=guest if sep else host, read_only=read_only)
+
+
+def write_stream(stream: Any, data: bytes) -> bool:
+    """Write guest output to a file-like ``stream`` given as stdout or stderr: binary, or text
+    (decoded as UTF-8, undecodable bytes replaced). Never raises: False when the write failed."""
+    try:
+        try:
+            stream.write(data)
+        except TypeError:  # a text stream
+            stream.write(data.decode("utf-8", "replace"))
+    except Exception:
+        return False
+    return True

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
-from ..capabilities import INHERIT, Capabilities
+from ..capabilities import INHERIT, Capabilities, write_stream
 from ..errors import UsageError
 from ..limits import Limits
 from .capture import private_dir
@@ -178,14 +178,7 @@ def _writer(stream: Any) -> Callable[[bytes], int | None]:
     raises (the binding would print the error): a failed write is EIO to the guest."""
 
     def write(data: bytes) -> int | None:
-        try:
-            try:
-                stream.write(data)
-            except TypeError:  # a text stream
-                stream.write(data.decode("utf-8", "replace"))
-        except Exception:
-            return -_EIO
-        return None
+        return None if write_stream(stream, data) else -_EIO
 
     return write
 

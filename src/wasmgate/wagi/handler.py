@@ -111,6 +111,16 @@ class ModuleHandler:
     # a CGI guest reads its whole body from stdin and writes its whole answer to stdout).
     streams: ClassVar[bool] = False
 
+    def _route(
+        self, spec: ModuleSpec, guest: LoadedGuest, limits: Limits, state: RouteState | None
+    ) -> None:
+        """What every route kind holds (``ComponentRoute`` too, which builds no core linker)."""
+        self.spec = spec
+        self.route_state = state or RouteState(None, (), {})
+        self.guest = guest
+        self.limits = limits  # the entry's limits merged over the server's (every one set)
+        self.label = spec.label
+
     def __init__(
         self,
         spec: ModuleSpec,
@@ -123,11 +133,7 @@ class ModuleHandler:
         pump: OutputPump,
         state: RouteState | None = None,
     ) -> None:
-        self.spec = spec
-        self.route_state = state or RouteState(None, (), {})
-        self.guest = guest
-        self.limits = limits  # the entry's limits merged over the server's (every one set)
-        self.label = spec.label
+        self._route(spec, guest, limits, state)
         self._max_response = limits.max_response_body or 0
         self._default_host = default_host
         self._server_software = server_software

@@ -171,30 +171,21 @@ class ProxyHandler:
                 self._caps, limits, timeout=timeout, invoke=invoke, session=state
             )
         elapsed = time.perf_counter() - started
-        if exchange is not None and exchange.started:
+        trailers: tuple[tuple[bytes, bytes], ...] = ()
+        streamed = exchange is not None and exchange.started
+        if streamed:  # the head went out: the server ends this response or cuts it off
+            assert exchange is not None
+            response = None
             status, cause, reason = _judge_streamed(state, outcome, limits)
             if cause == "ok":
-                body = state.response[1].body  # type: ignore[index]
-                exchange.finish(body.trailers.as_bytes() if body.trailers is not None else [])
-            return HandlerResult(
-                status,
-                None,
-                cause,
-                reason,
-                guest_seconds=elapsed,
-                stderr=bytes(state.log),
-                stderr_total=state.log_total,
-                streamed=True,
-            )
-        status, response, cause, reason = _judge(state, outcome, limits)
-        if budgeted and outcome.status == "timeout":
-            status, response, cause = 504, None, OVER_BUDGET
-            reason = f"still running after its {budget}s budget"
-        trailers: tuple[tuple[bytes, bytes], ...] = ()
-        if response is not None and state.response is not None:
-            finished = state.response[1].body
-            if finished is not None and finished.trailers is not None:
-                trailers = tuple(finished.trailers.as_bytes())
+                exchange.finish(list(_trailers(state)))
+        else:
+            status, response, cause, reason = _judge(state, outcome, limits)
+            if budgeted and outcome.status == "timeout":
+                status, response, cause = 504, None, OVER_BUDGET
+                reason = f"still running after its {budget}s budget"
+            if response is not None:
+                trailers = _trailers(state)
         return HandlerResult(
             status,
             response,
@@ -204,8 +195,18 @@ class ProxyHandler:
             stderr=bytes(state.log),
             stderr_total=state.log_total,
             budget=budget,
+            streamed=streamed,
             trailers=trailers,
         )
+
+
+def _trailers(state: r.RequestState) -> tuple[tuple[bytes, bytes], ...]:
+    """The trailers the guest finished its response body with (none: empty)."""
+    answer = state.response
+    body = answer[1].body if answer is not None and answer[0] == "ok" else None
+    if body is None or body.trailers is None:
+        return ()
+    return tuple(body.trailers.as_bytes())
 
 
 def _judge_streamed(

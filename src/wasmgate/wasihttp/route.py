@@ -61,11 +61,7 @@ class ComponentRoute(ModuleHandler):
         pump: OutputPump,
         state: RouteState | None = None,
     ) -> None:
-        self.spec = spec
-        self.route_state = state or RouteState(None, (), {})
-        self.guest = guest
-        self.limits = limits
-        self.label = spec.label
+        self._route(spec, guest, limits, state)
         self.link_error: str | None = None
         self._proxy: ProxyHandler | None = None
         try:

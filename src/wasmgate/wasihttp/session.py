@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..capabilities import INHERIT, Capabilities
+from ..capabilities import INHERIT, Capabilities, write_stream
 from ..errors import UsageError
 from . import resources as r
 
@@ -114,14 +114,7 @@ def _fd_writer(fd: int) -> r.Sink:
 
 def _stream_writer(stream: Any) -> r.Sink:
     def write(data: bytes) -> bool:
-        try:
-            try:
-                stream.write(data)
-            except TypeError:  # a text stream
-                stream.write(data.decode("utf-8", "replace"))
-        except Exception:
-            return False
-        return True
+        return write_stream(stream, data)
 
     return write
 
