@@ -75,7 +75,7 @@ from .guest_pool import GuestPool
 from .metrics import GatewayMetrics, access_log
 from .placement import Placement
 from .protocol import REFUSED_KEY, abort_response, end_with_trailers, trailers_supported
-from .relay import NOT_TRAILERS, Relay
+from .relay import Relay, allowed_trailers
 from .snapshot import WorkerSnapshot
 from .state import GatewayState, load_state
 
@@ -787,8 +787,7 @@ async def _respond_with_trailers(
     start = {"type": "http.response.start", "status": status, "headers": headers, "trailers": True}
     await send(start)
     await send({"type": "http.response.body", "body": body, "more_body": True})
-    trailers = [(n, v) for n, v in result.trailers if n.lower() not in NOT_TRAILERS]
-    await end_with_trailers(scope, send, trailers)
+    await end_with_trailers(scope, send, allowed_trailers(result.trailers))
 
 
 async def _respond(

@@ -26,7 +26,7 @@ from typing import Any
 from ..wasihttp.streaming import CLIENT_GONE, Exchange, Head
 from .protocol import REQUEST_TRAILERS_KEY, end_with_trailers, trailers_supported
 
-__all__ = ["NOT_TRAILERS", "Relay"]
+__all__ = ["NOT_TRAILERS", "Relay", "allowed_trailers"]
 
 # RFC 9110 6.5.1: fields a trailer must not carry (framing, routing, request modifiers,
 # authentication, content negotiation of the whole message).
@@ -56,7 +56,8 @@ NOT_TRAILERS = frozenset(
 )
 
 
-def _trailers(fields: Any) -> list[tuple[bytes, bytes]]:
+def allowed_trailers(fields: Any) -> list[tuple[bytes, bytes]]:
+    """``fields`` without those a trailer must not carry (``NOT_TRAILERS``)."""
     return [(n, v) for n, v in fields or () if n.lower() not in NOT_TRAILERS]
 
 
@@ -142,7 +143,7 @@ class Relay:
                 return
             if not message.get("more_body", False):
                 self.body_complete = True
-                exchange.end(_trailers(self._scope.get(REQUEST_TRAILERS_KEY)))
+                exchange.end(allowed_trailers(self._scope.get(REQUEST_TRAILERS_KEY)))
         # The body is in (a request read before the relay started still has its last message
         # to take): listen for the client hanging up during the response.
         while (await self._receive())["type"] != "http.disconnect":
@@ -179,7 +180,7 @@ class Relay:
                     exchange.sent_bytes(len(data))
                 else:  # "end"
                     if trailing:
-                        await end_with_trailers(self._scope, send, _trailers(value))
+                        await end_with_trailers(self._scope, send, allowed_trailers(value))
                     else:
                         await send({"type": "http.response.body", "body": b"", "more_body": False})
                     self.ended = True
