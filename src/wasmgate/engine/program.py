@@ -101,6 +101,7 @@ class Program:
         self._pre: wasmtime.InstancePre | None = None
         self._component_linker: cm.Linker | None = None
         self._command: Invoke | None = None
+        self._reads_args = self._reads_env = True
         engine = guest.engine
         if guest.kind == "component":
             self.exports: frozenset[str] = frozenset()
@@ -115,6 +116,10 @@ class Program:
         self.exports = frozenset(
             e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)
         )
+        # What the guest can read at all (see ``sandbox``: WASI is not given the rest).
+        wasi = {i.name for i in module.imports if i.module == "wasi_snapshot_preview1"}
+        self._reads_args = not wasi.isdisjoint(("args_get", "args_sizes_get"))
+        self._reads_env = not wasi.isdisjoint(("environ_get", "environ_sizes_get"))
         linker = core_linker(engine)
         if define is not None:
             define(linker)
@@ -150,7 +155,14 @@ class Program:
             self.check_linked()
         if self._component_linker is not None:
             return self._run_component(caps, limits, timeout, invoke, session)
-        store = open_store(self.guest.engine, caps, limits, timeout=timeout)
+        store = open_store(
+            self.guest.engine,
+            caps,
+            limits,
+            timeout=timeout,
+            args=self._reads_args,
+            env=self._reads_env,
+        )
         assert self._pre is not None
         started = time.perf_counter()
         instance: wasmtime.Instance | None = None
@@ -297,7 +309,9 @@ class Program:
             if session is not None:
                 previous = session.enter()
         else:
-            store = open_store(self.guest.engine, caps, limits)
+            store = open_store(
+                self.guest.engine, caps, limits, args=self._reads_args, env=self._reads_env
+            )
         try:
             if self._component_linker is not None:
                 component = self.guest.as_component()
