@@ -206,3 +206,27 @@ def test_quick_calls_hold_the_gil_and_guest_calls_release_it() -> None:
     for name in ("wasmtime_func_call", "wasmtime_instance_pre_instantiate", "wasmtime_module_new"):
         assert name not in held
         assert not getattr(_bindings, "_" + name)._flags_ & ctypes._FUNCFLAG_PYTHONAPI, name
+
+
+def test_owned_host_values_are_kept_only_for_low_reps() -> None:
+    """The kept host resource values read back the (rep, type) they were made for; low reps are
+    made once, high ones afresh each time (the caller deletes those)."""
+    from wasmtime import _ffi
+
+    from wasmgate.engine.lowlevel import _KEPT_HOSTS, _owned_host
+
+    low = _owned_host(3, 7)
+    assert _owned_host(3, 7) is low
+    assert _owned_host(3, 8) is not low
+    for rep, type_id in ((3, 7), (3, 8), (_KEPT_HOSTS + 5, 7)):
+        host = _owned_host(rep, type_id)
+        assert _ffi.wasmtime_component_resource_host_rep(host) == rep
+        assert _ffi.wasmtime_component_resource_host_type(host) == type_id
+        assert _ffi.wasmtime_component_resource_host_owned(host)
+        if rep >= _KEPT_HOSTS:
+            _ffi.wasmtime_component_resource_host_delete(host)
+    high = _owned_host(_KEPT_HOSTS + 5, 7)
+    again = _owned_host(_KEPT_HOSTS + 5, 7)
+    assert again is not high
+    _ffi.wasmtime_component_resource_host_delete(high)
+    _ffi.wasmtime_component_resource_host_delete(again)

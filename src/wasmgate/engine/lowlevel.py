@@ -627,10 +627,11 @@ def raw_codec(ty: Any, bridge: ResourceBridge) -> tuple[Lift, Lower]:
 
         def lower_resource(ctx: Any, value: Any, v: Any) -> None:
             rep, type_id = bridge.lower(value)
-            host = f.wasmtime_component_resource_host_new(True, rep, type_id)
+            host = _owned_host(rep, type_id)
             out = any_p()
             err = f.wasmtime_component_resource_host_to_any(ctx, host, byref(out))
-            f.wasmtime_component_resource_host_delete(host)
+            if rep >= _KEPT_HOSTS:
+                f.wasmtime_component_resource_host_delete(host)
             if err:
                 raise wasmtime.WasmtimeError._from_ptr(err)
             v.kind = k_res
@@ -638,6 +639,25 @@ def raw_codec(ty: Any, bridge: ResourceBridge) -> tuple[Lift, Lower]:
 
         return lift_resource, lower_resource
     raise TypeError(f"raw_codec: unsupported type {type(ty).__name__}")
+
+
+# An owned host resource value is only its (rep, type) pair, which ``host_to_any`` reads and does
+# not take: those of the low reps every request's table hands out again are made once and kept
+# (a request lowers a handful; two C calls fewer each), the rest made and deleted per use.
+_KEPT_HOSTS = 64
+_hosts: dict[tuple[int, int], Any] = {}
+
+
+def _owned_host(rep: int, type_id: int) -> Any:
+    host = _hosts.get((rep, type_id))
+    if host is None:
+        host = _ffi.wasmtime_component_resource_host_new(True, rep, type_id)
+        if rep < _KEPT_HOSTS:
+            kept = _hosts.setdefault((rep, type_id), host)
+            if kept is not host:  # another thread made it first
+                _ffi.wasmtime_component_resource_host_delete(host)
+            host = kept
+    return host
 
 
 def _fill(raw: Any, items: Any, lower: Lower, ctx: Any) -> None:
@@ -738,10 +758,11 @@ def call_with_own_resources(store: Any, func: Any, handles: Sequence[tuple[int, 
     any_p = ctypes.POINTER(f.wasmtime_component_resource_any_t)
     kind = _kind("RESOURCE")
     for i, (rep, type_id) in enumerate(handles):
-        host = f.wasmtime_component_resource_host_new(True, rep, type_id)
+        host = _owned_host(rep, type_id)
         out = any_p()
         err = f.wasmtime_component_resource_host_to_any(context, host, ctypes.byref(out))
-        f.wasmtime_component_resource_host_delete(host)
+        if rep >= _KEPT_HOSTS:
+            f.wasmtime_component_resource_host_delete(host)
         if err:
             raise wasmtime.WasmtimeError._from_ptr(err)
         params[i].kind = kind
