@@ -10,7 +10,11 @@ Rules:
   one place stores are made) always sets one: the real deadline, or ``NO_DEADLINE`` ticks.
 - The ticker is ONE daemon thread per engine, started lazily the first time a store asks for a
   real deadline, advancing the epoch by one for every ``EPOCH_TICK`` seconds of wall clock
-  (catching up after a late wake-up). Never a timer per call.
+  (catching up after a late wake-up). Never a timer per call. The tick is 10 ms: a deadline
+  stops its guest at most two ticks late (one of slack, ``sandbox.deadline_ticks``, one of
+  resolution). Finer costs a busy server dearly: every wake-up takes the GIL from the thread
+  running the event loop and guests (a hand-off of two context switches); at 5 ms the ticker cost
+  6-14% of ``wasmgate serve``'s throughput (``bench_gateway.py``, same run).
   A forked child starts its own ticker (threads do not survive a fork). Compiling in a forked
   child can hang once the parent has compiled (wasmtime's compile threads do not survive it
   either): servers that fork should load guests after the fork, as ``wasmgate serve`` does by
@@ -41,7 +45,7 @@ __all__ = [
     "get_engine",
 ]
 
-EPOCH_TICK = 0.005
+EPOCH_TICK = 0.01
 NO_DEADLINE = 2**62
 UNLIMITED_FUEL = 2**63 - 1
 
