@@ -614,7 +614,6 @@ def raw_codec(ty: Any, bridge: ResourceBridge) -> tuple[Lift, Lower]:
         owned = isinstance(ty, cm.OwnType)
         k_res = _kind("RESOURCE")
         host_p = ctypes.POINTER(f.wasmtime_component_resource_host_t)
-        any_p = ctypes.POINTER(f.wasmtime_component_resource_any_t)
 
         def lift_resource(ctx: Any, v: Any) -> Any:
             host = host_p()
@@ -627,15 +626,8 @@ def raw_codec(ty: Any, bridge: ResourceBridge) -> tuple[Lift, Lower]:
 
         def lower_resource(ctx: Any, value: Any, v: Any) -> None:
             rep, type_id = bridge.lower(value)
-            host = _owned_host(rep, type_id)
-            out = any_p()
-            err = f.wasmtime_component_resource_host_to_any(ctx, host, byref(out))
-            if rep >= _KEPT_HOSTS:
-                f.wasmtime_component_resource_host_delete(host)
-            if err:
-                raise wasmtime.WasmtimeError._from_ptr(err)
             v.kind = k_res
-            v.of.resource = out
+            v.of.resource = _owned_any(ctx, rep, type_id)
 
         return lift_resource, lower_resource
     raise TypeError(f"raw_codec: unsupported type {type(ty).__name__}")
@@ -658,6 +650,25 @@ def _owned_host(rep: int, type_id: int) -> Any:
                 _ffi.wasmtime_component_resource_host_delete(host)
             host = kept
     return host
+
+
+@cache
+def _any_pointer_type() -> Any:
+    return ctypes.POINTER(_ffi.wasmtime_component_resource_any_t)
+
+
+def _owned_any(context: Any, rep: int, type_id: int) -> Any:
+    """A new ``resource_any`` owning host resource ``rep`` of type ``type_id`` in ``context``'s
+    store (what the guest is handed)."""
+    f = _ffi
+    host = _owned_host(rep, type_id)
+    out = _any_pointer_type()()
+    err = f.wasmtime_component_resource_host_to_any(context, host, ctypes.byref(out))
+    if rep >= _KEPT_HOSTS:
+        f.wasmtime_component_resource_host_delete(host)
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
+    return out
 
 
 def _fill(raw: Any, items: Any, lower: Lower, ctx: Any) -> None:
@@ -755,18 +766,10 @@ def call_with_own_resources(store: Any, func: Any, handles: Sequence[tuple[int, 
     context = store._context()
     n = len(handles)
     params = (f.wasmtime_component_val_t * n)()
-    any_p = ctypes.POINTER(f.wasmtime_component_resource_any_t)
     kind = _kind("RESOURCE")
     for i, (rep, type_id) in enumerate(handles):
-        host = _owned_host(rep, type_id)
-        out = any_p()
-        err = f.wasmtime_component_resource_host_to_any(context, host, ctypes.byref(out))
-        if rep >= _KEPT_HOSTS:
-            f.wasmtime_component_resource_host_delete(host)
-        if err:
-            raise wasmtime.WasmtimeError._from_ptr(err)
         params[i].kind = kind
-        params[i].of.resource = out
+        params[i].of.resource = _owned_any(context, rep, type_id)
     try:
         from wasmtime.component._enter import enter_wasm as component_enter
 

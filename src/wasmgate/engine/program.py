@@ -155,14 +155,7 @@ class Program:
             self.check_linked()
         if self._component_linker is not None:
             return self._run_component(caps, limits, timeout, invoke, session)
-        store = open_store(
-            self.guest.engine,
-            caps,
-            limits,
-            timeout=timeout,
-            args=self._reads_args,
-            env=self._reads_env,
-        )
+        store = self._wasi_store(caps, limits, timeout)
         assert self._pre is not None
         started = time.perf_counter()
         instance: wasmtime.Instance | None = None
@@ -195,6 +188,20 @@ class Program:
             "ok", results=values, elapsed=time.perf_counter() - started, fuel_consumed=fuel
         )
 
+    def _wasi_store(
+        self, caps: Capabilities, limits: Limits, timeout: float | None
+    ) -> wasmtime.Store:
+        """A store whose WASI configuration grants ``caps`` (a core module, or a component on
+        Wasmtime's own WASI): argv and the environment only if the guest can read them."""
+        return open_store(
+            self.guest.engine,
+            caps,
+            limits,
+            timeout=timeout,
+            args=self._reads_args,
+            env=self._reads_env,
+        )
+
     def _run_component(
         self,
         caps: Capabilities,
@@ -207,7 +214,7 @@ class Program:
         if invoke is None:
             invoke = self._command or self._find_command()
         if self.host is None:
-            store = open_store(self.guest.engine, caps, limits, timeout=timeout)
+            store = self._wasi_store(caps, limits, timeout)
         else:
             store = new_store(self.guest.engine, limits, timeout=timeout)
             if session is None:
@@ -309,9 +316,7 @@ class Program:
             if session is not None:
                 previous = session.enter()
         else:
-            store = open_store(
-                self.guest.engine, caps, limits, args=self._reads_args, env=self._reads_env
-            )
+            store = self._wasi_store(caps, limits, None)
         try:
             if self._component_linker is not None:
                 component = self.guest.as_component()
