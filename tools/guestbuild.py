@@ -7,6 +7,10 @@ Rules:
   artifact can never be served; artifacts are written to a temporary name and renamed into place, so
   a build killed half-way leaves nothing behind and parallel builders never see a torn file.
 - The cache lives in ``$WASMGATE_GUEST_CACHE`` or ``<repo>/.cache/guests``.
+- A C source may carry its own compiler flags, on lines of its own that start with
+  ``// guestbuild:`` (e.g. ``// guestbuild: -Wl,-z,stack-size=65536``), split like a shell
+  would. They come after ``C_FLAGS`` and before the caller's ``flags``, so the recipe of a guest
+  travels with its source, whoever builds it (a test, a benchmark, ``examples/*/build.py``).
 
 Usable as a module (``build(path)``) and as a command
 (``python tools/guestbuild.py SRC... [-o DIR]``).
@@ -18,6 +22,7 @@ import argparse
 import hashlib
 import importlib.metadata
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 C_FLAGS = ("-target", "wasm32-wasi", "-O2", "-s")
+DIRECTIVE = "// guestbuild:"
 
 
 def cache_dir() -> Path:
@@ -40,10 +46,23 @@ def _toolchain_id(suffix: str) -> str:
     return "wasmtime-" + importlib.metadata.version("wasmtime")
 
 
+def source_flags(source: Path) -> tuple[str, ...]:
+    """The compiler flags a C source asks for on its ``// guestbuild:`` lines (see the rules)."""
+    if source.suffix != ".c":
+        return ()
+    flags: list[str] = []
+    for line in source.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith(DIRECTIVE):
+            flags += shlex.split(line[len(DIRECTIVE) :])
+    return tuple(flags)
+
+
 def _key(source: Path, flags: Sequence[str]) -> str:
     h = hashlib.sha256()
     h.update(_toolchain_id(source.suffix).encode())
-    h.update("\0".join(flags).encode())
+    # Every flag the compiler gets is part of the key: changing C_FLAGS rebuilds everything.
+    all_flags = (*C_FLAGS, *source_flags(source), *flags) if source.suffix == ".c" else flags
+    h.update("\0".join(all_flags).encode())
     inputs = [source]
     if source.suffix == ".c":
         inputs += sorted(source.parent.glob("*.h"))
@@ -60,7 +79,18 @@ def _compile(source: Path, flags: Sequence[str], out: Path) -> None:
         return
     if source.suffix != ".c":
         raise ValueError(f"don't know how to build {source.name}")
-    cmd = [sys.executable, "-m", "ziglang", "cc", *C_FLAGS, *flags, "-o", str(out), str(source)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ziglang",
+        "cc",
+        *C_FLAGS,
+        *source_flags(source),
+        *flags,
+        "-o",
+        str(out),
+        str(source),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"building {source.name} failed:\n{proc.stderr}")

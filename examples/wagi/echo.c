@@ -5,6 +5,10 @@
 // request, and nothing is treated as text, so binary data survives unchanged.
 //
 //   curl --data-binary @photo.png -H 'Content-Type: image/png' http://127.0.0.1:3000/echo > same.png
+//
+// Linked with a 64 KiB stack (wasi-sdk's default; zig cc's is 16 MiB): examples/wagi/README.md
+// says why a small guest starts faster.
+// guestbuild: -Wl,-z,stack-size=65536
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,6 +9,10 @@
 // PATH_INFO (the request path after the route, already URL-decoded by the gateway) names the file:
 // "/" and any path ending in '/' serve that folder's index.html, a folder without the trailing
 // slash is redirected to it, and a missing file is 404. The Content-Type comes from the extension.
+//
+// Linked with a 64 KiB stack (wasi-sdk's default; zig cc's is 16 MiB): examples/wagi/README.md
+// says why a small guest starts faster.
+// guestbuild: -Wl,-z,stack-size=65536
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -67,10 +67,15 @@ class PoolingLimits:
     total_tables: int = 1000
     max_memory_size: int = 4 * 1024**3
     max_unused_warm_slots: int = 100
-    # Bytes of a recycled memory/table slot reset with memset instead of being returned to the
-    # kernel. Measured on a hello guest: 1 MiB costs ~9 µs per instance in memset; 64 KiB covers
-    # the stack and static data of a small C guest and costs ~0.5 µs.
-    linear_memory_keep_resident: int = 64 * 1024
+    # Bytes at the start of a recycled memory slot reset with memset instead of being returned to
+    # the kernel (madvise), so that the next instance finds them mapped: no page faults, and no
+    # TLB flush that interrupts the other cores. wasmtime memsets at most the memory's current
+    # size, so a small guest pays only for what it has. 256 KiB holds the whole memory of a C
+    # guest linked with a 64 KiB stack (wasi-sdk's default: stack, data and heap in 2-4 pages);
+    # measured on such a hello against 64 KiB (bench_gateway --baseline, same run): 1.09x the
+    # requests a second with the access log, 1.22x without. A guest whose used pages lie further
+    # in (zig cc puts a 16 MiB stack first) pays the memset of 256 KiB it never touches (~2 µs).
+    linear_memory_keep_resident: int = 256 * 1024
     table_keep_resident: int = 64 * 1024
 
 
