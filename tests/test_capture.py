@@ -3,6 +3,7 @@ capture's path as WASI does."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import threading
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from wasmgate.engine import capture
-from wasmgate.engine.capture import ADOPT_AFTER, PIPE_BUFFER, OutputPump
+from wasmgate.engine.capture import ADOPT_AFTER, PIPE_BUFFER, PIPE_SIZE, OutputPump
 
 
 def _write(path: str, data: bytes, chunk: int = 65536) -> int:
@@ -43,8 +44,8 @@ def test_output_is_captured_and_the_pipe_reused_empty() -> None:
 
 def test_a_guest_writing_more_than_the_pipe_holds_is_drained_by_the_pump() -> None:
     pump = OutputPump()
-    cap = pump.open(4 * PIPE_BUFFER)
-    data = os.urandom(3 * PIPE_BUFFER)
+    cap = pump.open(4 * PIPE_SIZE)
+    data = os.urandom(3 * PIPE_SIZE)
     writer = threading.Thread(target=_write, args=(cap.path, data))
     writer.start()
     writer.join(5)  # blocks on the full pipe until the pump adopts the capture
@@ -56,8 +57,8 @@ def test_a_guest_writing_more_than_the_pipe_holds_is_drained_by_the_pump() -> No
 def test_close_mode_overflow_fails_the_writer_and_drops_the_pipe() -> None:
     pump = OutputPump()
     cap = pump.open(1000, "close")
-    written = _write(cap.path, b"x" * (4 * PIPE_BUFFER))
-    assert written < 4 * PIPE_BUFFER  # EPIPE once the capture closed its read end
+    written = _write(cap.path, b"x" * (4 * PIPE_SIZE))
+    assert written < 4 * PIPE_SIZE  # EPIPE once the capture closed its read end
     assert cap.finish() == b"x" * 1000
     assert cap.overflowed
     assert pump.open(1000).path != cap.path  # an overflowed pipe is never reused
@@ -66,11 +67,40 @@ def test_close_mode_overflow_fails_the_writer_and_drops_the_pipe() -> None:
 def test_discard_mode_keeps_the_start_and_counts_the_rest() -> None:
     pump = OutputPump()
     cap = pump.open(100, "discard")
-    total = 5 * PIPE_BUFFER
+    total = 5 * PIPE_SIZE
     assert _write(cap.path, b"e" * total) == total  # never fails the writer
     assert cap.finish() == b"e" * 100
     assert cap.overflowed
     assert cap.total == total
+
+
+def test_pipes_hold_pipe_size_bytes_without_a_reader() -> None:
+    """A guest writing up to PIPE_SIZE bytes never waits for the pump (where the system allows
+    pipes that large: it does for root and within a user's pipe allowance)."""
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("no F_GETPIPE_SZ on this system")
+    cap = OutputPump().open(2 * PIPE_SIZE)
+    fd = os.open(cap.path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        assert fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) >= PIPE_SIZE
+        data = os.urandom(PIPE_SIZE)
+        assert os.write(fd, data) == PIPE_SIZE  # all of it, at once, with nobody reading
+    finally:
+        os.close(fd)
+    assert cap.finish() == data
+
+
+def test_a_pipe_the_system_will_not_enlarge_still_captures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(capture, "PIPE_SIZE", 1 << 40)  # refused (EINVAL or EPERM)
+    cap = OutputPump().open(4 * PIPE_BUFFER)
+    data = os.urandom(3 * PIPE_BUFFER)
+    writer = threading.Thread(target=_write, args=(cap.path, data))
+    writer.start()
+    writer.join(5)  # more than a default pipe holds: drained by the pump
+    assert not writer.is_alive()
+    assert cap.finish() == data
 
 
 def test_short_captures_never_wake_the_pump() -> None:

@@ -15,11 +15,16 @@ Rules:
   and drops the excess (stderr: a noisy guest must not fail because of its logging), on Linux
   by splicing it to ``/dev/null`` without copying it through Python.
 - Short guests never meet the pump. A new capture only waits in the pump's pending list (no
-  system call, no wake-up); a pipe holds ``PIPE_BUFFER`` bytes without a reader, and the owner
-  reads it all in ``finish()``. Only a capture still open ``ADOPT_AFTER`` seconds after it was
-  opened is adopted: registered with the pump's selector and drained as data arrives. So the
+  system call, no wake-up); a pipe holds ``PIPE_SIZE`` bytes without a reader (asked of the
+  kernel for each pipe; at least the default ``PIPE_BUFFER`` where the system refuses), and the
+  owner reads it all in ``finish()``. Only a capture still open ``ADOPT_AFTER`` seconds after it
+  was opened is adopted: registered with the pump's selector and drained as data arrives. So the
   pump costs nothing per request: while captures are pending it wakes every ``ADOPT_AFTER``
-  seconds, and when there are none it sleeps until the next ``open`` wakes it once.
+  seconds, and when there are none it sleeps until the next ``open`` wakes it once. Each wake-up
+  takes the GIL from the thread running guests, which is why ``ADOPT_AFTER`` is not shorter
+  (measured on a busy server: every 2 ms cost a tenth of its throughput), and why pipes are
+  larger than the default: a guest that writes more than its pipe holds waits for adoption, at
+  most ``ADOPT_AFTER`` once, and with ``PIPE_SIZE`` that is only a guest writing more than that.
 - ``finish()`` is called once the guest's call has returned, on the thread that ran it. WASI
   writes are synchronous (``fd_write`` returns once the bytes are in the pipe), so everything
   the guest wrote is in the pipe then: ``finish`` takes the capture back from the pump and reads
@@ -60,6 +65,7 @@ __all__ = [
     "ADOPT_AFTER",
     "BURST",
     "PIPE_BUFFER",
+    "PIPE_SIZE",
     "Capture",
     "OutputPump",
     "default_pump",
@@ -68,8 +74,13 @@ __all__ = [
 
 _CHUNK = 65536
 BURST = 4  # chunks the pump reads from one pipe before it looks at the others
-ADOPT_AFTER = 0.002  # seconds a capture may go undrained before the pump takes it on
-PIPE_BUFFER = 65536  # what a Linux pipe holds by default: output a short guest writes unread
+ADOPT_AFTER = 0.01  # seconds a capture may go undrained before the pump takes it on
+PIPE_BUFFER = 65536  # what a Linux pipe holds by default
+# What each pipe is asked to hold: output a guest writes without a reader. Capacity (not use)
+# counts against a user's pipe allowance (64 MiB by default for users other than root; past it
+# the kernel gives every new pipe of the user one page): a worker keeps at most KEEP_PIPES per
+# guest thread, so eight workers of nine threads each hold about 36 MiB.
+PIPE_SIZE = 128 * 1024
 KEEP_PIPES = 4  # finished pipes a thread keeps for its next captures (two per request)
 _DISCARD = 1 << 20  # bytes a discarding capture drops per splice
 # Linux: a discarding capture moves its excess to /dev/null inside the kernel (os.splice).
@@ -84,6 +95,15 @@ def _available(read_fd: int) -> int | None:
     except OSError:
         return None
     return count[0]
+
+
+def _enlarge(fd: int) -> None:
+    """Ask for a ``PIPE_SIZE`` pipe; keep the default where the system refuses (e.g. a user past
+    its pipe allowance) or cannot (no ``F_SETPIPE_SZ``)."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setsize is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, setsize, PIPE_SIZE)
 
 
 class _Pipe:
@@ -108,10 +128,12 @@ class _Pipe:
             else:
                 self.path, self.fifo = path, True
                 self.target = Path(path)
+                _enlarge(self.read_fd)
                 return
         self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.path, self.fifo = f"/proc/self/fd/{self.write_fd}", False
         self.target = Path(self.path)  # made once: the pipe is reused by many runs
+        _enlarge(self.read_fd)
 
     def close(self, read_fd: int | None, write_fd: int | None) -> None:
         """Close the ends still open (given) and remove the FIFO (only in the process that made
