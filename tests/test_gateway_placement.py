@@ -55,6 +55,19 @@ def test_routes_whose_inline_runs_cost_too_much_cpu_go_to_threads(clock: list[fl
     assert not p.inline_ok(heavy)
 
 
+def test_one_slow_run_does_not_send_a_quick_route_to_threads(clock: list[float]) -> None:
+    p = Placement()
+    quick: Any = Route("quick")
+    for _ in range(P.JUDGE_AFTER * 3):
+        p.inline_ran(quick, P.INLINE_TYPICAL / 10)
+    p.inline_ran(quick, 0.05)  # e.g. a full garbage collection during the run
+    assert p.inline_ok(quick)
+    for _ in range(P.JUDGE_AFTER):
+        p.inline_ran(quick, P.INLINE_TYPICAL / 10)
+        p.inline_ran(quick, 0.05)  # every other run slow: no outlier any more
+    assert not p.inline_ok(quick)
+
+
 def test_slow_routes_are_capped_only_while_others_are_in_use(clock: list[float]) -> None:
     p = Placement()
     slow: Any = Route("slow")

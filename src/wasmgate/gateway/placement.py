@@ -12,6 +12,11 @@ Rules:
   (``overran``); the route then stays on threads for ``INLINE_COOLDOWN``, as it does when its
   inline runs take ``INLINE_TYPICAL`` or more of CPU time on average (they would hold up the
   other connections; judged after ``JUDGE_AFTER`` runs, the first ones carry one-off costs).
+  A run counts for at most ``OUTLIER_CAP`` times ``INLINE_TYPICAL`` in that average: one slow
+  run (a garbage collection of the whole heap, page faults after a reload) must not send a
+  quick route to threads for a cooldown, where it would serve fewer requests (about half as many
+  with one worker, measured on a hello); a route whose runs keep taking ``INLINE_TYPICAL`` or
+  more still goes there within a few runs.
   So the event loop is held at most the budget (plus one epoch tick) once per route per
   cooldown.
 - Guest threads are shared between routes by ``workers.GuestPool``; while another route had a
@@ -34,6 +39,7 @@ __all__ = [
     "INLINE_COOLDOWN",
     "INLINE_TYPICAL",
     "JUDGE_AFTER",
+    "OUTLIER_CAP",
     "SLOW_ROUTE",
     "Placement",
 ]
@@ -43,6 +49,7 @@ log = logging.getLogger("wasmgate.gateway")
 INLINE_TYPICAL = 0.001  # mean CPU seconds of a route's inline runs from which it uses threads
 INLINE_COOLDOWN = 10.0  # seconds a route stays on threads once sent there
 JUDGE_AFTER = 10  # inline runs of a route before its mean may send it to threads
+OUTLIER_CAP = 2.0  # a run counts for at most this many INLINE_TYPICAL in a route's mean
 SLOW_ROUTE = 0.05  # mean guest seconds on threads from which a route never takes the last thread
 ACTIVE_WINDOW = 1.0  # ... while another route had a request this recently (seconds)
 _EWMA = 0.1  # weight of the newest run in a route's means
@@ -78,7 +85,7 @@ class Placement:
     def inline_ran(self, route: ModuleHandler, cpu_seconds: float) -> None:
         """An inline run of ``route`` ended within its budget, using ``cpu_seconds``."""
         runs, mean = self._inline.get(route, (0, 0.0))
-        mean += _EWMA * (cpu_seconds - mean)
+        mean += _EWMA * (min(cpu_seconds, OUTLIER_CAP * INLINE_TYPICAL) - mean)
         self._inline[route] = (runs + 1, mean)
         if runs >= JUDGE_AFTER and mean >= INLINE_TYPICAL:
             self._to_threads(route, f"its inline runs take {mean * 1000:.1f} ms of CPU on average")
