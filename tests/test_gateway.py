@@ -639,6 +639,49 @@ def test_quick_repeatable_routes_run_inline_and_others_on_threads(
         assert all('"inline":false' in ln for ln in _access(s, "/files/..."))
 
 
+def test_answers_at_once_are_framed_logged_and_counted_as_asgi_ones(
+    site: Path, tmp_path: Path
+) -> None:
+    """A bodyless request for an inline route is answered without ASGI (``answer_now``): the same
+    response, access log line and metrics; a failed guest's status, and a guest's stderr, go
+    out through the ASGI path (``_answer``) after the run, as before."""
+    shutil.copy(site / "hello.wasm", tmp_path / "hello.wasm")
+    for name in ("trap", "stderr"):
+        shutil.copy(site / f"{name}.wat", tmp_path / f"{name}.wat")
+    toml = tmp_path / "modules.toml"
+    toml.write_text(
+        "".join(
+            f'[[module]]\nroute = "/{name}"\nmodule = "{module}"\n\n'
+            for name, module in (
+                ("hello", "hello.wasm"),
+                ("trap", "trap.wat"),
+                ("stderr", "stderr.wat"),
+            )
+        )
+    )
+    metrics = free_port()
+    with running_server(toml, "--metrics-listen", f"127.0.0.1:{metrics}") as s:
+        with httpx.Client(base_url=s.base) as c:
+            got = c.get("/hello")
+            assert (got.status_code, got.text) == (200, "Hello from WebAssembly!\n")
+            assert got.headers["content-length"] == "24"
+            assert "date" in got.headers
+            head = c.head("/hello")
+            assert (head.status_code, head.content) == (200, b"")
+            assert head.headers["content-length"] == "24"
+            assert c.get("/trap").status_code == 500
+            assert c.get("/stderr").text == "ok\n"
+        _wait_for(lambda: "guest says hi" in s.output())
+        _wait_for(lambda: len(_access(s, "/hello")) == 2)
+        lines = _access(s, "/hello")
+        assert all('"inline":true' in ln and '"status":200' in ln for ln in lines)
+        assert '"bytes_out":24' in lines[0]
+        _wait_for(lambda: len(_access(s, "/trap")) == 1)
+        assert '"status":500' in _access(s, "/trap")[0]
+        text = httpx.get(f"http://127.0.0.1:{metrics}/metrics").text
+        assert 'route="/hello",status="200"} 2.0' in text
+
+
 def test_a_guest_over_the_inline_budget_runs_again_in_full_on_a_thread(
     site: Path, tmp_path: Path
 ) -> None:

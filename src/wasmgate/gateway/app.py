@@ -31,6 +31,13 @@ Rules:
   it), else on the guest threads, which ``workers.GuestPool`` shares fairly between routes.
   ``inline_budget = None`` (``--no-inline``) keeps every guest on the threads.
 - ``/healthz`` answers 200 ``OK`` before any route, and cannot be overridden.
+- Answered at once (``answer_now``): a request without a body for a route whose guest runs
+  inline needs nothing of ASGI (no body to receive, one buffered answer), so the protocol
+  (``protocol.py``) asks for it synchronously when its head is parsed and writes the answer
+  itself: no task, no ASGI messages. The rules are the same as on the ASGI path, which serves
+  everything else: the same routing, admission, placement, limits, metrics and access log, by
+  the same methods. A guest that failed, wrote to stderr or ended with trailers ran there
+  already; its answer then goes out through ASGI (``_answer``), as any other request's.
 - The state (route table) is replaced atomically on reload; a request keeps the state it started
   with, so a reload never drops or mixes requests. A broken new config keeps the old state.
 - Works mounted inside another ASGI app: ``root_path`` is stripped before routing and given to
@@ -60,6 +67,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -74,7 +82,13 @@ from ..wasihttp.streaming import WINDOW, Exchange
 from .guest_pool import GuestPool
 from .metrics import GatewayMetrics, access_log
 from .placement import Placement
-from .protocol import REFUSED_KEY, abort_response, end_with_trailers, trailers_supported
+from .protocol import (
+    REFUSED_KEY,
+    Answer,
+    abort_response,
+    end_with_trailers,
+    trailers_supported,
+)
 from .relay import Relay, allowed_trailers
 from .snapshot import WorkerSnapshot
 from .state import GatewayState, load_state
@@ -108,6 +122,9 @@ class _ClientGone(Exception):
 
 class _BufferFull(Exception):
     """The request body does not fit in what is left of ``max_body_buffer`` (or its share)."""
+
+
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class _BodyBudget:
@@ -261,14 +278,69 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        state = await self._ensure_loaded()
+    def _request(self, scope: Scope) -> CgiRequest:
         request = CgiRequest.from_asgi_scope(scope)  # root_path removed from raw_path
         if self.config.pin_hostname:
             pinned = (b"host", self.config.hostname.encode("ascii"))
             headers = tuple(h for h in request.headers if h[0] != b"host")
             request = replace(request, headers=(*headers, pinned))
+        return request
+
+    def answer_now(self, scope: Scope) -> Answer | App | None:
+        """Serve an HTTP request at once, on the event loop, if it needs nothing of ASGI (see the
+        rules): an ``Answer`` to write, an ASGI app to run in its place (the guest ran: its
+        answer, or the run again on a guest thread past the inline budget, goes through ASGI),
+        or None: serve it as ASGI (the gateway's ``__call__``), nothing was done."""
+        state = self._state
+        budget = self.config.inline_budget
+        if state is None or budget is None:
+            return None
+        started = time.perf_counter()
+        request = self._request(scope)
+        if request.content_length or _chunked(request):
+            return None
+        found = state.table.match(request.raw_path)
+        if found is None or isinstance(found, HealthCheck):
+            return None
+        handler = found.route.handler
+        placement = self._placement
+        if not placement.inline_ok(handler) or self._busy(handler) is not None:
+            return None
+        placement.seen(handler)
+        result = self._inline(handler, request, b"", found, budget)
+        if result is None:  # past its budget: the ASGI path runs it again on a guest thread
+
+            async def again(scope: Scope, receive: Receive, send: Send) -> None:
+                await self._http(scope, receive, send, started)  # its time counts from here
+
+            return again
+        rid = f"{self._id_prefix}{next(self._ids):x}"
+        response = result.response
+        if response is None or result.stderr or result.trailers:
+
+            async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+                if result.stderr:  # file I/O: off the event loop
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(
+                        None, self._log_stderr, handler, request, rid, result
+                    )
+                await self._answer(request, rid, found, started, 0, result, send, scope)
+
+            return answer
+
+        def done() -> None:
+            sent = len(response.body)
+            self._finish(request, rid, found, result.status, result.cause, started, 0, sent, result)
+
+        return Answer(response.status, response.headers, response.body, done)
+
+    async def _http(
+        self, scope: Scope, receive: Receive, send: Send, started: float | None = None
+    ) -> None:
+        if started is None:
+            started = time.perf_counter()
+        state = await self._ensure_loaded()
+        request = self._request(scope)
         found = state.table.match(request.raw_path)
         if isinstance(found, HealthCheck):
             await _respond(send, found.status, list(found.headers), found.body)
@@ -503,6 +575,23 @@ class Gateway:
         budget = self.config.inline_budget
         if budget is None or not placement.inline_ok(handler):
             return None
+        result = self._inline(handler, request, body, match, budget)
+        if result is not None and result.stderr:  # file I/O: off the event loop, as on threads
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._log_stderr, handler, request, rid, result)
+        return result
+
+    def _inline(
+        self,
+        handler: ModuleHandler,
+        request: CgiRequest,
+        body: bytes,
+        match: RouteMatch[ModuleHandler],
+        budget: float,
+    ) -> HandlerResult | None:
+        """Run the guest here, admitted, under ``budget``; None when it ran past it (and the
+        route goes to the guest threads, see ``Placement``)."""
+        placement = self._placement
         self._admit(handler)
         cpu = time.thread_time()
         try:
@@ -514,9 +603,6 @@ class Gateway:
             return None
         # CPU time, not wall time: waiting for the GIL is not the guest's doing.
         placement.inline_ran(handler, time.thread_time() - cpu)
-        if result.stderr:  # file I/O: off the event loop, as for threaded runs
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self._log_stderr, handler, request, rid, result)
         return result
 
     async def _run_on_thread(

@@ -62,6 +62,14 @@ process's protocol class through ``guarded_protocol(config)``):
   short body as if it were whole.
 - Both act on the request's cycle, which the scope carries (``CYCLE_KEY``: one entry per
   request; uvicorn's own ``send`` is untouched, so a response that uses neither costs nothing).
+- Answers at once: when the application has an ``answer_now(scope)`` method (the gateway's
+  ``Gateway.answer_now``), a request's head is offered to it before any ASGI task is made. It
+  returns an ``Answer`` (written here, as uvicorn's ``send`` would frame it: the default headers,
+  ``content-length``, ``connection: close`` where the connection ends, no body for ``HEAD``;
+  then the request is complete, as after an ASGI response), an ASGI app to run in the
+  application's place, or None (the application is run). Not offered while the client is not
+  reading (writes paused): the ASGI path waits for it. An error in ``answer_now`` is logged and
+  answered 500, and the connection closed, as uvicorn does for an application's error.
 - Writes are coalesced: everything the connection writes during one pass of the event loop
   (a response's head and body are two ASGI messages, so two writes) goes out in one system call
   at the start of the next pass. All writes of the connection, the protocol's own included, go
@@ -81,10 +89,13 @@ import ssl
 import struct
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
     STATUS_LINE,
     HttpToolsProtocol,
     RequestResponseCycle,
@@ -107,6 +118,7 @@ __all__ = [
     "MAX_URL",
     "REFUSED_KEY",
     "REQUEST_TRAILERS_KEY",
+    "Answer",
     "CoalescingTransport",
     "GuardedHttpToolsProtocol",
     "abort_response",
@@ -140,6 +152,17 @@ REQUEST_TRAILERS_KEY = "wasmgate.request_trailers"
 # Scope key of the request's uvicorn cycle (see the rules).
 CYCLE_KEY = "wasmgate.cycle"
 _ASGI_TRAILERS = "http.response.trailers"  # ASGI's extension, under other servers
+
+
+@dataclass(slots=True)
+class Answer:
+    """A request answered at once (see the rules): its status, headers (lower-case names, no
+    framing fields) and body, and ``done``, called once it is written."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    done: Callable[[], None]
 
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
@@ -506,10 +529,63 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             raise _Refuse(431, "request trailers too large", "head-too-large")
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        answer_now = getattr(app, "answer_now", None)
+        if answer_now is not None and not cycle.flow.write_paused:
+            try:
+                answer = answer_now(cycle.scope)
+                if isinstance(answer, Answer):
+                    self._write_answer(cycle, answer)
+                    answer.done()
+                    return
+            except Exception:
+                self._answer_failed(cycle)
+                return
+            if answer is not None:
+                app = answer
         # A weak reference: the cycle holds the scope, so a strong one would make every request
         # a reference cycle, freed only by the garbage collector (measured: ~4 us a request).
         cycle.scope[CYCLE_KEY] = weakref.ref(cycle)  # type: ignore[literal-required]
         super()._start_asgi_task(cycle, app)
+
+    def _write_answer(self, cycle: RequestResponseCycle, answer: Answer) -> None:
+        """Write ``answer`` as the response to ``cycle``'s request and complete it (see the
+        rules); ``RuntimeError`` before writing anything if a header is not valid HTTP."""
+        content = [STATUS_LINE[answer.status]]
+        for name, value in self.server_state.default_headers:
+            content.extend((name, b": ", value, b"\r\n"))
+        for name, value in answer.headers:
+            if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+                raise RuntimeError(f"invalid response header {name!r}")
+            content.extend((name, b": ", value, b"\r\n"))
+        body = answer.body
+        content.append(b"content-length: %d\r\n" % len(body))
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content.append(b"\r\n")
+        if cycle.scope["method"] != "HEAD":
+            content.append(body)
+        cycle.response_started = cycle.response_complete = True
+        self.transport.write(b"".join(content))
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
+
+    def _answer_failed(self, cycle: RequestResponseCycle) -> None:
+        log.exception("%s: error answering %s", self._peer(), cycle.scope.get("path", "?"))
+        if self.metrics is not None:
+            self.metrics.gateway_answered(500, "internal-error")
+        cycle.keep_alive = False
+        if not cycle.response_started:
+            body = b"Internal Server Error"
+            content = [STATUS_LINE[500]]
+            for name, value in self.server_state.default_headers:
+                content.extend((name, b": ", value, b"\r\n"))
+            content.append(b"content-type: text/plain; charset=utf-8\r\n")
+            content.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+            content.append(body)
+            cycle.response_started = cycle.response_complete = True
+            self.transport.write(b"".join(content))
+        self.transport.close()
 
     def on_body(self, body: bytes) -> None:
         self._body_deadline += len(body) / self.body_min_rate

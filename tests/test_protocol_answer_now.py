@@ -1,0 +1,183 @@
+"""Answers at once: the connection guard offers each request's head to an application's
+``answer_now`` and writes an ``Answer`` itself, without ASGI. A real uvicorn server with the
+guard's protocol on loopback, spoken to over raw sockets (pipelining and HTTP/1.0 included); the
+gateway's own ``answer_now`` at work is in ``tests/test_gateway.py``'s served requests."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from gateway_support import free_port
+from wasmgate.gateway.protocol import Answer, GuardedHttpToolsProtocol
+
+
+class App:
+    """Answers ``/now`` at once, hands ``/instead`` to an app of its own, fails on ``/boom`` and
+    ``/bad-header``; everything else is served as ASGI."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+        self.asgi: list[str] = []
+
+    def answer_now(self, scope: dict[str, Any]) -> Any:
+        path = scope["path"]
+        if path == "/now":
+            return Answer(
+                200, [(b"content-type", b"text/plain")], b"now", lambda: self.done.append(path)
+            )
+        if path == "/instead":
+
+            async def instead(scope: Any, receive: Any, send: Any) -> None:
+                await _respond(send, b"instead")
+
+            return instead
+        if path == "/boom":
+            raise ValueError("boom")
+        if path == "/bad-header":
+            return Answer(200, [(b"bad name", b"x")], b"", lambda: self.done.append(path))
+        return None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        self.asgi.append(scope["path"])
+        await _respond(send, b"asgi")
+
+
+async def _respond(send: Any, body: bytes) -> None:
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[App, int]]:
+    app = App()
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=GuardedHttpToolsProtocol,
+        lifespan="off",
+        log_level="warning",
+        loop="asyncio",
+        access_log=False,
+        proxy_headers=False,  # as wasmgate serve: a wrapped application offers no answer_now
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield app, port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _exchange(port: int, data: bytes, responses: int = 1) -> tuple[list[bytes], bool]:
+    """Send ``data``; read ``responses`` responses (heads and bodies, framed by content-length)
+    and whether the server closed the connection after them."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        buf = b""
+        out: list[bytes] = []
+        while len(out) < responses:
+            head_end = buf.find(b"\r\n\r\n")
+            if head_end >= 0:
+                head = buf[:head_end].decode("latin-1").lower()
+                length = 0
+                for line in head.split("\r\n")[1:]:
+                    name, _, value = line.partition(":")
+                    if name == "content-length":
+                        length = int(value)
+                if head.startswith("http/1.1 200") and b"HEAD " in data and responses == 1:
+                    length = 0  # a HEAD response has no body, whatever its length says
+                end = head_end + 4 + length
+                if len(buf) >= end:
+                    out.append(buf[:end])
+                    buf = buf[end:]
+                    continue
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(out)} responses: {buf!r}"
+            buf += chunk
+        sock.settimeout(0.5)
+        try:
+            closed = sock.recv(1) == b""
+        except TimeoutError:
+            closed = False
+    return out, closed
+
+
+GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def test_an_answer_is_written_without_asgi(served: tuple[App, int]) -> None:
+    app, port = served
+    (response,), closed = _exchange(port, GET % b"/now")
+    head, body = response.split(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    assert any(line.startswith(b"date: ") for line in lines)  # the server's default headers
+    assert b"content-type: text/plain" in lines
+    assert b"content-length: 3" in lines
+    assert body == b"now"
+    assert not closed  # keep-alive
+    assert app.done == ["/now"]
+    assert app.asgi == []
+
+
+def test_head_gets_the_length_but_no_body(served: tuple[App, int]) -> None:
+    _, port = served
+    (response,), _ = _exchange(port, b"HEAD /now HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert response.endswith(b"content-length: 3\r\n\r\n")
+
+
+def test_http_1_0_closes_after_the_answer(served: tuple[App, int]) -> None:
+    _, port = served
+    (response,), closed = _exchange(port, b"GET /now HTTP/1.0\r\n\r\n")
+    assert b"\r\nconnection: close\r\n" in response
+    assert closed
+
+
+def test_pipelined_requests_are_answered_in_order(served: tuple[App, int]) -> None:
+    app, port = served
+    data = GET % b"/now" + GET % b"/other" + GET % b"/now" + GET % b"/instead"
+    responses, closed = _exchange(port, data, responses=4)
+    assert [r.split(b"\r\n\r\n", 1)[1] for r in responses] == [b"now", b"asgi", b"now", b"instead"]
+    assert not closed
+    assert app.asgi == ["/other"]
+    assert app.done == ["/now", "/now"]
+
+
+def test_an_app_in_place_of_the_application(served: tuple[App, int]) -> None:
+    app, port = served
+    (response,), _ = _exchange(port, GET % b"/instead")
+    assert response.endswith(b"\r\n\r\ninstead")
+    assert app.asgi == []
+
+
+@pytest.mark.parametrize("path", [b"/boom", b"/bad-header"])
+def test_a_failure_is_a_logged_500_and_the_connection_closes(
+    served: tuple[App, int], path: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, port = served
+    with caplog.at_level(logging.ERROR, logger="wasmgate.gateway"):
+        (response,), closed = _exchange(port, GET % path)
+    assert response.startswith(b"HTTP/1.1 500 ")
+    assert b"\r\nconnection: close\r\n" in response
+    assert closed
+    assert any(path.decode() in r.getMessage() for r in caplog.records)
+    assert app.done == []
+    assert app.asgi == []
