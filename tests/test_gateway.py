@@ -321,6 +321,25 @@ def test_guest_stderr_goes_to_logs_not_response(
     assert any("guest says hi" in p.read_text() for p in logs)
 
 
+def test_a_guest_that_reads_no_environment_is_refused_bad_requests_alike(
+    server: Server, site: Path
+) -> None:
+    """hello.c never reads its environment, so none is built for it (``check_request`` instead of
+    ``build_environ``): a bad request is refused all the same."""
+    import wasmtime
+
+    module = wasmtime.Module.from_file(wasmtime.Engine(), str(site / "hello.wasm"))
+    assert not {i.name for i in module.imports} & {"environ_get", "environ_sizes_get"}
+    port = int(server.base.rsplit(":", 1)[1])
+    for host in (b"Host: a b\r\n", b"Host: a\r\nHost: b\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /hello HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 400 "), data
+
+
 def test_server_survives_and_serves_after_failures(client: httpx.Client) -> None:
     for path in ("/trap", "/loop", "/big", "/empty"):
         client.get(path)

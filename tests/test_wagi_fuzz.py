@@ -15,6 +15,7 @@ from wasmgate.wagi.cgi import (
     CgiRequest,
     build_argv,
     build_environ,
+    check_request,
     parse_output,
 )
 from wasmgate.wagi.routes import Route, RouteMatch, RoutePattern, RouteTable
@@ -229,3 +230,31 @@ def test_parse_output_near_the_header_bound(offset: int, tail: list[bytes]) -> N
     end = min(i for i in (out.find(b"\n\n"), out.find(b"\n\r\n")) if i >= 0)
     assert end <= MAX_HEADER_BYTES
     assert response.body == out[end:].removeprefix(b"\n").removeprefix(b"\r").removeprefix(b"\n")
+
+
+@FUZZ
+@given(requests)
+def test_check_request_refuses_exactly_what_build_environ_refuses(request: CgiRequest) -> None:
+    """A guest that reads no environment gets ``check_request`` instead of ``build_environ``
+    (``ModuleHandler``): the same requests are refused with the same error, and the same server
+    name, port and path info are accepted."""
+    match = ROUTES.match(request.raw_path)
+    if not isinstance(match, RouteMatch):
+        return
+    env = outcome(
+        lambda: build_environ(
+            request,
+            match,
+            base_env=BASE_ENV,
+            default_host="localhost:3000",
+            server_software="wasmgate/test",
+        )
+    )
+    checked = outcome(lambda: check_request(request, match, default_host="localhost:3000"))
+    if isinstance(env, CgiError):
+        event("refused")
+        assert isinstance(checked, CgiError)
+        assert (checked.http_status, str(checked)) == (env.http_status, str(env))
+        return
+    event("accepted")
+    assert checked == (env["SERVER_NAME"], env["SERVER_PORT"], env["PATH_INFO"])

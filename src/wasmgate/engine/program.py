@@ -128,6 +128,13 @@ class Program:
         except wasmtime.WasmtimeError as e:
             self.link_error = fold_error(e)
 
+    @property
+    def reads_environment(self) -> bool:
+        """Whether a run can see the environment it is given (a component always can; a core
+        module only if it imports ``environ_get`` or ``environ_sizes_get``): a caller may skip
+        building one the guest never sees."""
+        return self._reads_env
+
     def check_linked(self) -> None:
         """Raise ``LinkError`` if the guest could not be linked."""
         if self.link_error is not None:

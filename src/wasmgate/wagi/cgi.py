@@ -112,6 +112,7 @@ __all__ = [
     "CgiResponse",
     "build_argv",
     "build_environ",
+    "check_request",
     "parse_host",
     "parse_output",
 ]
@@ -319,6 +320,22 @@ def _server_authority(host: bytes | None, default_host: str, scheme: str) -> tup
     return name, port or _DEFAULT_PORTS.get(scheme, "80")
 
 
+def check_request(
+    request: CgiRequest, match: RouteMatch[Any], *, default_host: str
+) -> tuple[str, str, str]:
+    """``(SERVER_NAME, SERVER_PORT, PATH_INFO)`` for ``request`` on ``match``, or ``CgiError(400)``
+    for a bad request: every check ``build_environ`` makes, for a guest that reads no
+    environment (its request must be refused all the same)."""
+    _check_request_text(request)
+    hosts = [value for name, value in request.headers if name.lower() == b"host"]
+    if len(hosts) > 1:
+        raise CgiError(400, "more than one Host header")
+    server_name, server_port = _server_authority(
+        hosts[0] if hosts else None, default_host, request.scheme
+    )
+    return server_name, server_port, _decode_path_info(match.raw_path_info)
+
+
 def build_environ(
     request: CgiRequest,
     match: RouteMatch[Any],
@@ -327,30 +344,22 @@ def build_environ(
     default_host: str,
     server_software: str,
 ) -> dict[str, str]:
-    """The guest's environment for ``request`` on ``match``; ``CgiError(400)`` for a bad request.
+    """The guest's environment for ``request`` on ``match``; ``CgiError(400)`` for a bad request
+    (``check_request``).
 
     ``default_host`` is ``name[:port]`` (``UsageError`` if it is not); ``base_env`` holds the
     global and per-module variables, already merged and validated.
     """
-    _check_request_text(request)
+    server_name, server_port, path_info = check_request(request, match, default_host=default_host)
     collected: dict[str, list[str]] = {}
-    hosts: list[bytes] = []
     for name, value in request.headers:
         variable = _header_variable(name)
-        if variable == "HTTP_HOST":
-            hosts.append(value)
         if variable is None:
             continue
         text = _header_text(value)
         if text is not None:
             collected.setdefault(variable, []).append(text)
-    if len(hosts) > 1:
-        raise CgiError(400, "more than one Host header")
-    server_name, server_port = _server_authority(
-        hosts[0] if hosts else None, default_host, request.scheme
-    )
     raw_path_info = match.raw_path_info
-    path_info = _decode_path_info(raw_path_info)
     pattern = match.route.pattern
     query = request.query_string
     client_host = request.client[0] if request.client else ""

@@ -40,6 +40,7 @@ from .cgi import (
     CgiResponse,
     build_argv,
     build_environ,
+    check_request,
     parse_output,
 )
 from .manifest import ModuleSpec
@@ -202,13 +203,17 @@ class ModuleHandler:
         if (request.content_length or 0) != len(body):  # chunked: no Content-Length was given
             request = replace(request, content_length=len(body))
         try:
-            env = build_environ(
-                request,
-                match,
-                base_env=self._base_env,
-                default_host=self._default_host,
-                server_software=self._server_software,
-            )
+            if self.program.reads_environment:
+                env = build_environ(
+                    request,
+                    match,
+                    base_env=self._base_env,
+                    default_host=self._default_host,
+                    server_software=self._server_software,
+                )
+            else:  # a guest that cannot see it is given none (refused alike when bad)
+                check_request(request, match, default_host=self._default_host)
+                env = {}
         except CgiError as e:
             return HandlerResult(e.http_status, None, "bad-request", str(e))
         argv = build_argv(request, match, self.spec.argv)
