@@ -174,6 +174,16 @@ requests = st.builds(
 )
 
 
+def _environ(request: CgiRequest, match: RouteMatch[str]) -> dict[str, str]:
+    return build_environ(
+        request,
+        match,
+        base_env=BASE_ENV,
+        default_host="localhost:3000",
+        server_software="wasmgate/test",
+    )
+
+
 @FUZZ
 @given(requests)
 def test_build_environ_only_raises_cgi_error_and_builds_a_safe_environment(
@@ -182,15 +192,7 @@ def test_build_environ_only_raises_cgi_error_and_builds_a_safe_environment(
     match = ROUTES.match(request.raw_path)
     if not isinstance(match, RouteMatch):
         return
-    env = outcome(
-        lambda: build_environ(
-            request,
-            match,
-            base_env=BASE_ENV,
-            default_host="localhost:3000",
-            server_software="wasmgate/test",
-        )
-    )
+    env = outcome(lambda: _environ(request, match))
     if isinstance(env, CgiError):
         event("refused")
         assert env.http_status == 400
@@ -241,15 +243,7 @@ def test_check_request_refuses_exactly_what_build_environ_refuses(request: CgiRe
     match = ROUTES.match(request.raw_path)
     if not isinstance(match, RouteMatch):
         return
-    env = outcome(
-        lambda: build_environ(
-            request,
-            match,
-            base_env=BASE_ENV,
-            default_host="localhost:3000",
-            server_software="wasmgate/test",
-        )
-    )
+    env = outcome(lambda: _environ(request, match))
     checked = outcome(lambda: check_request(request, match, default_host="localhost:3000"))
     if isinstance(env, CgiError):
         event("refused")
