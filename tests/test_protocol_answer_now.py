@@ -144,10 +144,17 @@ def test_head_gets_the_length_but_no_body(served: tuple[App, int]) -> None:
     assert response.endswith(b"content-length: 3\r\n\r\n")
 
 
-def test_http_1_0_closes_after_the_answer(served: tuple[App, int]) -> None:
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GET /now HTTP/1.0\r\n\r\n", b"GET /now HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"],
+)
+def test_the_connection_closes_after_the_answer_when_asked(
+    served: tuple[App, int], request_bytes: bytes
+) -> None:
     _, port = served
-    (response,), closed = _exchange(port, b"GET /now HTTP/1.0\r\n\r\n")
+    (response,), closed = _exchange(port, request_bytes)
     assert b"\r\nconnection: close\r\n" in response
+    assert response.endswith(b"\r\n\r\nnow")
     assert closed
 
 
