@@ -44,6 +44,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, guest: Guest) -> Path:
         "notype": wat_guest(b"X-Thing: 1\n\nbody\n"),
         "badstatus": wat_guest(b"Status: 99999\nContent-Type: text/plain\n\nx"),
         "status404": wat_guest(b"Status: 404 Not Found\nContent-Type: text/plain\n\nnope\n"),
+        "status204": wat_guest(b"Status: 204 No Content\nContent-Type: text/plain\n\nlost\n"),
         "location": wat_guest(b"Location: /hello\n\n"),
         "cookies": wat_guest(b"Content-Type: text/plain\nSet-Cookie: a=1\nSet-Cookie: b=2\n\nc"),
         "split": wat_guest(b"Content-Type: text/plain\nX-Evil: a\rSet-Cookie: pwned=1\n\nx"),
@@ -249,6 +250,26 @@ def test_response_rules(client: httpx.Client, path: str, status: int) -> None:
     r = client.get(path, follow_redirects=False)
     assert r.status_code == status
     assert "pwned" not in r.headers.get("set-cookie", "")
+
+
+def test_a_204_has_no_content_length_nor_body(server: Server) -> None:
+    """RFC 9110 8.6: no Content-Length in a 204. The same whether it is answered at once (a GET)
+    or through ASGI (a POST: it has a body to read); the connection stays usable after it."""
+    port = int(server.base.rsplit(":", 1)[1])
+    get = b"GET /status204 HTTP/1.1\r\nHost: x\r\n\r\n"
+    post = b"POST /status204 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+    after = b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(get + post + after)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    first, second, rest = data.split(b"\r\n\r\n", 2)
+    for head in (first, second):
+        assert head.startswith(b"HTTP/1.1 204 "), data
+        assert b"content-length" not in head.lower()
+    assert rest.startswith(b"HTTP/1.1 200 ")  # nothing of a body between the responses
+    assert rest.endswith(b"Hello from WebAssembly!\n")
 
 
 def test_repeated_headers_are_kept(client: httpx.Client) -> None:

@@ -107,6 +107,9 @@ Send = Any
 BLOCKED_GRACE = 1.0
 GAUGE_PERIOD = 0.25  # seconds between updates of the in-flight and queued gauges
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+# Responses that never carry a body, nor a Content-Length for one (RFC 9110 8.6 for 204; a 304's
+# would describe the representation it does not send).
+_NO_CONTENT = frozenset({204, 304})
 # A wasi:http route streams a request body (the guest reads it as it arrives) when it is
 # chunked or longer than this; a shorter one is read first, as for every route.
 STREAM_AFTER = 64 * 1024
@@ -879,13 +882,9 @@ async def _respond_with_trailers(
 async def _respond(
     send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
+    if status not in _NO_CONTENT:
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

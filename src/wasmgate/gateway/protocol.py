@@ -64,8 +64,9 @@ process's protocol class through ``guarded_protocol(config)``):
   request; uvicorn's own ``send`` is untouched, so a response that uses neither costs nothing).
 - Answers at once: when the application has an ``answer_now(scope)`` method (the gateway's
   ``Gateway.answer_now``), a request's head is offered to it before any ASGI task is made. It
-  returns an ``Answer`` (written here, as uvicorn's ``send`` would frame it: the default headers,
-  ``content-length``, ``connection: close`` where the connection ends, no body for ``HEAD``;
+  returns an ``Answer`` (written here, as the gateway's ASGI answers are framed: the default
+  headers, ``content-length`` (none for a 204 or 304, which have no body), ``connection: close``
+  where the connection ends, no body for ``HEAD``;
   then the request is complete, as after an ASGI response), an ASGI app to run in the
   application's place, or None (the application is run). Not offered while the client is not
   reading (writes paused): the ASGI path waits for it. An error in ``answer_now`` is logged and
@@ -142,6 +143,7 @@ _REASONS = {
     431: b"Request Header Fields Too Large",
     501: b"Not Implemented",
 }
+_NO_CONTENT = frozenset({204, 304})  # responses without a body, nor a Content-Length for one
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, drops the rest
 
 # Scope key under which a refusal made while the body was read is left for the application:
@@ -558,7 +560,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 raise RuntimeError(f"invalid response header {name!r}")
             content.extend((name, b": ", value, b"\r\n"))
         body = answer.body
-        content.append(b"content-length: %d\r\n" % len(body))
+        if answer.status in _NO_CONTENT:
+            body = b""  # nothing follows the head of a 204 or 304
+        else:
+            content.append(b"content-length: %d\r\n" % len(body))
         if not cycle.keep_alive:
             content.append(b"connection: close\r\n")
         content.append(b"\r\n")
