@@ -115,25 +115,28 @@ class _Pipe:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        directory = private_dir() if hasattr(os, "mkfifo") else None
-        if directory is not None:
-            path = os.path.join(directory, str(next(_fifo_names)))
-            try:
-                os.mkfifo(path, 0o600)
-                self.read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                self.write_fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            else:
-                self.path, self.fifo = path, True
-                self.target = Path(path)
-                _enlarge(self.read_fd)
-                return
-        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.path, self.fifo = f"/proc/self/fd/{self.write_fd}", False
+        if not self._open_fifo():
+            self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self.path, self.fifo = f"/proc/self/fd/{self.write_fd}", False
         self.target = Path(self.path)  # made once: the pipe is reused by many runs
         _enlarge(self.read_fd)
+
+    def _open_fifo(self) -> bool:
+        """Make and open a FIFO in the private directory; False where none can be."""
+        directory = private_dir() if hasattr(os, "mkfifo") else None
+        if directory is None:
+            return False
+        path = os.path.join(directory, str(next(_fifo_names)))
+        try:
+            os.mkfifo(path, 0o600)
+            self.read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self.write_fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return False
+        self.path, self.fifo = path, True
+        return True
 
     def close(self, read_fd: int | None, write_fd: int | None) -> None:
         """Close the ends still open (given) and remove the FIFO (only in the process that made

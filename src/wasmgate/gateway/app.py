@@ -83,6 +83,7 @@ from .guest_pool import GuestPool
 from .metrics import GatewayMetrics, access_log
 from .placement import Placement
 from .protocol import (
+    NO_CONTENT,
     REFUSED_KEY,
     Answer,
     abort_response,
@@ -107,9 +108,6 @@ Send = Any
 BLOCKED_GRACE = 1.0
 GAUGE_PERIOD = 0.25  # seconds between updates of the in-flight and queued gauges
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
-# Responses that never carry a body, nor a Content-Length for one (RFC 9110 8.6 for 204; a 304's
-# would describe the representation it does not send).
-_NO_CONTENT = frozenset({204, 304})
 # A wasi:http route streams a request body (the guest reads it as it arrives) when it is
 # chunked or longer than this; a shorter one is read first, as for every route.
 STREAM_AFTER = 64 * 1024
@@ -291,42 +289,35 @@ class Gateway:
 
     def answer_now(self, scope: Scope) -> Answer | App | None:
         """Serve an HTTP request at once, on the event loop, if it needs nothing of ASGI (see the
-        rules): an ``Answer`` to write, an ASGI app to run in its place (the guest ran: its
-        answer, or the run again on a guest thread past the inline budget, goes through ASGI),
-        or None: serve it as ASGI (the gateway's ``__call__``), nothing was done."""
+        rules): an ``Answer`` to write, an ASGI app to run in its place (the request goes on
+        through ASGI with what was done for it: its parsed request, start time, and the guest's
+        result where it ran), or None: nothing was done, serve it as ASGI (``__call__``)."""
         state = self._state
         budget = self.config.inline_budget
         if state is None or budget is None:
             return None
         started = time.perf_counter()
         request = self._request(scope)
-        if request.content_length or _chunked(request):
-            return None
         found = state.table.match(request.raw_path)
-        if found is None or isinstance(found, HealthCheck):
-            return None
-        handler = found.route.handler
-        placement = self._placement
-        if not placement.inline_ok(handler) or self._busy(handler) is not None:
-            return None
-        placement.seen(handler)
+        if (
+            request.content_length
+            or _chunked(request)
+            or found is None
+            or isinstance(found, HealthCheck)
+            or not self._placement.inline_ok(handler := found.route.handler)
+            or self._busy(handler) is not None
+        ):
+            return self._go_on(request, started)
+        self._placement.seen(handler)
         result = self._inline(handler, request, b"", found, budget)
         if result is None:  # past its budget: the ASGI path runs it again on a guest thread
-
-            async def again(scope: Scope, receive: Receive, send: Send) -> None:
-                await self._http(scope, receive, send, started)  # its time counts from here
-
-            return again
+            return self._go_on(request, started)
         rid = f"{self._id_prefix}{next(self._ids):x}"
         response = result.response
         if response is None or result.stderr or result.trailers:
 
             async def answer(scope: Scope, receive: Receive, send: Send) -> None:
-                if result.stderr:  # file I/O: off the event loop
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(
-                        None, self._log_stderr, handler, request, rid, result
-                    )
+                await self._log_stderr_off_loop(handler, request, rid, result)
                 await self._answer(request, rid, found, started, 0, result, send, scope)
 
             return answer
@@ -337,13 +328,27 @@ class Gateway:
 
         return Answer(response.status, response.headers, response.body, done)
 
+    def _go_on(self, request: CgiRequest, started: float) -> App:
+        """The ASGI app serving a request ``answer_now`` did not answer, from what it parsed."""
+
+        async def go_on(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._http(scope, receive, send, started, request)
+
+        return go_on
+
     async def _http(
-        self, scope: Scope, receive: Receive, send: Send, started: float | None = None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        started: float | None = None,
+        request: CgiRequest | None = None,
     ) -> None:
         if started is None:
             started = time.perf_counter()
         state = await self._ensure_loaded()
-        request = self._request(scope)
+        if request is None:
+            request = self._request(scope)
         found = state.table.match(request.raw_path)
         if isinstance(found, HealthCheck):
             await _respond(send, found.status, list(found.headers), found.body)
@@ -579,10 +584,18 @@ class Gateway:
         if budget is None or not placement.inline_ok(handler):
             return None
         result = self._inline(handler, request, body, match, budget)
-        if result is not None and result.stderr:  # file I/O: off the event loop, as on threads
+        if result is not None:
+            await self._log_stderr_off_loop(handler, request, rid, result)
+        return result
+
+    async def _log_stderr_off_loop(
+        self, handler: ModuleHandler, request: CgiRequest, rid: str, result: HandlerResult
+    ) -> None:
+        """``_log_stderr`` for a guest run on the event loop: file I/O, so on a thread (as for
+        threaded runs); nothing to do for a guest that wrote no stderr."""
+        if result.stderr:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self._log_stderr, handler, request, rid, result)
-        return result
 
     def _inline(
         self,
@@ -882,7 +895,7 @@ async def _respond_with_trailers(
 async def _respond(
     send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> None:
-    if status not in _NO_CONTENT:
+    if status not in NO_CONTENT:
         headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -117,6 +117,7 @@ __all__ = [
     "MAX_HEADERS",
     "MAX_HEAD_BYTES",
     "MAX_URL",
+    "NO_CONTENT",
     "REFUSED_KEY",
     "REQUEST_TRAILERS_KEY",
     "Answer",
@@ -143,7 +144,9 @@ _REASONS = {
     431: b"Request Header Fields Too Large",
     501: b"Not Implemented",
 }
-_NO_CONTENT = frozenset({204, 304})  # responses without a body, nor a Content-Length for one
+# Responses that never carry a body, nor a Content-Length for one (RFC 9110 8.6 for 204; a 304's
+# would describe the representation it does not send).
+NO_CONTENT = frozenset({204, 304})
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, drops the rest
 
 # Scope key under which a refusal made while the body was read is left for the application:
@@ -400,19 +403,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_body and cycle is not None and not cycle.response_complete:
             cycle.scope[REFUSED_KEY] = (status, cause)  # type: ignore[literal-required]
         self._disarm()
-        body = reason.encode("ascii", "replace") + b"\n"
+        self._answer_and_close(status, reason.encode("ascii", "replace") + b"\n")
+
+    def _head(self, status: int) -> list[bytes]:
+        """A response's status line and the server's default headers (``date``)."""
         line = STATUS_LINE.get(status) or b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
         content = [line]
         for name, value in self.server_state.default_headers:
-            content.extend([name, b": ", value, b"\r\n"])
-        content.extend(
-            [
-                b"content-type: text/plain; charset=utf-8\r\n",
-                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-                b"connection: close\r\n\r\n",
-                body,
-            ]
-        )
+            content.extend((name, b": ", value, b"\r\n"))
+        return content
+
+    def _answer_and_close(self, status: int, body: bytes) -> None:
+        """Answer ``status`` with a plain-text ``body`` and close the connection."""
+        content = self._head(status)
+        content.append(b"content-type: text/plain; charset=utf-8\r\n")
+        content.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        content.append(body)
         self.transport.write(b"".join(content))
         self.transport.close()
 
@@ -552,15 +558,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _write_answer(self, cycle: RequestResponseCycle, answer: Answer) -> None:
         """Write ``answer`` as the response to ``cycle``'s request and complete it (see the
         rules); ``RuntimeError`` before writing anything if a header is not valid HTTP."""
-        content = [STATUS_LINE[answer.status]]
-        for name, value in self.server_state.default_headers:
-            content.extend((name, b": ", value, b"\r\n"))
+        content = self._head(answer.status)
         for name, value in answer.headers:
             if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
                 raise RuntimeError(f"invalid response header {name!r}")
             content.extend((name, b": ", value, b"\r\n"))
         body = answer.body
-        if answer.status in _NO_CONTENT:
+        if answer.status in NO_CONTENT:
             body = b""  # nothing follows the head of a 204 or 304
         else:
             content.append(b"content-length: %d\r\n" % len(body))
@@ -580,17 +584,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.metrics is not None:
             self.metrics.gateway_answered(500, "internal-error")
         cycle.keep_alive = False
-        if not cycle.response_started:
-            body = b"Internal Server Error"
-            content = [STATUS_LINE[500]]
-            for name, value in self.server_state.default_headers:
-                content.extend((name, b": ", value, b"\r\n"))
-            content.append(b"content-type: text/plain; charset=utf-8\r\n")
-            content.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
-            content.append(body)
-            cycle.response_started = cycle.response_complete = True
-            self.transport.write(b"".join(content))
-        self.transport.close()
+        if cycle.response_started:
+            self.transport.close()
+            return
+        cycle.response_started = cycle.response_complete = True
+        self._answer_and_close(500, b"Internal Server Error")
 
     def on_body(self, body: bytes) -> None:
         self._body_deadline += len(body) / self.body_min_rate
