@@ -1,4 +1,5 @@
-"""Helpers for gateway tests: WAT guests that print fixed CGI output, and a real server process."""
+"""Helpers for gateway tests: WAT guests that print fixed CGI output, a real server process, and
+raw HTTP exchanges with it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -124,3 +126,84 @@ def running_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# --- raw HTTP ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    raw_head: bytes
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+@dataclass
+class Exchange:
+    """Everything a raw connection received, split into responses (by Content-Length)."""
+
+    raw: bytes
+    responses: list[Response] = field(default_factory=list)
+    rest: bytes = b""
+    closed: bool = False  # the server closed the connection
+    timed_out: bool = False
+
+
+def parse_responses(raw: bytes) -> tuple[list[Response], bytes]:
+    responses = []
+    while raw.startswith(b"HTTP/"):
+        end = raw.find(b"\r\n\r\n")
+        if end < 0:
+            break
+        head = raw[:end]
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers.append((name.strip(), value.strip()))
+        length = next((int(v) for k, v in headers if k.lower() == "content-length"), 0)
+        body = raw[end + 4 : end + 4 + length]
+        responses.append(Response(status, headers, body, head))
+        raw = raw[end + 4 + length :]
+    return responses, raw
+
+
+def exchange(port: int, data: bytes, *, timeout: float = 5.0, shut_write: bool = False) -> Exchange:
+    """Send ``data`` on a fresh connection and read until the server closes or ``timeout``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        got = Exchange(b"")
+        try:
+            s.sendall(data)
+            if shut_write:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        chunks = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = s.recv(65536)
+                if not chunk:
+                    got.closed = True
+                    break
+                chunks.append(chunk)
+        except TimeoutError:
+            got.timed_out = True
+        except OSError:  # reset: the server closed without reading everything we sent
+            got.closed = True
+        got.raw = b"".join(chunks)
+        got.responses, got.rest = parse_responses(got.raw)
+        return got
+
+
+def port_of(server: Server) -> int:
+    return int(server.base.rsplit(":", 1)[1])

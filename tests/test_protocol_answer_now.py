@@ -6,7 +6,6 @@ gateway's own ``answer_now`` at work is in ``tests/test_gateway.py``'s served re
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from gateway_support import free_port
+from gateway_support import Exchange, exchange, free_port
 from wasmgate.gateway.protocol import Answer, GuardedHttpToolsProtocol
 
 
@@ -86,38 +85,10 @@ def served() -> Iterator[tuple[App, int]]:
         thread.join(10)
 
 
-def _exchange(port: int, data: bytes, responses: int = 1) -> tuple[list[bytes], bool]:
-    """Send ``data``; read ``responses`` responses (heads and bodies, framed by content-length)
-    and whether the server closed the connection after them."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(data)
-        buf = b""
-        out: list[bytes] = []
-        while len(out) < responses:
-            head_end = buf.find(b"\r\n\r\n")
-            if head_end >= 0:
-                head = buf[:head_end].decode("latin-1").lower()
-                length = 0
-                for line in head.split("\r\n")[1:]:
-                    name, _, value = line.partition(":")
-                    if name == "content-length":
-                        length = int(value)
-                if head.startswith("http/1.1 200") and b"HEAD " in data and responses == 1:
-                    length = 0  # a HEAD response has no body, whatever its length says
-                end = head_end + 4 + length
-                if len(buf) >= end:
-                    out.append(buf[:end])
-                    buf = buf[end:]
-                    continue
-            chunk = sock.recv(65536)
-            assert chunk, f"connection closed after {len(out)} responses: {buf!r}"
-            buf += chunk
-        sock.settimeout(0.5)
-        try:
-            closed = sock.recv(1) == b""
-        except TimeoutError:
-            closed = False
-    return out, closed
+def _exchange(port: int, data: bytes) -> Exchange:
+    """Send ``data``, read what comes back until the server closes or half a second passes
+    (a kept-alive connection: ``timed_out``)."""
+    return exchange(port, data, timeout=0.5)
 
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -125,23 +96,24 @@ GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 
 def test_an_answer_is_written_without_asgi(served: tuple[App, int]) -> None:
     app, port = served
-    (response,), closed = _exchange(port, GET % b"/now")
-    head, body = response.split(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
+    got = _exchange(port, GET % b"/now")
+    (response,) = got.responses
+    lines = response.raw_head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 200 OK"
     assert any(line.startswith(b"date: ") for line in lines)  # the server's default headers
     assert b"content-type: text/plain" in lines
     assert b"content-length: 3" in lines
-    assert body == b"now"
-    assert not closed  # keep-alive
+    assert response.body == b"now"
+    assert got.raw.endswith(b"now")
+    assert got.timed_out  # keep-alive: still open
     assert app.done == ["/now"]
     assert app.asgi == []
 
 
 def test_head_gets_the_length_but_no_body(served: tuple[App, int]) -> None:
     _, port = served
-    (response,), _ = _exchange(port, b"HEAD /now HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert response.endswith(b"content-length: 3\r\n\r\n")
+    got = _exchange(port, b"HEAD /now HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert got.raw.endswith(b"content-length: 3\r\n\r\n")
 
 
 @pytest.mark.parametrize(
@@ -152,26 +124,27 @@ def test_the_connection_closes_after_the_answer_when_asked(
     served: tuple[App, int], request_bytes: bytes
 ) -> None:
     _, port = served
-    (response,), closed = _exchange(port, request_bytes)
-    assert b"\r\nconnection: close\r\n" in response
-    assert response.endswith(b"\r\n\r\nnow")
-    assert closed
+    got = _exchange(port, request_bytes)
+    (response,) = got.responses
+    assert response.header("connection") == "close"
+    assert response.body == b"now"
+    assert got.closed
 
 
 def test_pipelined_requests_are_answered_in_order(served: tuple[App, int]) -> None:
     app, port = served
     data = GET % b"/now" + GET % b"/other" + GET % b"/now" + GET % b"/instead"
-    responses, closed = _exchange(port, data, responses=4)
-    assert [r.split(b"\r\n\r\n", 1)[1] for r in responses] == [b"now", b"asgi", b"now", b"instead"]
-    assert not closed
+    got = _exchange(port, data)
+    assert [r.body for r in got.responses] == [b"now", b"asgi", b"now", b"instead"]
+    assert got.timed_out
     assert app.asgi == ["/other"]
     assert app.done == ["/now", "/now"]
 
 
 def test_an_app_in_place_of_the_application(served: tuple[App, int]) -> None:
     app, port = served
-    (response,), _ = _exchange(port, GET % b"/instead")
-    assert response.endswith(b"\r\n\r\ninstead")
+    (response,) = _exchange(port, GET % b"/instead").responses
+    assert response.body == b"instead"
     assert app.asgi == []
 
 
@@ -181,10 +154,11 @@ def test_a_failure_is_a_logged_500_and_the_connection_closes(
 ) -> None:
     app, port = served
     with caplog.at_level(logging.ERROR, logger="wasmgate.gateway"):
-        (response,), closed = _exchange(port, GET % path)
-    assert response.startswith(b"HTTP/1.1 500 ")
-    assert b"\r\nconnection: close\r\n" in response
-    assert closed
+        got = _exchange(port, GET % path)
+    (response,) = got.responses
+    assert response.status == 500
+    assert response.header("connection") == "close"
+    assert got.closed
     assert any(path.decode() in r.getMessage() for r in caplog.records)
     assert app.done == []
     assert app.asgi == []

@@ -4,10 +4,8 @@ process memory and log matching."""
 from __future__ import annotations
 
 import re
-import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -21,7 +19,14 @@ for _p in (str(TESTS), str(ROOT / "tools"), str(ROOT / "benchmarks")):
 
 from soak import tree_rss_kib  # noqa: E402
 
-from gateway_support import Server  # noqa: E402
+from gateway_support import (  # noqa: E402, F401  (the raw HTTP helpers, re-exported)
+    Exchange,
+    Response,
+    Server,
+    exchange,
+    parse_responses,
+    port_of,
+)
 
 GUARD_TIMEOUT = 1.0  # --header-timeout / --body-timeout / --send-timeout of the shared server
 HOST_ENV = {"HOST_SECRET": "do-not-leak"}  # a host variable no guest may ever see
@@ -142,81 +147,7 @@ NO_IMPORT_WAT = (
 )
 
 
-# --- raw HTTP ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Response:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-    raw_head: bytes
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
-
-
-@dataclass
-class Exchange:
-    """Everything a raw connection received, split into responses (by Content-Length)."""
-
-    raw: bytes
-    responses: list[Response] = field(default_factory=list)
-    rest: bytes = b""
-    closed: bool = False  # the server closed the connection
-    timed_out: bool = False
-
-
-def parse_responses(raw: bytes) -> tuple[list[Response], bytes]:
-    responses = []
-    while raw.startswith(b"HTTP/"):
-        end = raw.find(b"\r\n\r\n")
-        if end < 0:
-            break
-        head = raw[:end]
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers = []
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers.append((name.strip(), value.strip()))
-        length = next((int(v) for k, v in headers if k.lower() == "content-length"), 0)
-        body = raw[end + 4 : end + 4 + length]
-        responses.append(Response(status, headers, body, head))
-        raw = raw[end + 4 + length :]
-    return responses, raw
-
-
-def exchange(port: int, data: bytes, *, timeout: float = 5.0, shut_write: bool = False) -> Exchange:
-    """Send ``data`` on a fresh connection and read until the server closes or ``timeout``."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        got = Exchange(b"")
-        try:
-            s.sendall(data)
-            if shut_write:
-                s.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        chunks = []
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                s.settimeout(max(0.01, deadline - time.monotonic()))
-                chunk = s.recv(65536)
-                if not chunk:
-                    got.closed = True
-                    break
-                chunks.append(chunk)
-        except TimeoutError:
-            got.timed_out = True
-        except OSError:  # reset: the server closed without reading everything we sent
-            got.closed = True
-        got.raw = b"".join(chunks)
-        got.responses, got.rest = parse_responses(got.raw)
-        return got
+# --- raw HTTP (the helpers are gateway_support's) -------------------------------------------
 
 
 def get(port: int, target: str, headers: str = "", timeout: float = 10.0) -> Response:
@@ -225,10 +156,6 @@ def get(port: int, target: str, headers: str = "", timeout: float = 10.0) -> Res
     got = exchange(port, req.encode(), timeout=timeout)
     assert len(got.responses) == 1, got.raw[:500]
     return got.responses[0]
-
-
-def port_of(server: Server) -> int:
-    return int(server.base.rsplit(":", 1)[1])
 
 
 def wait_for_log(server: Server, pattern: str, timeout: float = 5.0) -> re.Match[str]:
