@@ -6,7 +6,14 @@ import pytest
 import wasmtime
 
 from wasmgate.engine import EngineSettings, get_engine
-from wasmgate.engine.lowlevel import call_export, enable_pooling, set_args_env, set_stdin_bytes
+from wasmgate.engine.lowlevel import (
+    call_export,
+    enable_pooling,
+    instantiate,
+    set_args_env,
+    set_file_wasi,
+    set_stdin_bytes,
+)
 
 ECHO = """(module
   (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
@@ -188,6 +195,123 @@ def test_call_export_raises_as_the_public_call(name: str) -> None:
         func(store)
 
     assert fast == _outcome(public)
+
+
+# Start functions that end each way a call can: returning, trapping, exiting, a host function
+# raising. (The start function's import of WASI's proc_exit is what a C guest's _start does.)
+STARTS = {
+    "ok": "(func $start)",
+    "trap": "(func $start unreachable)",
+    "exit3": "(func $start (call $exit (i32.const 3)))",
+    "exit0": "(func $start (call $exit (i32.const 0)))",
+    "host": "(func $start (call $boom))",
+}
+
+
+def _pre(start: str) -> tuple[wasmtime.Store, wasmtime.InstancePre]:
+    engine = get_engine().engine
+    store = wasmtime.Store(engine)
+    store.set_epoch_deadline(1 << 40)
+    store.set_wasi(wasmtime.WasiConfig())
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+
+    def boom() -> None:
+        raise _Boom("from the host")
+
+    linker.define_func("host", "boom", wasmtime.FuncType([], []), boom)
+    wat = f"""(module
+      (import "host" "boom" (func $boom))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      {STARTS[start]}
+      (start $start)
+      (func (export "ok")))"""
+    return store, linker.instantiate_pre(wasmtime.Module(engine, wat))
+
+
+@pytest.mark.parametrize("start", sorted(STARTS))
+def test_instantiate_raises_as_the_public_instantiate(start: str) -> None:
+    store, pre = _pre(start)
+    fast = _outcome(lambda: instantiate(store, pre))
+    store, pre = _pre(start)
+    assert fast == _outcome(lambda: pre.instantiate(store))
+    if fast == ("ok", None):
+        instance = instantiate(store, pre)
+        assert isinstance(instance, wasmtime.Instance)
+        assert call_export(store, instance, "ok")
+
+
+def _file_wasi_output(
+    tmp_path: object,
+    argv: list[str] | None,
+    env: dict[str, str] | None,
+    stdin: bytes,
+    fast: bool,
+) -> tuple[bytes, bytes]:
+    """(stdout, stderr) of a guest that dumps its argv and environment to stdout and copies its
+    stdin to stderr, configured by ``set_file_wasi`` or by the public API."""
+    import pathlib
+
+    engine = get_engine().engine
+    out = pathlib.Path(str(tmp_path)) / "out"
+    err = pathlib.Path(str(tmp_path)) / "err"
+    store = wasmtime.Store(engine)
+    store.set_epoch_deadline(1 << 40)
+    if fast:
+        assert set_file_wasi(store, argv, env, stdin, bytes(out), bytes(err))
+    else:
+        cfg = wasmtime.WasiConfig()
+        if argv is not None:
+            cfg.argv = argv
+        if env is not None:
+            cfg.env = list(env.items())
+        assert set_stdin_bytes(cfg, stdin)
+        cfg.stdout_file = str(out)
+        cfg.stderr_file = str(err)
+        store.set_wasi(cfg)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    dump = linker.instantiate(store, wasmtime.Module(engine, ENV_DUMP))
+    assert call_export(store, dump, "_start")
+    copy = ECHO.replace(
+        "(i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)",
+        "(i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)",
+    )
+    assert copy != ECHO
+    echo = linker.instantiate(store, wasmtime.Module(engine, copy))
+    assert call_export(store, echo, "_start")
+    return out.read_bytes(), err.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "stdin"),
+    [
+        (None, None, b""),
+        (["/route", "a=1"], None, b"body"),
+        (None, {"K": "v", "HTTP_X": "ü ✓"}, bytes(range(256)) * 40),
+        (["/x", ""], {"EMPTY": ""}, b"\0\n"),
+    ],
+)
+def test_set_file_wasi_matches_the_public_configuration(
+    tmp_path: object, argv: list[str] | None, env: dict[str, str] | None, stdin: bytes
+) -> None:
+    fast = _file_wasi_output(tmp_path, argv, env, stdin, fast=True)
+    assert fast == _file_wasi_output(tmp_path, argv, env, stdin, fast=False)
+    assert fast[1] == stdin
+
+
+def test_set_file_wasi_refuses_what_the_public_setters_refuse(tmp_path: object) -> None:
+    import pathlib
+
+    store = wasmtime.Store(get_engine().engine)
+    missing = bytes(pathlib.Path(str(tmp_path)) / "no" / "such" / "dir" / "out")
+    ok = bytes(pathlib.Path(str(tmp_path)) / "ok")
+    with pytest.raises(wasmtime.WasmtimeError, match="stdout"):
+        set_file_wasi(store, None, None, b"", missing, ok)
+    with pytest.raises(wasmtime.WasmtimeError, match="stderr"):
+        set_file_wasi(store, None, None, b"", ok, missing)
+    with pytest.raises(wasmtime.WasmtimeError, match="NUL"):
+        set_file_wasi(store, ["a\0b"], None, b"", ok, ok)
 
 
 def test_quick_calls_hold_the_gil_and_guest_calls_release_it() -> None:

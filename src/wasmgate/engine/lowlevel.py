@@ -33,8 +33,10 @@ __all__ = [
     "caller_store_id",
     "enable_pooling",
     "hold_gil_in_quick_calls",
+    "instantiate",
     "interrupt_caller",
     "set_args_env",
+    "set_file_wasi",
     "set_stdin_bytes",
 ]
 
@@ -42,14 +44,16 @@ _CHAR_PP = ctypes.POINTER(ctypes.POINTER(ctypes.c_char))
 _ffi: Any
 _bindings: Any
 _enter_wasm: Any
+_last_exception: Any
 try:
     from wasmtime import (
         _bindings,
         _ffi,  # the ctypes layer (_bindings) plus its constants
     )
     from wasmtime._func import enter_wasm as _enter_wasm
+    from wasmtime._func import maybe_raise_last_exn as _last_exception
 except ImportError:  # pragma: no cover - binding layout changed
-    _ffi = _bindings = _enter_wasm = None
+    _ffi = _bindings = _enter_wasm = _last_exception = None
 
 
 @cache
@@ -163,8 +167,12 @@ def set_args_env(wasi: wasmtime.WasiConfig, argv: Sequence[str], env: Mapping[st
     ``WasmtimeError``. False if unsupported."""
     if not _has("wasi_config_set_argv", "wasi_config_set_env"):
         return False
+    _set_args_env(wasi.ptr(), argv, env)
+    return True
+
+
+def _set_args_env(ptr: Any, argv: Sequence[str], env: Mapping[str, str]) -> None:
     assert _ffi is not None
-    ptr = wasi.ptr()
     argv_p, *keep_argv = _c_strings([a.encode() for a in argv])
     if not _ffi.wasi_config_set_argv(ptr, len(argv), argv_p):
         raise wasmtime.WasmtimeError("failed to configure argv")
@@ -173,6 +181,58 @@ def set_args_env(wasi: wasmtime.WasiConfig, argv: Sequence[str], env: Mapping[st
     if not _ffi.wasi_config_set_env(ptr, len(env), names_p, values_p):
         raise wasmtime.WasmtimeError("failed to configure environment variables")
     del keep_argv, keep_values  # the C side has copied the strings
+
+
+_FILE_WASI_SYMBOLS = (
+    "wasi_config_new",
+    "wasi_config_delete",
+    "wasi_config_set_argv",
+    "wasi_config_set_env",
+    "wasi_config_set_stdin_bytes",
+    "wasi_config_set_stdout_file",
+    "wasi_config_set_stderr_file",
+    "wasm_byte_vec_new",
+    "wasm_byte_vec_t",
+    "wasmtime_context_set_wasi",
+)
+
+
+def set_file_wasi(
+    store: wasmtime.Store,
+    argv: Sequence[str] | None,
+    env: Mapping[str, str] | None,
+    stdin: bytes,
+    stdout: bytes,
+    stderr: bytes,
+) -> bool:
+    """Give ``store`` a WASI configuration with ``argv`` and ``env`` (None: none), ``stdin``
+    from memory and stdout and stderr written to the files at the paths ``stdout`` and
+    ``stderr``, and nothing else: what ``WasiConfig`` and ``Store.set_wasi`` do for a served
+    request, straight through the C API (no configuration object, no path conversions; a few
+    microseconds a request). A file that cannot be opened is a ``WasmtimeError``, as the public
+    setters raise. False if unsupported."""
+    if not _has(*_FILE_WASI_SYMBOLS):
+        return False
+    assert _ffi is not None
+    f = _ffi
+    cfg = f.wasi_config_new()
+    try:
+        if argv is not None or env is not None:
+            _set_args_env(cfg, argv or (), env or {})
+        vec = f.wasm_byte_vec_t()
+        buf = (ctypes.c_uint8 * len(stdin)).from_buffer_copy(stdin) if stdin else None
+        f.wasm_byte_vec_new(ctypes.byref(vec), len(stdin), buf)  # copied; WASI owns the copy
+        f.wasi_config_set_stdin_bytes(cfg, ctypes.byref(vec))
+        if not f.wasi_config_set_stdout_file(cfg, stdout):
+            raise wasmtime.WasmtimeError("failed to set stdout file")
+        if not f.wasi_config_set_stderr_file(cfg, stderr):
+            raise wasmtime.WasmtimeError("failed to set stderr file")
+    except BaseException:
+        f.wasi_config_delete(cfg)
+        raise
+    error = f.wasmtime_context_set_wasi(store._context(), cfg)  # takes the configuration
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
     return True
 
 
@@ -180,6 +240,7 @@ _CALL_SYMBOLS = (
     "wasmtime_instance_export_get",
     "wasmtime_func_call",
     "wasmtime_extern_t",
+    "wasm_trap_t",
     "WASMTIME_EXTERN_FUNC",
 )
 
@@ -188,8 +249,9 @@ def call_export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -
     """Call the instance's export ``name`` with no arguments and no results, raising exactly
     what ``instance.exports(store)[name](store)`` raises (``Trap``, ``ExitTrap``,
     ``WasmtimeError``, a host function's exception), ``KeyError`` if there is no such function.
-    Skips building the export map (~12 µs) and the call's type checks. False if unsupported."""
-    if _enter_wasm is None or not _has(*_CALL_SYMBOLS):
+    Skips building the export map (~12 µs), the call's type checks and the binding's context
+    manager. False if unsupported."""
+    if _last_exception is None or not _has(*_CALL_SYMBOLS):
         return False
     assert _ffi is not None
     raw = name.encode()
@@ -200,11 +262,52 @@ def call_export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -
     )
     if not found or item.kind != _ffi.WASMTIME_EXTERN_FUNC.value:
         raise KeyError(name)
-    with _enter_wasm(store) as trap:
-        error = _ffi.wasmtime_func_call(context, ctypes.byref(item.of.func), None, 0, None, 0, trap)
+    trap = _trap_pointer()()
+    error = _ffi.wasmtime_func_call(
+        context, ctypes.byref(item.of.func), None, 0, None, 0, ctypes.byref(trap)
+    )
+    if error or trap:
+        _raise_failure(error, trap)
+    return True
+
+
+_INSTANTIATE_SYMBOLS = ("wasmtime_instance_pre_instantiate", "wasmtime_instance_t", "wasm_trap_t")
+
+
+def instantiate(store: wasmtime.Store, pre: wasmtime.InstancePre) -> wasmtime.Instance | None:
+    """``pre.instantiate(store)``, raising exactly what it raises, in one C call (the binding
+    wraps it in a context manager: a generator and four Python calls). None if unsupported."""
+    if _last_exception is None or not _has(*_INSTANTIATE_SYMBOLS):
+        return None
+    assert _ffi is not None
+    raw = _ffi.wasmtime_instance_t()
+    trap = _trap_pointer()()
+    error = _ffi.wasmtime_instance_pre_instantiate(
+        pre.ptr(), store._context(), ctypes.byref(raw), ctypes.byref(trap)
+    )
+    if error or trap:
+        _raise_failure(error, trap)
+    return wasmtime.Instance._from_raw(raw)
+
+
+@cache
+def _trap_pointer() -> Any:
+    return ctypes.POINTER(_ffi.wasm_trap_t)
+
+
+def _raise_failure(error: Any, trap: Any) -> None:
+    """Raise what the binding's ``enter_wasm`` raises for a call that returned ``error`` or
+    ``trap``: a host function's pending exception first (with the engine's error as its
+    context), else the error (an ``ExitTrap`` for ``proc_exit``), else the trap."""
+    try:
         if error:
             raise wasmtime.WasmtimeError._from_ptr(error)
-    return True
+        failure = wasmtime.Trap._from_ptr(trap)
+        _last_exception()
+        raise failure
+    except wasmtime.WasmtimeError:
+        _last_exception()
+        raise
 
 
 # The C functions a request calls that take microseconds, never block and never run wasm. The

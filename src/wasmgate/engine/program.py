@@ -44,7 +44,7 @@ from ..errors import LinkError
 from ..limits import Limits
 from .deadline import cut_off
 from .loader import LoadedGuest
-from .lowlevel import call_export
+from .lowlevel import call_export, instantiate
 from .outcome import Outcome, classify_failure, exported_memory_size, fold_error, timed_out
 from .sandbox import component_linker, core_linker, new_store, open_store
 
@@ -168,7 +168,7 @@ class Program:
         instance: wasmtime.Instance | None = None
         value: Any = None
         try:
-            instance = self._pre.instantiate(store)
+            instance = instantiate(store, self._pre) or self._pre.instantiate(store)
             if entry != "_start" and "_initialize" in self.exports:
                 _call(store, instance, "_initialize")
             if results or args:

@@ -43,7 +43,7 @@ from ..limits import Limits
 from .capture import private_dir
 from .deadline import define_wasi, set_host_deadline
 from .engine import EPOCH_TICK, NO_DEADLINE, UNLIMITED_FUEL, EngineHandle
-from .lowlevel import set_args_env, set_stdin_bytes
+from .lowlevel import set_args_env, set_file_wasi, set_stdin_bytes
 
 if TYPE_CHECKING:  # the component types load only when a component does (start-up)
     from wasmtime import component as cm
@@ -123,12 +123,27 @@ def open_store(
 
 def _set_wasi(store: wasmtime.Store, caps: Capabilities, args: bool, env: bool) -> str | None:
     """Configure WASI on ``store``; returns the path of a staged stdin file to remove, if any."""
+    io = caps.stdio
+    out, err, stdin = io.stdout, io.stderr, io.stdin
+    if (  # a served request's shape: one call through the C API where the binding has it
+        not caps.dirs
+        and type(stdin) is bytes
+        and isinstance(out, Path)
+        and isinstance(err, Path)
+        and set_file_wasi(
+            store,
+            caps.args if args else None,
+            _env_mapping(caps.env) if env else None,
+            stdin,
+            os.fsencode(out),
+            os.fsencode(err),
+        )
+    ):
+        return None
     cfg = wasmtime.WasiConfig()
     if args or env:
         argv = caps.args if args else ()
-        environ = caps.env if env else {}
-        if type(environ) is not dict:
-            environ = environ if isinstance(environ, Mapping) else dict(environ)
+        environ = _env_mapping(caps.env) if env else {}
         if not set_args_env(cfg, argv, environ):
             cfg.argv = list(argv)
             cfg.env = list(environ.items())
@@ -137,9 +152,7 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities, args: bool, env: bool) 
             cfg.preopen_dir(str(grant.host), grant.guest, not grant.read_only)
         except wasmtime.WasmtimeError:
             raise UsageError(f"cannot preopen directory {grant.host}") from None
-    io = caps.stdio
     staged = None
-    stdin = io.stdin
     if stdin is not None and not isinstance(stdin, bytes | str | Path):
         data = stdin.read()  # a file-like object: what it holds now is the guest's stdin
         stdin = data.encode() if isinstance(data, str) else bytes(data)
@@ -154,9 +167,8 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities, args: bool, env: bool) 
             cfg.stdin_file = stdin
         except wasmtime.WasmtimeError:
             raise UsageError(f"cannot open stdin file {stdin}") from None
-    # Spelled out for both streams: this runs for every request, and a shared helper naming
-    # the setters by string cost the gateway 2% of its time (measured with py-spy).
-    out, err = io.stdout, io.stderr
+    # Spelled out for both streams: a shared helper naming the setters by string cost the
+    # gateway 2% of its time when every request came this way (measured with py-spy).
     if out is not None:
         if isinstance(out, str):  # INHERIT (CAPTURE became a Captured)
             cfg.inherit_stdout()
@@ -179,6 +191,12 @@ def _set_wasi(store: wasmtime.Store, caps: Capabilities, args: bool, env: bool) 
                 os.unlink(staged)
         raise
     return staged
+
+
+def _env_mapping(env: tuple[tuple[str, str], ...] | Mapping[str, str]) -> Mapping[str, str]:
+    if type(env) is dict or isinstance(env, Mapping):  # the first test is the cheap one
+        return env
+    return dict(env)
 
 
 _EIO = 5

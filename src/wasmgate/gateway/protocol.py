@@ -75,7 +75,11 @@ process's protocol class through ``guarded_protocol(config)``):
   (a response's head and body are two ASGI messages, so two writes) goes out in one system call
   at the start of the next pass. All writes of the connection, the protocol's own included, go
   through the same buffer, so bytes never change order; ``close`` sends what is pending first.
-  Measured side by side on a hello guest: 20% more requests a second, a lower p99.
+  Measured side by side on a hello guest: 20% more requests a second, a lower p99. The flush
+  waits for the next pass even for what ``data_received`` itself wrote (answers at once): sent
+  at the end of ``data_received`` instead, in the same pass, the server made 0.82x-0.89x the
+  requests a second (side by side), as clients' next requests then trickle in one by one
+  instead of arriving together for one pass to read.
 """
 
 from __future__ import annotations
