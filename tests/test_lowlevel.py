@@ -151,7 +151,8 @@ class _Boom(Exception):
     pass
 
 
-def _instance() -> tuple[wasmtime.Store, wasmtime.Instance]:
+def _store_and_linker() -> tuple[wasmtime.Engine, wasmtime.Store, wasmtime.Linker]:
+    """A store with empty WASI and a linker with WASI and ``host.boom`` (raises ``_Boom``)."""
     engine = get_engine().engine
     store = wasmtime.Store(engine)
     store.set_epoch_deadline(1 << 40)
@@ -163,6 +164,11 @@ def _instance() -> tuple[wasmtime.Store, wasmtime.Instance]:
         raise _Boom("from the host")
 
     linker.define_func("host", "boom", wasmtime.FuncType([], []), boom)
+    return engine, store, linker
+
+
+def _instance() -> tuple[wasmtime.Store, wasmtime.Instance]:
+    engine, store, linker = _store_and_linker()
     return store, linker.instantiate(store, wasmtime.Module(engine, CALLS))
 
 
@@ -209,17 +215,7 @@ STARTS = {
 
 
 def _pre(start: str) -> tuple[wasmtime.Store, wasmtime.InstancePre]:
-    engine = get_engine().engine
-    store = wasmtime.Store(engine)
-    store.set_epoch_deadline(1 << 40)
-    store.set_wasi(wasmtime.WasiConfig())
-    linker = wasmtime.Linker(engine)
-    linker.define_wasi()
-
-    def boom() -> None:
-        raise _Boom("from the host")
-
-    linker.define_func("host", "boom", wasmtime.FuncType([], []), boom)
+    engine, store, linker = _store_and_linker()
     wat = f"""(module
       (import "host" "boom" (func $boom))
       (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
