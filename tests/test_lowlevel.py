@@ -103,11 +103,16 @@ def _args_env_output(tmp_path: object, argv: list[str], env: dict[str, str], fas
         cfg.env = list(env.items())
     cfg.stdout_file = str(out)
     store.set_wasi(cfg)
+    _wasi_linker(engine, store, ENV_DUMP)
+    return out.read_bytes()
+
+
+def _wasi_linker(engine: wasmtime.Engine, store: wasmtime.Store, wat: str) -> wasmtime.Linker:
+    """A WASI linker, after running the command ``wat`` in ``store`` with it."""
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
-    instance = linker.instantiate(store, wasmtime.Module(engine, ENV_DUMP))
-    assert call_export(store, instance, "_start")
-    return out.read_bytes()
+    assert call_export(store, linker.instantiate(store, wasmtime.Module(engine, wat)), "_start")
+    return linker
 
 
 @pytest.mark.parametrize(
@@ -265,10 +270,7 @@ def _file_wasi_output(
         cfg.stdout_file = str(out)
         cfg.stderr_file = str(err)
         store.set_wasi(cfg)
-    linker = wasmtime.Linker(engine)
-    linker.define_wasi()
-    dump = linker.instantiate(store, wasmtime.Module(engine, ENV_DUMP))
-    assert call_export(store, dump, "_start")
+    linker = _wasi_linker(engine, store, ENV_DUMP)
     copy = ECHO.replace(
         "(i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)",
         "(i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)",

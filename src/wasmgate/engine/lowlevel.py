@@ -43,17 +43,15 @@ __all__ = [
 _CHAR_PP = ctypes.POINTER(ctypes.POINTER(ctypes.c_char))
 _ffi: Any
 _bindings: Any
-_enter_wasm: Any
 _last_exception: Any
 try:
     from wasmtime import (
         _bindings,
         _ffi,  # the ctypes layer (_bindings) plus its constants
     )
-    from wasmtime._func import enter_wasm as _enter_wasm
     from wasmtime._func import maybe_raise_last_exn as _last_exception
 except ImportError:  # pragma: no cover - binding layout changed
-    _ffi = _bindings = _enter_wasm = _last_exception = None
+    _ffi = _bindings = _last_exception = None
 
 
 @cache
@@ -131,13 +129,17 @@ def set_stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> bool:
     """Give the guest ``data`` as stdin straight from memory (no file). False if unsupported."""
     if not _has("wasi_config_set_stdin_bytes", "wasm_byte_vec_new", "wasm_byte_vec_t"):
         return False
+    _set_stdin_bytes(wasi.ptr(), data)
+    return True
+
+
+def _set_stdin_bytes(ptr: Any, data: bytes) -> None:
     assert _ffi is not None
     vec = _ffi.wasm_byte_vec_t()
     buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data) if data else None
     # The vector copies ``buf``; WASI then takes ownership of the vector's copy.
     _ffi.wasm_byte_vec_new(ctypes.byref(vec), len(data), buf)
-    _ffi.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))
-    return True
+    _ffi.wasi_config_set_stdin_bytes(ptr, ctypes.byref(vec))
 
 
 def _c_strings(items: Sequence[bytes]) -> tuple[Any, ...]:
@@ -219,10 +221,7 @@ def set_file_wasi(
     try:
         if argv is not None or env is not None:
             _set_args_env(cfg, argv or (), env or {})
-        vec = f.wasm_byte_vec_t()
-        buf = (ctypes.c_uint8 * len(stdin)).from_buffer_copy(stdin) if stdin else None
-        f.wasm_byte_vec_new(ctypes.byref(vec), len(stdin), buf)  # copied; WASI owns the copy
-        f.wasi_config_set_stdin_bytes(cfg, ctypes.byref(vec))
+        _set_stdin_bytes(cfg, stdin)
         if not f.wasi_config_set_stdout_file(cfg, stdout):
             raise wasmtime.WasmtimeError("failed to set stdout file")
         if not f.wasi_config_set_stderr_file(cfg, stderr):
@@ -863,7 +862,7 @@ def call_with_own_resources(store: Any, func: Any, handles: Sequence[tuple[int, 
     ``own`` host resources ``(rep, type_id)`` as its arguments, raising what ``func(store,
     *[ResourceHost.own(rep, ty) ...])`` raises, without the binding's per-call type
     reflection. False if unsupported."""
-    if _enter_wasm is None or not _has(
+    if _last_exception is None or not _has(
         "wasmtime_component_func_call",
         "wasmtime_component_resource_host_new",
         "wasmtime_component_resource_host_to_any",
