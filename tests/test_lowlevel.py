@@ -10,6 +10,7 @@ from wasmgate.engine.lowlevel import (
     call_export,
     enable_pooling,
     instantiate,
+    new_store,
     set_args_env,
     set_file_wasi,
     set_stdin_bytes,
@@ -240,6 +241,56 @@ def test_instantiate_raises_as_the_public_instantiate(start: str) -> None:
         instance = instantiate(store, pre)
         assert isinstance(instance, wasmtime.Instance)
         assert call_export(store, instance, "ok")
+
+
+# Memory limited to two pages: growing by one works, by a second one is refused (-1); a module
+# that starts with three pages cannot be instantiated at all. "spin" loops until interrupted.
+LIMITED = """(module
+  (memory (export "memory") {pages})
+  (func (export "grow") (result i32) (memory.grow (i32.const 1)))
+  (func (export "spin") (loop $l (br $l))))"""
+
+
+def _limited_outcome(store: wasmtime.Store, pages: int, calls: list[str]) -> list[object]:
+    engine = get_engine().engine
+    try:
+        instance = wasmtime.Linker(engine).instantiate(
+            store, wasmtime.Module(engine, LIMITED.format(pages=pages))
+        )
+    except wasmtime.WasmtimeError:
+        return ["refused"]
+    results: list[object] = []
+    for name in calls:
+        func = instance.exports(store)[name]
+        assert isinstance(func, wasmtime.Func)
+        results.append(_outcome(lambda f=func: f(store)) if name == "spin" else func(store))
+    return results
+
+
+@pytest.mark.parametrize(
+    ("ticks", "memory", "pages", "calls"),
+    [
+        (1 << 40, 2 * 65536, 1, ["grow", "grow"]),
+        (1 << 40, None, 1, ["grow", "grow"]),
+        (1 << 40, 2 * 65536, 3, ["grow"]),
+        (0, None, 1, ["spin"]),
+    ],
+)
+def test_new_store_matches_the_public_store(
+    ticks: int, memory: int | None, pages: int, calls: list[str]
+) -> None:
+    engine = get_engine().engine  # epoch interruption on: a deadline of 0 stops the first loop
+    fast = new_store(engine, ticks, memory)
+    assert isinstance(fast, wasmtime.Store)
+    public = wasmtime.Store(engine)
+    public.set_epoch_deadline(ticks)
+    if memory is not None:
+        public.set_limits(memory_size=memory)
+    expected = _limited_outcome(public, pages, calls)
+    assert _limited_outcome(fast, pages, calls) == expected
+    assert expected != ["refused"] or pages == 3
+    fast.close()
+    fast.close()  # closed like any store: twice is harmless
 
 
 def _file_wasi_output(

@@ -43,6 +43,7 @@ from ..limits import Limits
 from .capture import private_dir
 from .deadline import define_wasi, set_host_deadline
 from .engine import EPOCH_TICK, NO_DEADLINE, UNLIMITED_FUEL, EngineHandle
+from .lowlevel import new_store as lowlevel_store
 from .lowlevel import set_args_env, set_file_wasi, set_stdin_bytes
 
 if TYPE_CHECKING:  # the component types load only when a component does (start-up)
@@ -72,17 +73,16 @@ def new_store(
     a caller's shorter budget)."""
     if timeout is None:
         timeout = limits.timeout
-    store = wasmtime.Store(engine.engine)
     set_host_deadline(timeout)
-    if timeout is None:
-        store.set_epoch_deadline(NO_DEADLINE)
-    else:
-        lag = engine.ensure_ticker()
-        store.set_epoch_deadline(deadline_ticks(timeout) + lag)
+    ticks = NO_DEADLINE if timeout is None else deadline_ticks(timeout) + engine.ensure_ticker()
+    store = lowlevel_store(engine.engine, ticks, limits.max_memory)
+    if store is None:
+        store = wasmtime.Store(engine.engine)
+        store.set_epoch_deadline(ticks)
+        if limits.max_memory is not None:
+            store.set_limits(memory_size=limits.max_memory)
     if engine.settings.consume_fuel:
         store.set_fuel(limits.fuel if limits.fuel is not None else UNLIMITED_FUEL)
-    if limits.max_memory is not None:
-        store.set_limits(memory_size=limits.max_memory)
     return store
 
 
