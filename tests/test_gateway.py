@@ -586,8 +586,9 @@ def test_several_workers_share_the_socket_reload_and_drain(site: Path, tmp_path:
             for _ in range(40):
                 r = c.get("/a/x", headers={"Connection": "close"})
                 assert r.status_code == 200
-            metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics").text
-        assert 'wasmgate_requests_total{route="/a/...",status="200"} 40.0' in metrics
+        # A worker's counts reach the master's scrape within the metrics' flush period.
+        total = 'wasmgate_requests_total{route="/a/...",status="200"} 40.0'
+        _wait_for(lambda: total in httpx.get(f"http://127.0.0.1:{mport}/metrics").text)
         pids = {ln.split("[worker ")[1][0] for ln in s.output().splitlines() if "[worker " in ln}
         assert pids == {"0", "1"}
         toml.write_text('[[module]]\nroute = "/b/..."\nmodule = "env.wasm"\n')

@@ -254,6 +254,7 @@ class Gateway:
 
     def close(self) -> None:
         self._pool.shutdown()
+        self.metrics.flush()  # the last requests' observations (see metrics.py)
 
     # --- ASGI ----------------------------------------------------------------------------
 
