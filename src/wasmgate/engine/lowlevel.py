@@ -252,7 +252,7 @@ def new_store(
     four C calls without the binding's per-store type check and null-finalizer cast (half the
     cost). The store is an ordinary ``wasmtime.Store`` (freed the same way). None if
     unsupported."""
-    if not _has(*_STORE_SYMBOLS) or not _store_private():
+    if not _has(*_STORE_SYMBOLS) or not _store_private(engine):
         return None
     assert _ffi is not None
     f = _ffi
@@ -272,9 +272,10 @@ _STORE_CONTEXT = "_Store__context"  # where Store keeps its context pointer (nam
 
 
 @cache
-def _store_private() -> bool:
-    """Whether ``Store`` still keeps its context where ``new_store`` puts it."""
-    probe = wasmtime.Store()
+def _store_private(engine: wasmtime.Engine) -> bool:
+    """Whether ``Store`` still keeps its context where ``new_store`` puts it (asked once per
+    engine: a store of the engine at hand is the probe)."""
+    probe = wasmtime.Store(engine)
     try:
         return getattr(probe, _STORE_CONTEXT, None) is not None
     finally:

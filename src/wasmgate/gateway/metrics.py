@@ -140,7 +140,7 @@ class GatewayMetrics:
             self._observe_now(key, duration, guest_seconds)
             return
         with self._lock:
-            if self._batched is None:
+            if self._batched is not True:  # undecided (or decided against since the test)
                 self._unbatched.append((key, duration, guest_seconds))
             pending = self._pending.get(key)
             if pending is None:
