@@ -428,8 +428,11 @@ def test_container_starts_warm_on_a_read_only_root(
     # The cache holds exactly what the build compiled: nothing was compiled at start-up (a
     # compile would have added an entry under a new name).
     assert entries == set(built)
-    _, metrics = _get(container.metrics + "/metrics")
-    assert b"wasmgate_requests_total" in metrics
+    # A worker's requests reach the scrape within the metrics' flush period (0.25 s).
+    deadline = time.monotonic() + 5
+    while b"wasmgate_requests_total" not in _get(container.metrics + "/metrics")[1]:
+        assert time.monotonic() < deadline, "no request counted in the metrics"
+        time.sleep(0.05)
     # The root is read-only for the container: nothing else could have been written.
     probe = subprocess.run(
         ["nsenter", f"--mount=/proc/{container.proc.pid}/ns/mnt", "touch", "/probe-ro"],
