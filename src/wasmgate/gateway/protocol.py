@@ -71,6 +71,13 @@ process's protocol class through ``guarded_protocol(config)``):
   application's place, or None (the application is run). Not offered while the client is not
   reading (writes paused): the ASGI path waits for it. An error in ``answer_now`` is logged and
   answered 500, and the connection closed, as uvicorn does for an application's error.
+- The keep-alive clock (uvicorn's ``timeout_keep_alive``: a connection idle that long after a
+  response is closed) is kept without a timer per request: uvicorn arms one after every response
+  and cancels it when the next request arrives (1.9 µs a request with uvloop). Here the response
+  notes when the connection went idle, and one timer per connection is armed only when none is:
+  when it fires, it closes a connection idle for the whole timeout, re-arms for the rest of it
+  on one idle for less, and ends on a busy one (the next response arms it again). The
+  connection is closed at the same moment as with uvicorn's timer.
 - Writes are coalesced: everything the connection writes during one pass of the event loop
   (a response's head and body are two ASGI messages, so two writes) goes out in one system call
   at the start of the next pass. All writes of the connection, the protocol's own included, go
@@ -281,6 +288,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._send_timer: asyncio.TimerHandle | None = None
         self._send_waiting = 0  # bytes waiting for the client when the send clock last started
         self._cut_cause: str | None = None
+        self._idle_since: float | None = None  # when the last response ended; None: busy
 
     # --- timers ------------------------------------------------------------------------------
 
@@ -437,7 +445,43 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._send_done()
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         super().connection_lost(exc)
+
+    # --- the keep-alive clock (see the rules) -------------------------------------------------
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None  # busy again: the armed timer, if any, will find it so
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, with the keep-alive timer armed only when none is.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self._keep_alive_check
+            )
+
+    def _keep_alive_check(self) -> None:
+        self.timeout_keep_alive_task = None
+        idle_since = self._idle_since
+        if idle_since is None or self.transport.is_closing():
+            return
+        left = idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_check)
+        else:
+            self.timeout_keep_alive_handler()
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's data_received, except that a limit refused by a parser callback (_Refuse,
