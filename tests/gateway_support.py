@@ -207,3 +207,41 @@ def exchange(port: int, data: bytes, *, timeout: float = 5.0, shut_write: bool =
 
 def port_of(server: Server) -> int:
     return int(server.base.rsplit(":", 1)[1])
+
+
+@contextmanager
+def guarded_uvicorn(app: object, **settings: object) -> Iterator[int]:
+    """A uvicorn server with the connection guard's protocol serving ``app`` on a free loopback
+    port (yielded), in a thread of this process; ``settings`` are more ``uvicorn.Config``
+    arguments. Stopped at the end."""
+    import threading
+
+    import uvicorn
+
+    from wasmgate.gateway.protocol import GuardedHttpToolsProtocol
+
+    port = free_port()
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=port,
+        http=GuardedHttpToolsProtocol,
+        lifespan="off",
+        log_level="warning",
+        loop="asyncio",
+        access_log=False,
+        proxy_headers=False,  # as wasmgate serve: a wrapped application offers no answer_now
+        **settings,  # type: ignore[arg-type]
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -6,16 +6,13 @@ gateway's own ``answer_now`` at work is in ``tests/test_gateway.py``'s served re
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
-from gateway_support import Exchange, exchange, free_port
-from wasmgate.gateway.protocol import Answer, GuardedHttpToolsProtocol
+from gateway_support import Exchange, exchange, guarded_uvicorn
+from wasmgate.gateway.protocol import Answer
 
 
 class App:
@@ -59,30 +56,8 @@ async def _respond(send: Any, body: bytes) -> None:
 @pytest.fixture
 def served() -> Iterator[tuple[App, int]]:
     app = App()
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=GuardedHttpToolsProtocol,
-        lifespan="off",
-        log_level="warning",
-        loop="asyncio",
-        access_log=False,
-        proxy_headers=False,  # as wasmgate serve: a wrapped application offers no answer_now
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
+    with guarded_uvicorn(app) as port:
         yield app, port
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _exchange(port: int, data: bytes) -> Exchange:

@@ -6,16 +6,14 @@ busy meanwhile. A real uvicorn server on loopback, spoken to over raw sockets.""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
-from gateway_support import free_port
-from wasmgate.gateway.protocol import Answer, GuardedHttpToolsProtocol
+from gateway_support import guarded_uvicorn
+from wasmgate.gateway.protocol import Answer
 
 KEEP_ALIVE = 0.6  # seconds (uvicorn's default is 5)
 
@@ -36,31 +34,8 @@ class App:
 
 @pytest.fixture
 def port() -> Iterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        App(),
-        host="127.0.0.1",
-        port=port,
-        http=GuardedHttpToolsProtocol,
-        lifespan="off",
-        log_level="warning",
-        loop="asyncio",
-        access_log=False,
-        proxy_headers=False,
-        timeout_keep_alive=KEEP_ALIVE,  # type: ignore[arg-type]
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
+    with guarded_uvicorn(App(), timeout_keep_alive=KEEP_ALIVE) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _request(s: socket.socket, path: bytes) -> bytes:
