@@ -653,6 +653,23 @@ def test_parse_output_errors(out: bytes, status: int, message: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_parsing_a_header_block_again_gives_the_same_answer() -> None:
+    """Small header blocks are parsed once and remembered: each response still gets headers of
+    its own, and a bad block is refused every time."""
+    out = b"Content-Type: text/plain\nX-A: 1\n\nbody"
+    first = parse_output(out)
+    first.headers.append((b"x-added", b"by the caller"))
+    second = parse_output(out)
+    assert second.headers == [(b"content-type", b"text/plain"), (b"x-a", b"1")]
+    assert second.headers is not first.headers
+    assert parse_output(b"Status: 404\nContent-Type: text/plain\n\n").status == 404
+    for _ in range(2):
+        with pytest.raises(CgiError, match="more than one"):
+            parse_output(b"Status: 200\nStatus: 201\nContent-Type: a/b\n\n")
+    big = b"Content-Type: text/plain\nX-Long: " + b"v" * 2000 + b"\n\nbody"  # not remembered
+    assert parse_output(big).headers[1] == (b"x-long", b"v" * 2000)
+
+
 def test_missing_content_type_message_is_wagis() -> None:
     assert MISSING_CONTENT_TYPE == "Exactly one of 'location' or 'content-type' must be specified"
 
