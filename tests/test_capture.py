@@ -42,6 +42,22 @@ def test_output_is_captured_and_the_pipe_reused_empty() -> None:
     assert other.finish() == b"second"
 
 
+@pytest.mark.parametrize("mode", ["close", "discard"])
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 2 * 65536, PIPE_SIZE - 1])
+def test_finish_reads_exactly_what_the_guest_wrote(mode: str, size: int) -> None:
+    """Stdout is read until a short read (a read of exactly the chunk size goes on), stderr as
+    much as the pipe says it holds: either way everything, and the kept pipe is empty."""
+    pump = OutputPump()
+    data = bytes(i % 251 for i in range(size))
+    first = pump.open(PIPE_SIZE * 2, mode)  # type: ignore[arg-type]
+    _write(first.path, data)
+    assert first.finish() == data
+    again = pump.open(PIPE_SIZE * 2, mode)  # type: ignore[arg-type]
+    assert again.path == first.path  # kept: it was read empty
+    _write(again.path, b"next")
+    assert again.finish() == b"next"
+
+
 def test_a_guest_writing_more_than_the_pipe_holds_is_drained_by_the_pump() -> None:
     pump = OutputPump()
     cap = pump.open(4 * PIPE_SIZE)

@@ -54,6 +54,7 @@ import fcntl
 import itertools
 import os
 import selectors
+import sys
 import termios
 import threading
 import time
@@ -85,6 +86,11 @@ KEEP_PIPES = 4  # finished pipes a thread keeps for its next captures (two per r
 _DISCARD = 1 << 20  # bytes a discarding capture drops per splice
 # Linux: a discarding capture moves its excess to /dev/null inside the kernel (os.splice).
 _DEVNULL = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC) if hasattr(os, "splice") else None
+
+
+# Linux's pipe read copies until it has what was asked or the pipe is empty: a short read means
+# the pipe was emptied (see Capture.finish).
+_SHORT_READ_EMPTIES = sys.platform.startswith("linux")
 
 
 def _available(read_fd: int) -> int | None:
@@ -243,8 +249,17 @@ class Capture:
         self._pump.forget(self)
         with self._lock:
             r, w = self._read_fd, self._write_fd
-            # The pipe's content is final: read exactly what it holds (no read to find it empty).
-            clean = r is not None and not self._drain_locked(available=_available(r))
+            # The pipe's content is final: read what it holds and no more (no read to find it
+            # empty). Stdout (a ``close`` capture, rarely empty) is read at once where a short
+            # read tells (Linux: a pipe read returns less than asked only once it has emptied
+            # the pipe); otherwise ask the pipe how much it holds first (one system call less
+            # for stderr, which is mostly empty).
+            if r is None:
+                clean = False
+            elif self.mode == "close" and _SHORT_READ_EMPTIES:
+                clean = not self._drain_locked(until_short=True)
+            else:
+                clean = not self._drain_locked(available=_available(r))
             self._read_fd = self._write_fd = None
         if clean and r is not None and w is not None:
             self._pump.keep(self._pipe)
@@ -254,10 +269,12 @@ class Capture:
 
     # --- called with the lock held, from the pump thread or from finish() -------------------
 
-    def _drain_locked(self, burst: int | None = None, available: int | None = None) -> bool:
-        """Read what is there (at most ``burst`` chunks, or the ``available`` bytes the pipe is
-        known to hold); True when the stream has ended (EOF, error, or a ``close`` capture's
-        overflow)."""
+    def _drain_locked(
+        self, burst: int | None = None, available: int | None = None, until_short: bool = False
+    ) -> bool:
+        """Read what is there (at most ``burst`` chunks, the ``available`` bytes the pipe is
+        known to hold, or ``until_short``: until a read returns less than asked); True when the
+        stream has ended (EOF, error, or a ``close`` capture's overflow)."""
         reads = 0
         while self._read_fd is not None:
             if burst is not None and reads >= burst:
@@ -299,6 +316,8 @@ class Capture:
                     return True
             else:
                 self._buf += chunk
+            if until_short and len(chunk) < _CHUNK:
+                return False
         return True
 
     def _close_locked(self) -> None:
