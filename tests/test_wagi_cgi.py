@@ -427,6 +427,7 @@ def test_from_asgi_scope_maps_every_field() -> None:
     ("scope_part", "raw_path", "query"),
     [
         ({"raw_path": b"/x?y=1"}, "/x", ""),
+        ({"raw_path": bytearray(b"/x?y=1"), "query_string": bytearray(b"y=1")}, "/x", "y=1"),
         ({"raw_path": None, "path": "/a b/100%"}, "/a%20b/100%25", ""),
         ({"raw_path": None, "path": "/caf\u00e9"}, "/caf%C3%A9", ""),
         ({"raw_path": b"/caf\xc3\xa9 x"}, "/caf%C3%A9%20x", ""),

@@ -200,13 +200,16 @@ class CgiRequest:
 
     @classmethod
     def from_asgi_scope(cls, scope: Mapping[str, Any]) -> CgiRequest:
+        # Once per served request: plain bytes (what servers give) take the short ways.
         raw_path = scope.get("raw_path")
-        if isinstance(raw_path, bytes | bytearray):
-            path = _ascii_text(bytes(raw_path).split(b"?", 1)[0])
+        if type(raw_path) is bytes:
+            path = _ascii_text(raw_path.partition(b"?")[0])
+        elif isinstance(raw_path, bytearray):
+            path = _ascii_text(bytes(raw_path).partition(b"?")[0])
         else:
             path = urllib.parse.quote(str(scope["path"]), safe=_PATH_SAFE)
         headers = tuple(
-            (bytes(name).lower(), bytes(value)) for name, value in scope.get("headers", ())
+            [(bytes(name).lower(), bytes(value)) for name, value in scope.get("headers", ())]
         )
         content_length = None
         for name, value in headers:
@@ -218,16 +221,17 @@ class CgiRequest:
             root = urllib.parse.quote(root, safe=_PATH_SAFE).rstrip("/")
             if path == root or path.startswith(root + "/"):
                 path = path[len(root) :] or "/"
+        query = scope.get("query_string", b"")
         return cls(
-            method=str(scope["method"]),
-            raw_path=path,
-            query_string=_ascii_text(bytes(scope.get("query_string", b""))),
-            headers=headers,
-            scheme=str(scope.get("scheme", "http")),
-            http_version=str(scope.get("http_version", "1.1")),
-            client=(str(client[0]), int(client[1])) if client else None,
-            content_length=content_length,
-            root_path=root,
+            str(scope["method"]),
+            path,
+            _ascii_text(bytes(query)) if query else "",
+            headers,
+            str(scope.get("scheme", "http")),
+            str(scope.get("http_version", "1.1")),
+            (str(client[0]), int(client[1])) if client else None,
+            content_length,
+            root,
         )
 
 
