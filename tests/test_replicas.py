@@ -186,21 +186,20 @@ def test_kill_9_costs_at_most_the_requests_in_flight(
 
     try:
         records, killed, _ = _under_load(lb, kill, settle=1.5)
-        in_flight = [r for r in records if r.start <= killed < r.end]
         bad = _failures(records)
-        # Only requests already in flight at the kill can fail, and only the POSTs among them:
-        # a GET whose replica died is sent again to another (HAProxy's retry-on).
-        assert all(r.start <= killed for r in bad), _describe(records)
+        # Only POSTs HAProxy had sent to the victim can fail (a GET whose replica died is sent
+        # again to another, HAProxy's retry-on): those in flight at the kill, and rarely one sent
+        # while the process was dying, or on a kept-alive connection to it whose end HAProxy had
+        # not yet seen. Nothing sent once HAProxy marked the replica down.
         assert all(r.method == "POST" for r in bad), _describe(records)
-        assert len(bad) <= len([r for r in in_flight if r.method == "POST"]), _describe(records)
-        assert len(bad) <= CONNECTIONS
+        assert all(r.start < marked_down[0] for r in bad), _describe(records)
+        assert len(bad) <= CONNECTIONS  # each client connection has one request at a time
         # Then traffic moves on: everything after the failures answered, by the two survivors.
-        after = [r for r in records if r.start > killed]
+        after = [r for r in records if r.start > marked_down[0]]
         assert len(after) > 50, _describe(records)
         assert all(r.ok for r in after), _describe(after)
-        assert {r.replica for r in after if r.start > marked_down[0]} == {
-            r.name for r in replicas if r is not victim
-        }
+        assert {r.replica for r in after} == {r.name for r in replicas if r is not victim}
+        assert all(r.ok for r in records if r.end <= killed), _describe(records)
     finally:
         victim.start()
         victim.wait_healthy()
