@@ -460,8 +460,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self._idle_since = None
-        self.flow.resume_reading()
+        self.flow.resume_reading()  # (busy until now: the request's data cleared _idle_since)
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
