@@ -553,6 +553,7 @@ def _finalize(key: int | None) -> None:
 _finalizer: Any = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_finalize)
 
 
+@cache
 def _kind(name: str) -> int:
     return int(getattr(_ffi, "WASMTIME_COMPONENT_" + name).value)
 
@@ -909,20 +910,49 @@ def add_raw_resource(instance: Any, name: str, type_id: int, dropped: Any) -> bo
     return True
 
 
-def call_with_own_resources(store: Any, func: Any, handles: Sequence[tuple[int, int]]) -> bool:
-    """Call the component function ``func`` (a ``component.Func`` with no results) with new
+_HANDLER_CALL_SYMBOLS = (
+    "wasmtime_component_instance_get_func",
+    "wasmtime_component_func_call",
+    "wasmtime_component_func_t",
+    "wasmtime_component_resource_host_new",
+    "wasmtime_component_resource_host_to_any",
+    "wasmtime_component_resource_host_delete",
+    "wasmtime_component_val_delete",
+)
+
+
+@cache
+def _component_entry() -> tuple[Any, Any] | None:
+    """The binding's component-call error path: (``WasmtimeError``, the function raising a
+    host callback's pending exception), or None where its layout differs."""
+    try:
+        from wasmtime.component._enter import maybe_raise_last_exn
+    except ImportError:  # pragma: no cover - binding layout changed
+        return None
+    return wasmtime.WasmtimeError, maybe_raise_last_exn
+
+
+def call_with_own_resources(
+    store: Any, instance: Any, index: Any, handles: Sequence[tuple[int, int]]
+) -> bool:
+    """Call the function export ``index`` of the component ``instance`` (no results) with new
     ``own`` host resources ``(rep, type_id)`` as its arguments, raising what ``func(store,
-    *[ResourceHost.own(rep, ty) ...])`` raises, without the binding's per-call type
-    reflection. False if unsupported."""
-    if _last_exception is None or not _has(
-        "wasmtime_component_func_call",
-        "wasmtime_component_resource_host_new",
-        "wasmtime_component_resource_host_to_any",
-        "wasmtime_component_resource_host_delete",
-    ):
+    *[ResourceHost.own(rep, ty) ...])`` raises (``func = instance.get_func(store, index)``),
+    without the binding's wrappers or its per-call type reflection: the function looked up and
+    called in two C calls. ``LookupError`` if the export is not a function. False if
+    unsupported."""
+    entry = _component_entry()
+    if entry is None or not _has(*_HANDLER_CALL_SYMBOLS):
         return False
+    error_type, raise_pending = entry
     f = _ffi
+    byref = ctypes.byref
     context = store._context()
+    func = f.wasmtime_component_func_t()
+    if not f.wasmtime_component_instance_get_func(
+        byref(instance._instance), context, index.ptr(), byref(func)
+    ):
+        raise LookupError("the component's export is not a function")
     n = len(handles)
     params = (f.wasmtime_component_val_t * n)()
     kind = _kind("RESOURCE")
@@ -930,15 +960,12 @@ def call_with_own_resources(store: Any, func: Any, handles: Sequence[tuple[int, 
         params[i].kind = kind
         params[i].of.resource = _owned_any(context, rep, type_id)
     try:
-        from wasmtime.component._enter import enter_wasm as component_enter
-
-        def run() -> Any:
-            return f.wasmtime_component_func_call(
-                ctypes.byref(func._func), context, params, n, None, 0
-            )
-
-        component_enter(run)
+        error = f.wasmtime_component_func_call(byref(func), context, params, n, None, 0)
     finally:
         for i in range(n):
-            f.wasmtime_component_val_delete(ctypes.byref(params[i]))
+            f.wasmtime_component_val_delete(byref(params[i]))
+    if error:  # as the binding's ``enter_wasm``: a host callback's exception comes first
+        failure = error_type._from_ptr(error)
+        raise_pending()
+        raise failure
     return True

@@ -159,9 +159,9 @@ class ProxyHandler:
         index, fast = self.linked.handle_index, self.linked.fast
 
         def invoke(store: wasmtime.Store, instance: cm.Instance) -> Outcome | None:
-            func = instance.get_func(store, index)
-            assert func is not None
-            if not (fast and call_with_own_resources(store, func, handles)):
+            if not (fast and call_with_own_resources(store, instance, index, handles)):
+                func = instance.get_func(store, index)
+                assert func is not None
                 func(store, *[cm.ResourceHost.own(rep, ty) for rep, ty in handles])
             return None
 
