@@ -467,7 +467,8 @@ def interrupt_caller(caller: wasmtime.Caller) -> bool:
 # The callee does not own its arguments (wasmtime drops them after the call) and hands the
 # results' memory to wasmtime (allocated with the C API's own constructors).
 
-RawCall = Any  # Callable[[context_ptr, args_ptr, nargs, results_ptr, nresults], None]
+# Callable[[data, context_ptr, type_ptr, args_ptr, nargs, results_ptr, nresults], int]
+RawCallback = Any
 Lift = Any  # Callable[[context_ptr, wasmtime_component_val_t], Any]
 Lower = Any  # Callable[[context_ptr, Any, wasmtime_component_val_t], None]
 
@@ -517,25 +518,17 @@ def _keep(cb: Any) -> int:
     return key
 
 
-def add_raw_func(instance: Any, name: str, call: RawCall, on_error: Any) -> bool:
-    """Define ``name`` in a ``component.LinkerInstance`` with a raw callback: ``call(context,
-    args, nargs, results, nresults)``. An exception from ``call`` becomes the guest's trap with
-    the text ``on_error(exception)`` returns. False if unsupported."""
+def add_raw_func(instance: Any, name: str, callback: RawCallback) -> bool:
+    """Define ``name`` in a ``component.LinkerInstance`` with a raw callback: ``callback(data,
+    context, type, args, nargs, results, nresults)`` returns 0, or ``raw_trap(message)`` to
+    make the call trap. It must never raise: ctypes would print the exception and report
+    success, so the callback catches everything (as ``wasihttp.host`` builds its callbacks: the
+    lifting, the call and the lowering in one frame, without a guard's frame per call). False
+    if unsupported."""
     if not raw_funcs_supported():
         return False
     assert _ffi is not None
-
-    def thunk(
-        _data: Any, context: Any, _ty: Any, args: Any, nargs: int, results: Any, nres: int
-    ) -> int:
-        try:
-            call(context, args, nargs, results, nres)
-        except BaseException as e:  # every failure must become a trap
-            err = wasmtime.WasmtimeError(on_error(e))
-            return ctypes.cast(err._consume(), ctypes.c_void_p).value or 0
-        return 0
-
-    cb = _ffi.wasmtime_component_func_callback_t(thunk)
+    cb = _ffi.wasmtime_component_func_callback_t(callback)
     key = _keep(cb)
     raw = name.encode()
     err = _ffi.wasmtime_component_linker_instance_add_func(
@@ -544,6 +537,13 @@ def add_raw_func(instance: Any, name: str, call: RawCall, on_error: Any) -> bool
     if err:
         raise wasmtime.WasmtimeError._from_ptr(err)
     return True
+
+
+def raw_trap(message: str) -> int:
+    """What a raw callback returns to make its call trap with ``message`` (a new error the engine
+    takes over)."""
+    err = wasmtime.WasmtimeError(message)
+    return ctypes.cast(err._consume(), ctypes.c_void_p).value or 0
 
 
 def _finalize(key: int | None) -> None:

@@ -38,6 +38,7 @@ from ..engine.lowlevel import (
     hold_gil_in_component_calls,
     raw_codec,
     raw_funcs_supported,
+    raw_trap,
 )
 from ..errors import LinkError
 from . import resources as r
@@ -152,7 +153,11 @@ def _resolve(key: str, name: str, fty: cm.FuncType) -> Impl:
     return unsupported
 
 
-def _raw_call(impl: Impl, fty: cm.FuncType) -> Any:
+def _raw_callback(impl: Impl, fty: cm.FuncType, on_error: Callable[[BaseException], str]) -> Any:
+    """The C callback of a host function (``lowlevel.add_raw_func``): lift the arguments, call
+    ``impl`` with the running request's state, lower its result; any exception becomes the
+    guest's trap, with the text ``on_error`` makes of it. One frame per call: the common
+    arities are unrolled (a list of arguments per call costs on every request)."""
     lifts = [raw_codec(t, BRIDGE)[0] for _, t in fty.params]
     result = fty.result
     lower = None if result is None else raw_codec(result, BRIDGE)[1]
@@ -161,35 +166,51 @@ def _raw_call(impl: Impl, fty: cm.FuncType) -> Any:
     if len(lifts) == 1:
         (lift0,) = lifts
 
-        def call1(ctx: Any, args: Any, nargs: int, results: Any, nres: int) -> None:
-            out = impl(current(), lift0(ctx, args[0]))
-            if lower is not None:
-                lower(ctx, out, results[0])
+        def call1(_d: Any, ctx: Any, _t: Any, args: Any, n: int, results: Any, nr: int) -> int:
+            try:
+                out = impl(current(), lift0(ctx, args[0]))
+                if lower is not None:
+                    lower(ctx, out, results[0])
+            except BaseException as e:  # every failure must become a trap
+                return raw_trap(on_error(e))
+            return 0
 
         return call1
-    if len(lifts) == 2:  # the common shapes unrolled: a list per call costs on every request
+    if len(lifts) == 2:
         lift0, lift1 = lifts
 
-        def call2(ctx: Any, args: Any, nargs: int, results: Any, nres: int) -> None:
-            out = impl(current(), lift0(ctx, args[0]), lift1(ctx, args[1]))
-            if lower is not None:
-                lower(ctx, out, results[0])
+        def call2(_d: Any, ctx: Any, _t: Any, args: Any, n: int, results: Any, nr: int) -> int:
+            try:
+                out = impl(current(), lift0(ctx, args[0]), lift1(ctx, args[1]))
+                if lower is not None:
+                    lower(ctx, out, results[0])
+            except BaseException as e:
+                return raw_trap(on_error(e))
+            return 0
 
         return call2
     if len(lifts) == 3:
         lift0, lift1, lift2 = lifts
 
-        def call3(ctx: Any, args: Any, nargs: int, results: Any, nres: int) -> None:
-            out = impl(current(), lift0(ctx, args[0]), lift1(ctx, args[1]), lift2(ctx, args[2]))
-            if lower is not None:
-                lower(ctx, out, results[0])
+        def call3(_d: Any, ctx: Any, _t: Any, args: Any, n: int, results: Any, nr: int) -> int:
+            try:
+                out = impl(current(), lift0(ctx, args[0]), lift1(ctx, args[1]), lift2(ctx, args[2]))
+                if lower is not None:
+                    lower(ctx, out, results[0])
+            except BaseException as e:
+                return raw_trap(on_error(e))
+            return 0
 
         return call3
 
-    def call(ctx: Any, args: Any, nargs: int, results: Any, nres: int) -> None:
-        out = impl(current(), *[lift(ctx, args[i]) for i, lift in enumerate(lifts)])
-        if lower is not None:
-            lower(ctx, out, results[0])
+    def call(_d: Any, ctx: Any, _t: Any, args: Any, n: int, results: Any, nr: int) -> int:
+        try:
+            out = impl(current(), *[lift(ctx, args[i]) for i, lift in enumerate(lifts)])
+            if lower is not None:
+                lower(ctx, out, results[0])
+        except BaseException as e:
+            return raw_trap(on_error(e))
+        return 0
 
     return call
 
@@ -305,5 +326,5 @@ def _define(inst: cm.LinkerInstance, key: str, items: dict[str, Any], fast: bool
         elif isinstance(ty, cm.FuncType):
             impl = _resolve(key, name, ty)
             on_error = _failed(f"{key}#{name}")
-            if not (fast and add_raw_func(inst, name, _raw_call(impl, ty), on_error)):
+            if not (fast and add_raw_func(inst, name, _raw_callback(impl, ty, on_error))):
                 inst.add_func(name, _public_call(impl, ty, on_error))
