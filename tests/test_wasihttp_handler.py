@@ -73,6 +73,37 @@ def test_hello() -> None:
         assert result.response.body == b"Hello, world!\n"
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
+def test_a_failing_host_function_is_a_host_error_and_the_next_run_is_clean(
+    fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug of the host (an exception in a host function) traps the guest and is reported as
+    # the host's error, 500, naming the exception; never as success, never leaking into the
+    # next request.
+    from wasmgate.wasihttp import interfaces
+
+    calls = {"n": 0}
+    real = interfaces.IMPLEMENTATIONS["wasi:http/types"]["[method]fields.append"]
+
+    def flaky(st: object, *args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom in the host")
+        return real(st, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setitem(
+        interfaces.IMPLEMENTATIONS["wasi:http/types"], "[method]fields.append", flaky
+    )
+    handler = ProxyHandler(load_guest(HELLO, get_engine()), settings(), fast=fast)
+    failed = handler.serve(HttpRequest("GET", "/"))
+    assert (failed.status, failed.cause, failed.response) == (500, "error", None)
+    assert "host error: RuntimeError: boom in the host" in failed.reason
+    ok = handler.serve(HttpRequest("GET", "/"))
+    assert (ok.status, ok.cause) == (200, "ok")
+    assert ok.response is not None
+    assert ok.response.body == b"Hello, world!\n"
+
+
 def test_echo_method_path_headers(echo: ProxyHandler) -> None:
     headers = (
         (b"host", b"example.test"),
