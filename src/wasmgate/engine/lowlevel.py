@@ -17,7 +17,7 @@ import array
 import contextlib
 import ctypes
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from itertools import accumulate
@@ -59,6 +59,13 @@ except ImportError:  # pragma: no cover - binding layout changed
 def _has(*names: str) -> bool:
     # Cached: several per-request calls ask it (the answer cannot change in a process).
     return _ffi is not None and all(hasattr(_ffi, n) for n in names)
+
+
+@cache
+def _c_function(name: str) -> Any:
+    """The binding's ctypes function ``name`` itself (its wrapper's callee: the GIL-holding one
+    once ``_hold_gil`` switched it), for calls made many times a request."""
+    return getattr(_bindings, "_" + name, None) or getattr(_ffi, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +429,7 @@ def _hold_gil(names: Sequence[str], held_names: list[str]) -> list[str]:
         held.restype = released.restype
         setattr(_bindings, private, held)
         held_names.append(name)
+    _c_function.cache_clear()  # hand out the switched ones from now on
     return list(held_names)
 
 
@@ -500,6 +508,12 @@ class ResourceBridge(abc.ABC):
 
     def lift(self, rep: int, owned: bool) -> Any:
         return rep
+
+    def lifter(self, owned: bool) -> Callable[[int], Any]:
+        """``lift`` for one ownership, as a one-argument function (a codec calls it for every
+        resource crossing; a subclass may return a leaner one)."""
+        lift = self.lift
+        return lambda rep: lift(rep, owned)
 
     @abc.abstractmethod
     def lower(self, value: Any) -> tuple[int, int]:
@@ -771,18 +785,23 @@ def raw_codec(ty: Any, bridge: ResourceBridge) -> tuple[Lift, Lower]:
 
         return lift_case, lower_case
     if isinstance(ty, cm.OwnType | cm.BorrowType):
-        owned = isinstance(ty, cm.OwnType)
         k_res = _kind("RESOURCE")
         host_p = ctypes.POINTER(f.wasmtime_component_resource_host_t)
+        lift_rep = bridge.lifter(isinstance(ty, cm.OwnType))
+        # The ctypes functions themselves, not the binding's wrappers: a frame fewer for each
+        # of the three calls every resource crossing makes (GIL-holding where switched so).
+        any_to_host = _c_function("wasmtime_component_resource_any_to_host")
+        host_rep = _c_function("wasmtime_component_resource_host_rep")
+        host_delete = _c_function("wasmtime_component_resource_host_delete")
 
         def lift_resource(ctx: Any, v: Any) -> Any:
             host = host_p()
-            err = f.wasmtime_component_resource_any_to_host(ctx, v.of.resource, byref(host))
+            err = any_to_host(ctx, v.of.resource, byref(host))
             if err:
                 raise wasmtime.WasmtimeError._from_ptr(err)
-            rep = f.wasmtime_component_resource_host_rep(host)
-            f.wasmtime_component_resource_host_delete(host)
-            return bridge.lift(rep, owned)
+            rep = host_rep(host)
+            host_delete(host)
+            return lift_rep(rep)
 
         def lower_resource(ctx: Any, value: Any, v: Any) -> None:
             rep, type_id = bridge.lower(value)
@@ -820,12 +839,11 @@ def _any_pointer_type() -> Any:
 def _owned_any(context: Any, rep: int, type_id: int) -> Any:
     """A new ``resource_any`` owning host resource ``rep`` of type ``type_id`` in ``context``'s
     store (what the guest is handed)."""
-    f = _ffi
-    host = _owned_host(rep, type_id)
+    host = _hosts.get((rep, type_id)) or _owned_host(rep, type_id)
     out = _any_pointer_type()()
-    err = f.wasmtime_component_resource_host_to_any(context, host, ctypes.byref(out))
+    err = _c_function("wasmtime_component_resource_host_to_any")(context, host, ctypes.byref(out))
     if rep >= _KEPT_HOSTS:
-        f.wasmtime_component_resource_host_delete(host)
+        _ffi.wasmtime_component_resource_host_delete(host)
     if err:
         raise wasmtime.WasmtimeError._from_ptr(err)
     return out

@@ -86,6 +86,12 @@ class _Bridge(ResourceBridge):
         table = r.current().table
         return table.pop(rep) if owned else table[rep]
 
+    def lifter(self, owned: bool) -> Callable[[int], Any]:
+        current = r.current
+        if owned:
+            return lambda rep: current().table.pop(rep)
+        return lambda rep: current().table[rep]
+
     def lower(self, value: Any) -> tuple[int, int]:
         return r.current().add(value), value.TYPE
 
