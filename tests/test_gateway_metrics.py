@@ -93,6 +93,23 @@ def test_the_event_loop_flushes_within_the_period() -> None:
     asyncio.run(run())
 
 
+def test_a_loop_closed_before_its_flush_does_not_hold_later_observations() -> None:
+    m = GatewayMetrics()
+    child = m.requests.labels("/a", "200")
+
+    async def observe_and_leave() -> None:
+        m.observe("/a", 200, "ok", 0.001, None)  # its flush is armed on a loop about to close
+
+    async def observe_and_wait() -> None:
+        m.observe("/a", 200, "ok", 0.001, None)
+        await asyncio.sleep(FLUSH_PERIOD + 0.2)
+
+    asyncio.run(observe_and_leave())
+    assert child._value.get() == 0
+    asyncio.run(observe_and_wait())  # a new loop arms its own flush: both are counted
+    assert child._value.get() == 2
+
+
 def test_observations_without_a_loop_count_at_once() -> None:
     m = GatewayMetrics()
     m.observe("/a", 200, "ok", 0.001, None)

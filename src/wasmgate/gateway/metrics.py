@@ -152,14 +152,18 @@ class GatewayMetrics:
                 pending.guest_count += 1
                 pending.guest_sum += guest_seconds
                 pending.guest[bisect_left(_BUCKETS, guest_seconds)] += 1
+        timer_loop = self._timer_loop
+        if timer_loop is not None and not timer_loop.is_closed():
+            # A flush is due on a live loop (it flushes what every thread observed). Asked
+            # first: asking for the running loop costs a system call (its fork check).
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (a direct caller): count at once
             self.flush()
             return
-        if self._timer_loop is not loop:  # none pending on this loop (another may be gone)
-            self._timer_loop = loop
-            loop.call_later(FLUSH_PERIOD, self._flush_on_timer)
+        self._timer_loop = loop
+        loop.call_later(FLUSH_PERIOD, self._flush_on_timer)
 
     def _flush_on_timer(self) -> None:
         self._timer_loop = None
