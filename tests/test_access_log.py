@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway_support import free_port, running_server, wat_guest
 from wasmgate.gateway import accesslog
@@ -73,6 +75,18 @@ def test_a_record_is_what_json_dumps_wrote(path: str, guest: float | None) -> No
     assert record == json.dumps(fields, separators=(",", ":"))
     assert record.isascii()
     assert "\n" not in record
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(min_value=0, max_value=1e13, allow_nan=False),
+        st.integers(min_value=0, max_value=10**12).map(lambda n: n / 1e6),
+        st.sampled_from([0.0, 1e-9, 0.0005, 0.0015, 0.0125, 2.5, 1e12, 1e13, -0.001, 1e20]),
+    )
+)
+def test_durations_are_written_as_json_dumps_writes_them_rounded(seconds: float) -> None:
+    assert accesslog._ms(seconds) == json.dumps(round(seconds * 1000, 3))
 
 
 # --- the writer --------------------------------------------------------------------------------

@@ -81,14 +81,25 @@ def format_record(
     client: str | None,
 ) -> str:
     """The JSON object of one request (no newline)."""
-    guest = "null" if guest_seconds is None else repr(round(guest_seconds * 1000, 3))
+    guest = "null" if guest_seconds is None else _ms(guest_seconds)
     return (
         f'{{"id":{_quote(rid)},"method":{_quote(method)},"path":{_quote(path)},'
         f'"route":{_quote(route)},"status":{status},"cause":{_quote(cause)},'
-        f'"ms":{round(seconds * 1000, 3)!r},"guest_ms":{guest},'
+        f'"ms":{_ms(seconds)},"guest_ms":{guest},'
         f'"inline":{"true" if inline else "false"},"bytes_in":{bytes_in},'
         f'"bytes_out":{bytes_out},"client":{"null" if client is None else _quote(client)}}}'
     )
+
+
+def _ms(seconds: float) -> str:
+    """``repr(round(seconds * 1000, 3))`` (what ``json.dumps`` writes for it) in half the time:
+    both round correctly to three decimals, and below 1e12 (floats there are closer together
+    than 0.001) the shortest repr of such a number is those decimals without trailing zeros."""
+    millis = seconds * 1000
+    if not 0 <= millis < 1e12:
+        return repr(round(millis, 3))
+    text = f"{millis:.3f}".rstrip("0")
+    return text + "0" if text[-1] == "." else text
 
 
 class BatchWriter:
