@@ -580,6 +580,25 @@ def _new_bytes(data: bytes) -> Any:
     return vec
 
 
+_PyBUF_WRITE = 0x200
+
+
+@cache
+def _memory_view_function() -> Any:
+    function = ctypes.pythonapi.PyMemoryView_FromMemory
+    function.restype = ctypes.py_object
+    function.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+    return function
+
+
+def _writable_memory(address: int, size: int) -> memoryview:
+    """A writable byte view of ``size`` bytes of C memory at ``address`` (valid only while that
+    memory is; released by the caller). No ctypes array type per size: those are cached for
+    good, one per length ever asked for."""
+    view: memoryview = _memory_view_function()(address, size, _PyBUF_WRITE)
+    return view
+
+
 def _read_bytes(vec: Any) -> bytes:
     return ctypes.string_at(vec.data, vec.size) if vec.size else b""
 
@@ -658,11 +677,13 @@ def raw_codec(ty: Any, bridge: ResourceBridge) -> tuple[Lift, Lower]:
                 n = len(value)
                 raw = f.wasmtime_component_vallist_t()
                 f.wasmtime_component_vallist_new_uninit(byref(raw), n)
-                if n:
-                    buf = bytearray(n * size)
-                    buf[0::size] = k_u8 * n
-                    buf[off::size] = value
-                    ctypes.memmove(raw.data, bytes(buf), n * size)
+                if n:  # each element's kind and byte, written in place (4x less than a copy)
+                    at = ctypes.cast(raw.data, ctypes.c_void_p).value
+                    assert at is not None  # the C API aborts rather than return no memory
+                    elements = _writable_memory(at, n * size)
+                    elements[0::size] = k_u8 * n
+                    elements[off::size] = value
+                    elements.release()
                 v.kind = k_list
                 v.of.list = raw
 
