@@ -11,7 +11,8 @@ hop to a worker thread), both routes loaded by ``gateway.state.load_state`` from
   conversion instead of the raw codecs, to show what the raw codecs save;
 - ``componentize-py echo``: ``examples/http/python/echo-py.wasm`` (CPython in the component; built
   by ``examples/http/python/build.sh``, included when present) with a 1 KiB body.
-Goal (issue 11): wasi:http hello at most 1.2x the WAGI hello.
+Goal (issue 11): wasi:http hello at most 1.2x the WAGI hello. The process's malloc is set as in
+``wasmgate serve`` (``gateway.protocol.limit_heap_retention``): it decides what large bodies cost.
 
     .venv/bin/python benchmarks/bench_wasihttp.py [--rounds 5] [--n 300] [--json]
 """
@@ -35,6 +36,7 @@ from guestbuild import build  # noqa: E402
 
 from wasmgate.config import GatewayConfig  # noqa: E402
 from wasmgate.engine.capture import default_pump  # noqa: E402
+from wasmgate.gateway.protocol import limit_heap_retention  # noqa: E402
 from wasmgate.gateway.state import load_state  # noqa: E402
 from wasmgate.wagi.cgi import CgiRequest  # noqa: E402
 from wasmgate.wasihttp import HttpRequest, ProxyHandler  # noqa: E402
@@ -83,6 +85,7 @@ def public_case(state: object, path: str) -> Callable[[], None]:
 
 def main() -> int:
     args = in_process_args(__doc__ or "")
+    limit_heap_retention()  # malloc as in every serving process (it decides what bodies cost)
 
     tmp = Path(tempfile.mkdtemp(prefix="wasmgate-bench-"))
     try:
