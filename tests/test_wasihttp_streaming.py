@@ -68,6 +68,22 @@ def test_the_request_window_and_limit() -> None:
     assert ex.read(10, True, None) is None
 
 
+def test_a_read_wakes_the_server_only_when_it_makes_room() -> None:
+    ex, wakes = _exchange(window=4)
+    assert ex.feed(b"12")
+    assert ex.read(1, False, None) == b"1"
+    assert wakes == []  # there was room all along: the server is still reading
+    assert ex.feed(b"3456")  # 5 held: no room, the server stops reading the client
+    assert ex.read(1, False, None) == b"2"
+    assert (wakes, ex.room()) == ([], False)  # 4 held: still none
+    assert ex.read(1, False, None) == b"3"
+    assert (wakes, ex.room()) == ([1], True)  # room again: the server must hear of it
+    whole, whole_wakes = _exchange(b"abcdef", window=4, complete=True)
+    assert whole.read(2, False, None) == b"ab"
+    assert whole.read(9, False, None) == b"cdef"
+    assert whole_wakes == []  # a body already complete: nothing more to read from the client
+
+
 def test_a_guest_writing_faster_than_the_client_reads_waits() -> None:
     ex, wakes = _exchange(window=4)
     ex.start(200, [])

@@ -146,8 +146,13 @@ class Exchange:
                 chunk = chunk[:n]
             else:
                 self._inbox.popleft()
+            full = self._held >= self.window
             self._held -= len(chunk)
-        self._wake()  # room for more from the client
+            # The server stops reading only while there is no room: tell it when this read made
+            # some (a wake per read is a cross-thread call, and there are many small reads).
+            made_room = full and self._held < self.window and not self.body_ended
+        if made_room:
+            self._wake()
         return chunk
 
     def discard(self) -> None:
