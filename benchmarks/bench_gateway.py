@@ -475,6 +475,28 @@ def summarise(
     ]
     pairs += [(t.key[len(BASE) :], t.key) for t in targets if t.key.startswith(BASE)]
     ratios = {f"{a}/{b}": v for a, b in pairs if (v := ratio(a, b)) is not None}
+    # A change against its --baseline twin, round by round: the two run in the same round, so
+    # each round's ratio shares its machine's load (the totals above mix slow and fast rounds).
+    changes: dict[str, dict[str, float]] = {}
+    for t in targets:
+        if not t.key.startswith(BASE) or t.key[len(BASE) :] not in runs:
+            continue
+        new, old = t.key[len(BASE) :], t.key
+        by_round = [
+            (n["requests"] / n["duration_us"]) / (o["requests"] / o["duration_us"])
+            for n, o in zip(runs[new], runs[old], strict=False)
+            if o["requests"] and n["duration_us"] and o["duration_us"]
+        ]
+        cpu_new = stats[new]["server_cpu_us_per_request"]
+        if by_round and cpu_new:
+            changes[f"{new}/{old}"] = {
+                "median": round(statistics.median(by_round), 3),
+                "min": round(min(by_round), 3),
+                "max": round(max(by_round), 3),
+                "cpu_before_over_after": round(
+                    stats[old]["server_cpu_us_per_request"] / cpu_new, 3
+                ),
+            }
     goal: dict[str, Any] = {
         "min_ratio_vs_wasmtime": GOAL_RATIO,
         "max_p99_ms": GOAL_P99_MS,
@@ -511,6 +533,7 @@ def summarise(
         "versions": versions(),
         "targets": stats,
         "ratios": ratios,
+        "changes": changes,
         "goal": goal,
         "skipped": skipped,
         "other_cpus_max": max(s["other_cpus_max"] for s in stats.values()),
@@ -545,6 +568,15 @@ def print_table(report: dict[str, Any]) -> None:
     print("|---|---:|")
     for name, value in report["ratios"].items():
         print(f"| {name} | {value:.3f}x |")
+    if report["changes"]:
+        print()
+        print("| change (vs --baseline) | req/s, median of rounds (range) | CPU, before/after |")
+        print("|---|---:|---:|")
+        for name, c in report["changes"].items():
+            print(
+                f"| {name} | {c['median']:.3f}x ({c['min']:.3f}-{c['max']:.3f}) |"
+                f" {c['cpu_before_over_after']:.3f}x |"
+            )
     goal = report["goal"]
     if "met" in goal:
         verdict = "met" if goal["met"] else "NOT met"
