@@ -349,6 +349,58 @@ def test_set_file_wasi_matches_the_public_configuration(
     assert fast[1] == stdin
 
 
+# Reads stdin twice and writes each read's errno and byte count (little-endian i32s) to stdout.
+STDIN_PROBE = """(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 100))
+    (i32.store (i32.const 4) (i32.const 64))
+    (i32.store (i32.const 200)
+      (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)))
+    (i32.store (i32.const 204) (i32.load (i32.const 16)))
+    (i32.store (i32.const 208)
+      (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)))
+    (i32.store (i32.const 212) (i32.load (i32.const 16)))
+    (i32.store (i32.const 300) (i32.const 200))
+    (i32.store (i32.const 304) (i32.const 16))
+    (drop (call $write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 308)))))
+"""
+
+
+@pytest.mark.parametrize("stdin", [b"", b"abc"])
+def test_an_empty_request_body_reads_as_end_of_file_in_both_configurations(
+    tmp_path: object, stdin: bytes
+) -> None:
+    # A request without a body gives WASI no stdin bytes at all (a call fewer): the guest must
+    # see exactly what an empty in-memory stdin gives, end of file and no error, every read.
+    import pathlib
+    import struct
+
+    engine = get_engine().engine
+    outputs = []
+    for fast in (True, False):
+        out = pathlib.Path(str(tmp_path)) / f"out-{fast}"
+        err = pathlib.Path(str(tmp_path)) / f"err-{fast}"
+        store = wasmtime.Store(engine)
+        store.set_epoch_deadline(1 << 40)
+        if fast:
+            assert set_file_wasi(store, None, None, stdin, bytes(out), bytes(err))
+        else:
+            cfg = wasmtime.WasiConfig()
+            assert set_stdin_bytes(cfg, stdin)
+            cfg.stdout_file = str(out)
+            cfg.stderr_file = str(err)
+            store.set_wasi(cfg)
+        linker = wasmtime.Linker(engine)
+        linker.define_wasi()
+        probe = linker.instantiate(store, wasmtime.Module(engine, STDIN_PROBE))
+        assert call_export(store, probe, "_start")
+        outputs.append(struct.unpack("<4i", out.read_bytes()))
+    assert outputs[0] == outputs[1] == (0, len(stdin), 0, 0)
+
+
 def test_set_file_wasi_refuses_what_the_public_setters_refuse(tmp_path: object) -> None:
     import pathlib
 

@@ -219,8 +219,9 @@ def set_file_wasi(
     from memory and stdout and stderr written to the files at the paths ``stdout`` and
     ``stderr``, and nothing else: what ``WasiConfig`` and ``Store.set_wasi`` do for a served
     request, straight through the C API (no configuration object, no path conversions; a few
-    microseconds a request). A file that cannot be opened is a ``WasmtimeError``, as the public
-    setters raise. False if unsupported."""
+    microseconds a request; empty ``stdin`` is left to WASI's default, which reads as the same
+    end of file, checked in the tests). A file that cannot be opened is a ``WasmtimeError``, as
+    the public setters raise. False if unsupported."""
     if not _has(*_FILE_WASI_SYMBOLS):
         return False
     assert _ffi is not None
@@ -229,7 +230,8 @@ def set_file_wasi(
     try:
         if argv is not None or env is not None:
             _set_args_env(cfg, argv or (), env or {})
-        _set_stdin_bytes(cfg, stdin)
+        if stdin:  # none (a request without a body): WASI's own stdin reads as end of file
+            _set_stdin_bytes(cfg, stdin)
         if not f.wasi_config_set_stdout_file(cfg, stdout):
             raise wasmtime.WasmtimeError("failed to set stdout file")
         if not f.wasi_config_set_stderr_file(cfg, stderr):
