@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 import wasmtime
 
@@ -33,8 +35,6 @@ ECHO = """(module
 
 
 def _run_echo(engine: wasmtime.Engine, stdin: bytes, tmp_path: object) -> bytes:
-    import pathlib
-
     out = pathlib.Path(str(tmp_path)) / "out"
     store = wasmtime.Store(engine)
     store.set_epoch_deadline(1 << 40)
@@ -90,8 +90,6 @@ ENV_DUMP = """(module
 
 
 def _args_env_output(tmp_path: object, argv: list[str], env: dict[str, str], fast: bool) -> bytes:
-    import pathlib
-
     engine = get_engine().engine
     out = pathlib.Path(str(tmp_path)) / "out"
     store = wasmtime.Store(engine)
@@ -293,6 +291,34 @@ def test_new_store_matches_the_public_store(
     fast.close()  # closed like any store: twice is harmless
 
 
+def _file_wasi_store(
+    engine: wasmtime.Engine,
+    argv: list[str] | None,
+    env: dict[str, str] | None,
+    stdin: bytes,
+    out: pathlib.Path,
+    err: pathlib.Path,
+    fast: bool,
+) -> wasmtime.Store:
+    """A store whose WASI has ``argv``, ``env``, ``stdin`` and files ``out`` and ``err`` for
+    stdout and stderr, configured by ``set_file_wasi`` or by the public API."""
+    store = wasmtime.Store(engine)
+    store.set_epoch_deadline(1 << 40)
+    if fast:
+        assert set_file_wasi(store, argv, env, stdin, bytes(out), bytes(err))
+        return store
+    cfg = wasmtime.WasiConfig()
+    if argv is not None:
+        cfg.argv = argv
+    if env is not None:
+        cfg.env = list(env.items())
+    assert set_stdin_bytes(cfg, stdin)
+    cfg.stdout_file = str(out)
+    cfg.stderr_file = str(err)
+    store.set_wasi(cfg)
+    return store
+
+
 def _file_wasi_output(
     tmp_path: object,
     argv: list[str] | None,
@@ -302,25 +328,10 @@ def _file_wasi_output(
 ) -> tuple[bytes, bytes]:
     """(stdout, stderr) of a guest that dumps its argv and environment to stdout and copies its
     stdin to stderr, configured by ``set_file_wasi`` or by the public API."""
-    import pathlib
-
     engine = get_engine().engine
     out = pathlib.Path(str(tmp_path)) / "out"
     err = pathlib.Path(str(tmp_path)) / "err"
-    store = wasmtime.Store(engine)
-    store.set_epoch_deadline(1 << 40)
-    if fast:
-        assert set_file_wasi(store, argv, env, stdin, bytes(out), bytes(err))
-    else:
-        cfg = wasmtime.WasiConfig()
-        if argv is not None:
-            cfg.argv = argv
-        if env is not None:
-            cfg.env = list(env.items())
-        assert set_stdin_bytes(cfg, stdin)
-        cfg.stdout_file = str(out)
-        cfg.stderr_file = str(err)
-        store.set_wasi(cfg)
+    store = _file_wasi_store(engine, argv, env, stdin, out, err, fast)
     linker = _wasi_linker(engine, store, ENV_DUMP)
     copy = ECHO.replace(
         "(i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)",
@@ -375,7 +386,6 @@ def test_an_empty_request_body_reads_as_end_of_file_in_both_configurations(
 ) -> None:
     # A request without a body gives WASI no stdin bytes at all (a call fewer): the guest must
     # see exactly what an empty in-memory stdin gives, end of file and no error, every read.
-    import pathlib
     import struct
 
     engine = get_engine().engine
@@ -383,16 +393,7 @@ def test_an_empty_request_body_reads_as_end_of_file_in_both_configurations(
     for fast in (True, False):
         out = pathlib.Path(str(tmp_path)) / f"out-{fast}"
         err = pathlib.Path(str(tmp_path)) / f"err-{fast}"
-        store = wasmtime.Store(engine)
-        store.set_epoch_deadline(1 << 40)
-        if fast:
-            assert set_file_wasi(store, None, None, stdin, bytes(out), bytes(err))
-        else:
-            cfg = wasmtime.WasiConfig()
-            assert set_stdin_bytes(cfg, stdin)
-            cfg.stdout_file = str(out)
-            cfg.stderr_file = str(err)
-            store.set_wasi(cfg)
+        store = _file_wasi_store(engine, None, None, stdin, out, err, fast)
         linker = wasmtime.Linker(engine)
         linker.define_wasi()
         probe = linker.instantiate(store, wasmtime.Module(engine, STDIN_PROBE))
@@ -402,8 +403,6 @@ def test_an_empty_request_body_reads_as_end_of_file_in_both_configurations(
 
 
 def test_set_file_wasi_refuses_what_the_public_setters_refuse(tmp_path: object) -> None:
-    import pathlib
-
     store = wasmtime.Store(get_engine().engine)
     missing = bytes(pathlib.Path(str(tmp_path)) / "no" / "such" / "dir" / "out")
     ok = bytes(pathlib.Path(str(tmp_path)) / "ok")
