@@ -595,8 +595,7 @@ def _memory_view_function() -> Any:
 
 def _writable_memory(address: int, size: int) -> memoryview:
     """A writable byte view of ``size`` bytes of C memory at ``address`` (valid only while that
-    memory is; released by the caller). No ctypes array type per size: those are cached for
-    good, one per length ever asked for."""
+    memory is; released by the caller), made without a ctypes array type for the size."""
     view: memoryview = _memory_view_function()(address, size, _PyBUF_WRITE)
     return view
 
@@ -862,7 +861,7 @@ def _any_pointer_type() -> Any:
 def _owned_any(context: Any, rep: int, type_id: int) -> Any:
     """A new ``resource_any`` owning host resource ``rep`` of type ``type_id`` in ``context``'s
     store (what the guest is handed)."""
-    host = _hosts.get((rep, type_id)) or _owned_host(rep, type_id)
+    host = _owned_host(rep, type_id)
     out = _any_pointer_type()()
     err = _c_function("wasmtime_component_resource_host_to_any")(context, host, ctypes.byref(out))
     if rep >= _KEPT_HOSTS:

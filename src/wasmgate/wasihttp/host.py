@@ -83,17 +83,22 @@ class _Bridge(ResourceBridge):
     """Resources cross host calls as objects of the running request's table."""
 
     def lift(self, rep: int, owned: bool) -> Any:
-        table = r.current().table
-        return table.pop(rep) if owned else table[rep]
+        return self.lifter(owned)(rep)
 
     def lifter(self, owned: bool) -> Callable[[int], Any]:
-        current = r.current
-        if owned:
-            return lambda rep: current().table.pop(rep)
-        return lambda rep: current().table[rep]
+        return _taken if owned else _borrowed
 
     def lower(self, value: Any) -> tuple[int, int]:
         return r.current().add(value), value.TYPE
+
+
+def _taken(rep: int) -> Any:
+    """The object an owned handle stands for, leaving the request's table with it."""
+    return r.current().table.pop(rep)
+
+
+def _borrowed(rep: int) -> Any:
+    return r.current().table[rep]
 
 
 BRIDGE = _Bridge()
