@@ -17,10 +17,15 @@ ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 ARG APP=examples
 
 # --- build: a virtual environment with wasmgate and its dependencies, nothing else -----------------
+# A C compiler here builds wasmgate's C host-call crossings (setup.py); the runtime stage gets
+# only the virtual environment, not the compiler.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY src ./src
 RUN python -m venv /opt/wasmgate/venv \
  && /opt/wasmgate/venv/bin/pip install .

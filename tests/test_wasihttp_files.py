@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from wasihttp_support import CROSSINGS, proxy
 from wasmgate.capabilities import DirGrant
 from wasmgate.engine.engine import get_engine
 from wasmgate.engine.loader import LoadedGuest, load_guest
@@ -44,9 +45,9 @@ def serve(handler: ProxyHandler, path: str, body: bytes = b"") -> bytes:
     return result.response.body
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
-def test_read_write_list(guest: LoadedGuest, volume: Path, fast: bool) -> None:
-    handler = ProxyHandler(guest, SETTINGS, volumes=[DirGrant(volume, "/data")], fast=fast)
+@pytest.mark.parametrize("how", CROSSINGS)
+def test_read_write_list(guest: LoadedGuest, volume: Path, how: str) -> None:
+    handler = proxy(how, guest, SETTINGS, volumes=[DirGrant(volume, "/data")])
     assert not handler.repeatable
     assert serve(handler, "/fs/read/a.txt") == b"hello file"
     assert serve(handler, "/fs/read/big.bin") == bytes(range(256)) * 1024

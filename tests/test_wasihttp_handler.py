@@ -1,7 +1,8 @@
 """wasihttp.ProxyHandler in process, with the C hello and echo components built from source.
 
-Each behaviour is checked on both value paths: the raw codecs (``fast=True``) and the binding's
-public API (``fast=False``), so the raw path is tested against the public one it replaces.
+Each behaviour is checked on the three ways host calls cross (``wasihttp_support.CROSSINGS``): in
+C (``engine.crossing``), through ctypes with the raw codecs, and through the binding's public API,
+so the fast paths are tested against the public one they replace.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from wasihttp_support import CROSSINGS, proxy
 from wasmgate.engine.engine import EngineSettings, get_engine
 from wasmgate.engine.loader import LoadedGuest, load_guest
 from wasmgate.errors import LinkError
@@ -56,16 +58,16 @@ def settings(
     )
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["raw", "public"])
+@pytest.fixture(scope="module", params=CROSSINGS)
 def echo(request: pytest.FixtureRequest, echo_guest: LoadedGuest) -> ProxyHandler:
-    return ProxyHandler(echo_guest, settings(), environment={"GREETING": "hi"}, fast=request.param)
+    return proxy(request.param, echo_guest, settings(), environment={"GREETING": "hi"})
 
 
 def test_hello() -> None:
     guest = load_guest(HELLO, get_engine())
-    for fast in (True, False):
-        handler = ProxyHandler(guest, settings(), fast=fast)
-        assert handler.linked.fast is fast
+    for how in CROSSINGS:
+        handler = proxy(how, guest, settings())
+        assert handler.linked.fast is (how != "public")
         result = handler.serve(HttpRequest("GET", "/"))
         assert (result.status, result.cause) == (200, "ok")
         assert result.response is not None
@@ -73,9 +75,9 @@ def test_hello() -> None:
         assert result.response.body == b"Hello, world!\n"
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
+@pytest.mark.parametrize("how", CROSSINGS)
 def test_a_failing_host_function_is_a_host_error_and_the_next_run_is_clean(
-    fast: bool, monkeypatch: pytest.MonkeyPatch
+    how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A bug of the host (an exception in a host function) traps the guest and is reported as
     # the host's error, 500, naming the exception; never as success, never leaking into the
@@ -94,7 +96,7 @@ def test_a_failing_host_function_is_a_host_error_and_the_next_run_is_clean(
     monkeypatch.setitem(
         interfaces.IMPLEMENTATIONS["wasi:http/types"], "[method]fields.append", flaky
     )
-    handler = ProxyHandler(load_guest(HELLO, get_engine()), settings(), fast=fast)
+    handler = proxy(how, load_guest(HELLO, get_engine()), settings())
     failed = handler.serve(HttpRequest("GET", "/"))
     assert (failed.status, failed.cause, failed.response) == (500, "error", None)
     assert "host error: RuntimeError: boom in the host" in failed.reason
@@ -294,12 +296,12 @@ def upstream() -> Iterator[int]:
     server.server_close()
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
+@pytest.mark.parametrize("how", CROSSINGS)
 def test_outbound_requests_follow_the_allow_list(
-    echo_guest: LoadedGuest, upstream: int, fast: bool
+    echo_guest: LoadedGuest, upstream: int, how: str
 ) -> None:
     allowed = OutboundPolicy(allowed_hosts=(f"http://127.0.0.1:{upstream}",))
-    handler = ProxyHandler(echo_guest, settings(), outbound=allowed, fast=fast)
+    handler = proxy(how, echo_guest, settings(), outbound=allowed)
     assert not handler.repeatable
 
     def fetch(h: ProxyHandler, target: str) -> bytes:
@@ -312,18 +314,18 @@ def test_outbound_requests_follow_the_allow_list(
     # error-code cases: 15 HTTP-request-denied, 6 connection-refused
     assert fetch(handler, f"127.0.0.1:{upstream}/redir") == b"error=15\n"
     assert fetch(handler, f"localhost:{upstream}/") == b"error=15\n"
-    denied = ProxyHandler(echo_guest, settings(), fast=fast)
+    denied = proxy(how, echo_guest, settings())
     assert denied.repeatable
     assert fetch(denied, f"127.0.0.1:{upstream}/a") == b"error=15\n"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
     anywhere = OutboundPolicy(allowed_hosts=("insecure:allow-all",))
-    open_handler = ProxyHandler(echo_guest, settings(), outbound=anywhere, fast=fast)
+    open_handler = proxy(how, echo_guest, settings(), outbound=anywhere)
     assert fetch(open_handler, f"127.0.0.1:{closed_port}/") == b"error=6\n"
     # http_max_concurrency: futures held at once; one more is connection-limit-reached (11)
     none_at_once = OutboundPolicy(allowed_hosts=allowed.allowed_hosts, max_concurrency=0)
-    capped = ProxyHandler(echo_guest, settings(), outbound=none_at_once, fast=fast)
+    capped = proxy(how, echo_guest, settings(), outbound=none_at_once)
     assert fetch(capped, f"127.0.0.1:{upstream}/a") == b"error=11\n"
 
 
@@ -335,7 +337,7 @@ def test_a_guest_cannot_make_the_host_hold_unbounded_memory(
     echo: ProxyHandler, path: str, reason: str
 ) -> None:
     # (a long timeout: through the public API, 4 MiB of fields take seconds to convert)
-    handler = ProxyHandler(echo.guest, settings(120.0), fast=echo.linked.fast)
+    handler = proxy(echo.linked.crossing, echo.guest, settings(120.0))
     result = handler.serve(HttpRequest("GET", path))
     assert (result.status, result.cause) == (500, "trap"), result.reason
     assert reason in result.reason

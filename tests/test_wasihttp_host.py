@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,13 @@ import pytest
 import wasmtime
 from wasmtime import component as cm
 
-from wasmgate.engine import lowlevel
+from wasihttp_support import CROSSINGS, proxy
+from wasmgate.engine import crossing, lowlevel
 from wasmgate.engine.engine import get_engine
 from wasmgate.engine.loader import load_guest
 from wasmgate.errors import LinkError
 from wasmgate.limits import Limits
-from wasmgate.wasihttp import HttpRequest, ProxyHandler
+from wasmgate.wasihttp import HttpRequest, ProxyHandler, resources
 from wasmgate.wasihttp.codec import binding_tags, public_codec, variant_cases
 from wasmgate.wasihttp.host import BRIDGE, denial, interface_key
 
@@ -43,12 +45,12 @@ def test_interface_key(name: str, key: str | None) -> None:
     assert interface_key(name) == key
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
-def test_denied_capabilities_give_the_interfaces_error_values(fast: bool) -> None:
+@pytest.mark.parametrize("how", CROSSINGS)
+def test_denied_capabilities_give_the_interfaces_error_values(how: str) -> None:
     # The guest traps unless create-tcp-socket answers err(access-denied) and get-directories
     # an empty list; then it returns without answering.
     guest = load_guest(DENIED, get_engine())
-    result = ProxyHandler(guest, SETTINGS, fast=fast).serve(HttpRequest("GET", "/"))
+    result = proxy(how, guest, SETTINGS).serve(HttpRequest("GET", "/"))
     assert (result.status, result.cause) == (500, "no-response"), result.reason
 
 
@@ -188,9 +190,9 @@ def test_raw_codecs_express_the_err_case_the_binding_cannot() -> None:
         lowlevel._ffi.wasmtime_component_val_delete(ctypes.byref(val))
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
+@pytest.mark.parametrize("how", CROSSINGS)
 def test_a_resource_the_guest_drops_runs_its_drop_hook(
-    fast: bool, monkeypatch: pytest.MonkeyPatch
+    how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the echo guest drops the request's headers (a fields) after reading them
     from wasmgate.wasihttp import resources
@@ -198,7 +200,7 @@ def test_a_resource_the_guest_drops_runs_its_drop_hook(
     drops: list[object] = []
     monkeypatch.setattr(resources.Fields, "dropped", lambda self, state: drops.append(self))
     guest = load_guest(ROOT / "examples" / "http" / "echo-http.wasm", get_engine())
-    handler = ProxyHandler(guest, SETTINGS, fast=fast)
+    handler = proxy(how, guest, SETTINGS)
     result = handler.serve(HttpRequest("GET", "/", headers=((b"a", b"b"),)))
     assert result.status == 200, result.reason
     assert len(drops) == 1
@@ -218,9 +220,147 @@ def test_raw_callbacks_go_with_their_linker() -> None:
     # a reloaded route drops its linker: the host's callbacks must not pile up
     guest = load_guest(ROOT / "examples" / "http" / "echo-http.wasm", get_engine())
     before = len(lowlevel._raw_callbacks)
-    handler = ProxyHandler(guest, SETTINGS)
+    handler = proxy("python", guest, SETTINGS)
     assert len(lowlevel._raw_callbacks) > before
     assert handler.serve(HttpRequest("POST", "/", body=b"x")).status == 200
     del handler
     gc.collect()
     assert len(lowlevel._raw_callbacks) == before
+
+
+def test_c_callbacks_go_with_their_linker() -> None:
+    # each C host function's data holds the host's ``current``: the engine gives it back when
+    # the linker goes, or every reload would keep a reloaded route's functions alive
+    guest = load_guest(ROOT / "examples" / "http" / "echo-http.wasm", get_engine())
+    gc.collect()
+    before = _holders(resources.current)
+    handler = proxy("c", guest, SETTINGS)
+    linked = _holders(resources.current)
+    assert handler.serve(HttpRequest("POST", "/", body=b"x")).status == 200
+    del handler
+    gc.collect()
+    after = _holders(resources.current)
+    assert (linked > before + 10, after) == (True, before)
+
+
+def _holders(obj: object) -> int:
+    return sys.getrefcount(obj) - 1  # not counting the argument's own reference
+
+
+# --- the C crossings against the raw codecs -----------------------------------------------
+
+
+def test_the_c_crossings_are_built_and_used_here() -> None:
+    # setup builds the extension (a C compiler is on every supported machine): without it the
+    # gateway still works, slower; this says so rather than testing the Python path twice
+    assert crossing.available(), "wasmgate._crossing is not built (pip install -e . with gcc)"
+    guest = load_guest(ROOT / "examples" / "perf" / "hello-http.wasm", get_engine())
+    assert ProxyHandler(guest, SETTINGS).linked.crossing == "c"
+    with crossing.disabled():
+        assert ProxyHandler(guest, SETTINGS).linked.crossing == "python"
+    assert ProxyHandler(guest, SETTINGS, fast=False).linked.crossing == "public"
+
+
+def _native() -> Any:
+    native = crossing._crossing
+    assert native is not None
+    return native
+
+
+def _val() -> Any:
+    return lowlevel._ffi.wasmtime_component_val_t()
+
+
+def _delete(val: Any) -> None:
+    lowlevel._ffi.wasmtime_component_val_delete(ctypes.byref(val))
+
+
+@pytest.mark.parametrize(("where", "ty"), TYPES, ids=[w for w, _ in TYPES])
+def test_c_codecs_agree_with_the_raw_codecs(where: str, ty: Any) -> None:
+    if isinstance(ty, cm.OptionType) and isinstance(ty.payload, cm.OptionType):
+        with pytest.raises(TypeError, match="option<option<T>>"):
+            crossing.plan(ty, BRIDGE)
+        return
+    native = _native()
+    plan = crossing.plan(ty, BRIDGE)
+    raw_lift, raw_lower = lowlevel.raw_codec(ty, BRIDGE)
+    value = _sample(ty)
+    # C lower -> raw lift, raw lower -> C lift, C -> C
+    val = _val()
+    native.lower(plan, None, value, ctypes.addressof(val))
+    assert raw_lift(None, val) == value
+    assert native.lift(plan, None, ctypes.addressof(val)) == value
+    _delete(val)
+    val = _val()
+    raw_lower(None, value, val)
+    assert native.lift(plan, None, ctypes.addressof(val)) == value
+    _delete(val)
+
+
+def _types_named(*names: str) -> dict[str, Any]:
+    found = dict(TYPES)
+    return {n: found[n] for n in names}
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "error"),
+    [
+        ("echo-u16.v", 70000, OverflowError),
+        ("echo-u16.v", -1, OverflowError),
+        ("echo-s8.v", "7", TypeError),
+        ("echo-char.c", "ab", TypeError),
+        ("echo-char.c", "\ud800", ValueError),
+        ("echo-string.s", b"bytes", TypeError),
+        ("echo-string.s", "\ud800", UnicodeEncodeError),
+        ("echo-strings.s", ["ok", 5], TypeError),
+        ("echo-person.p", {"name": "x"}, KeyError),
+        ("echo-result.r", ("maybe", None), ValueError),
+        ("echo-result.r", "ok", TypeError),
+        ("echo-shape.s", ("no-such-case", None), ValueError),
+        ("echo-tuple.t", (1,), TypeError),
+    ],
+)
+def test_c_lowering_refuses_a_wrong_value_and_leaves_it_droppable(
+    where: str, value: Any, error: type[BaseException]
+) -> None:
+    # a host function returning the wrong shape is the guest's trap, never a crash: whatever
+    # was written before the failure is dropped whole by the engine afterwards
+    (ty,) = _types_named(where).values()
+    val = _val()
+    with pytest.raises(error):
+        _native().lower(crossing.plan(ty, BRIDGE), None, value, ctypes.addressof(val))
+    _delete(val)
+
+
+def test_c_lifting_checks_each_values_kind() -> None:
+    # a plan and a value of different kinds (never from the engine, which checks types) is an
+    # error, not a read of the wrong union member
+    types = dict(TYPES)
+    val = _val()
+    lowlevel.raw_codec(types["echo-string.s"], BRIDGE)[1](None, "text", val)
+    with pytest.raises(TypeError, match="where U32 was expected"):
+        _native().lift(crossing.plan(types["add.a"], BRIDGE), None, ctypes.addressof(val))
+    _delete(val)
+
+
+def test_the_c_crossings_stand_down_when_they_cannot_be_trusted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a binding whose value layout differs from the extension's, or WASMGATE_NATIVE=0: the
+    # Python path serves, and the gateway works the same
+    guest = load_guest(ROOT / "examples" / "perf" / "hello-http.wasm", get_engine())
+    try:
+        monkeypatch.setattr(lowlevel, "value_layout", lambda: {"val": 40})
+        crossing.available.cache_clear()
+        assert not crossing.available()
+        monkeypatch.undo()
+        monkeypatch.setenv(crossing.DISABLE_VARIABLE, "0")
+        crossing.available.cache_clear()
+        assert not crossing.available()
+        handler = ProxyHandler(guest, SETTINGS)
+        assert handler.linked.crossing == "python"
+        assert handler.serve(HttpRequest("GET", "/")).status == 200
+    finally:
+        monkeypatch.undo()
+        crossing.available.cache_clear()
+    assert crossing.available()

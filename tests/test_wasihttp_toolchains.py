@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from wasihttp_support import CROSSINGS, proxy
 from wasmgate.engine.engine import get_engine
 from wasmgate.engine.loader import LoadedGuest, load_guest
 from wasmgate.limits import Limits
-from wasmgate.wasihttp import HttpRequest, ProxyHandler
+from wasmgate.wasihttp import HttpRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "http"
@@ -61,10 +62,10 @@ def toolchain_guest(request: pytest.FixtureRequest) -> LoadedGuest:
     return built(request.param)
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["raw", "public"])
-def test_toolchain_echo(toolchain_guest: LoadedGuest, fast: bool) -> None:
+@pytest.mark.parametrize("how", CROSSINGS)
+def test_toolchain_echo(toolchain_guest: LoadedGuest, how: str) -> None:
     settings = Limits(timeout=30.0, max_request_body=1 << 24, max_response_body=1 << 24)
-    handler = ProxyHandler(toolchain_guest, settings, fast=fast)
+    handler = proxy(how, toolchain_guest, settings)
     body = bytes(range(256)) * 256
     request = HttpRequest(
         "PUT", "/p?q", authority="example.test", headers=((b"k", b"v"),), body=body

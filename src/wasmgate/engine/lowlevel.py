@@ -1009,3 +1009,105 @@ def call_with_own_resources(
         raise_pending()
         raise failure
     return True
+
+
+# --- C crossings (``engine.crossing``): what the ``_crossing`` extension needs of the binding ---
+
+
+def function_address(name: str) -> int | None:
+    """The address of the engine's C function ``name`` in the binding's own library, or None."""
+    if _ffi is None:
+        return None
+    function = getattr(_ffi.dll, name, None)
+    return None if function is None else ctypes.cast(function, ctypes.c_void_p).value
+
+
+def value_kind(name: str) -> int | None:
+    """The C API's component value kind ``WASMTIME_COMPONENT_<name>``, or None."""
+    if not _has("WASMTIME_COMPONENT_" + name):
+        return None
+    return _kind(name)
+
+
+def value_layout() -> dict[str, int]:
+    """Sizes and offsets of the C API's component value structures, as the binding lays them
+    out (the keys of ``_crossing.LAYOUT``); empty if the binding has none."""
+    if not _has("wasmtime_component_val_t", "wasmtime_component_valrecord_entry"):
+        return {}
+    f = _ffi
+    val = f.wasmtime_component_val_t
+    union = f.wasmtime_component_valunion
+    entry = f.wasmtime_component_valrecord_entry
+    return {
+        "val": ctypes.sizeof(val),
+        "val.of": val.of.offset,
+        "record_entry": ctypes.sizeof(entry),
+        "record_entry.val": entry.val.offset,
+        "variant.val": f.wasmtime_component_valvariant.val.offset + union.variant.offset,
+        "result.val": f.wasmtime_component_valresult.val.offset + union.result.offset,
+        "byte_vec": ctypes.sizeof(f.wasm_byte_vec_t),
+        "list": ctypes.sizeof(f.wasmtime_component_vallist_t),
+        "flags": ctypes.sizeof(f.wasmtime_component_valflags_t),
+        "record": ctypes.sizeof(f.wasmtime_component_valrecord_t),
+    }
+
+
+_C_FUNC_SYMBOLS = (
+    "wasmtime_component_linker_instance_add_func",
+    "wasmtime_component_linker_instance_add_resource",
+    "wasmtime_component_func_callback_t",
+    "wasmtime_component_resource_destructor_t",
+    "wasmtime_component_resource_type_new_host",
+)
+
+
+def c_funcs_supported() -> bool:
+    """Whether ``add_c_func`` and ``add_c_resource`` can work with this binding."""
+    return _has(*_C_FUNC_SYMBOLS)
+
+
+@lru_cache(maxsize=8)
+def _c_pointer(kind: str, address: int) -> Any:
+    """A ctypes function pointer of the binding's ``kind`` at a C function's ``address``."""
+    if kind == "release":
+        return ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address)
+    return getattr(_ffi, kind)(address)
+
+
+def add_c_func(instance: Any, name: str, callback: int, data: int, release: int) -> None:
+    """Define ``name`` in a ``component.LinkerInstance`` as the C callback at ``callback`` with
+    ``data``; the engine calls ``release(data)`` when it lets the definition go (not if this
+    raises: the caller still owns ``data`` then)."""
+    raw = name.encode()
+    err = _ffi.wasmtime_component_linker_instance_add_func(
+        instance.ptr(),
+        ctypes.create_string_buffer(raw),
+        len(raw),
+        _c_pointer("wasmtime_component_func_callback_t", callback),
+        data,
+        _c_pointer("release", release),
+    )
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
+
+
+def add_c_resource(
+    instance: Any, name: str, type_id: int, destructor: int, data: int, release: int
+) -> None:
+    """Define host resource ``name`` (type ``ResourceType.host(type_id)``) whose destructor is
+    the C callback at ``destructor`` with ``data`` (released as ``add_c_func``'s)."""
+    from wasmtime import component as cm
+
+    ty = cm.ResourceType.host(type_id)  # alive through the call: it owns what ptr() gives
+    raw = name.encode()
+    err = _ffi.wasmtime_component_linker_instance_add_resource(
+        instance.ptr(),
+        ctypes.create_string_buffer(raw),
+        len(raw),
+        ty.ptr(),
+        _c_pointer("wasmtime_component_resource_destructor_t", destructor),
+        data,
+        _c_pointer("release", release),
+    )
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)

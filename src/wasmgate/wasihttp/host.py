@@ -13,9 +13,11 @@ Rules:
   class's ``TYPE``), and each function the component imports gets its implementation; one
   without an implementation gets the interface's denial value when its result has one
   (``interfaces.DENIAL_CASES``), else a trap naming it when called. Every import resolves.
-- Value converters are compiled once per function, at link time: the raw codecs of
-  ``engine.lowlevel`` when the binding has what they need, else the public-API codecs of
-  ``codec`` (``fast=False`` forces them, for tests and comparisons).
+- How values cross (``WasiHost.crossing``) is chosen once per host, at link time: ``"c"``, the
+  C callbacks of ``engine.crossing`` where its extension is built; else ``"python"``, ctypes
+  callbacks with the raw codecs of ``engine.lowlevel``; else (or with ``fast=False``, for tests
+  and comparisons) ``"public"``, the binding's own callbacks with the codecs of ``codec``.
+  All three give a host function the same values; converters are compiled once per function.
 - A host-side exception becomes a trap of the guest; the exception is kept in the request's
   state (``RequestState.failure``) so the handler can tell a guest's ``exit`` from a host bug.
 """
@@ -31,6 +33,7 @@ import wasmtime
 from wasmtime import component as cm
 
 from ..capabilities import Capabilities
+from ..engine import crossing
 from ..engine.lowlevel import (
     ResourceBridge,
     add_raw_func,
@@ -271,6 +274,7 @@ class WasiHost:
             self._items.append((name, key, ty.exports(engine)))
         self.imports = tuple(chosen)
         self.fast = fast and raw_funcs_supported()
+        self.crossing = "public" if not self.fast else "c" if crossing.enabled() else "python"
         if self.fast:
             hold_gil_in_component_calls()
 
@@ -280,7 +284,7 @@ class WasiHost:
         with linker.root() as root:
             for name, key, items in self._items:
                 with root.add_instance(name) as inst:
-                    _define(inst, key, items, self.fast)
+                    _define(inst, key, items, self.crossing)
 
     def session(self, caps: Capabilities) -> r.RequestState:
         return session(caps, self.grants)
@@ -295,6 +299,7 @@ class LinkedComponent:
     handle_index: cm.ExportIndex
     imports: tuple[str, ...]
     fast: bool
+    crossing: str  # how host calls cross: "c", "python" or "public" (WasiHost.crossing)
 
 
 def handler_export(component: cm.Component, engine: wasmtime.Engine) -> str | None:
@@ -320,10 +325,10 @@ def link_component(
     if handle_index is None:
         raise LinkError(f"{label}: {export} has no handle function")
     host = WasiHost(component, engine, label=label, fast=fast)
-    return LinkedComponent(host, export, handle_index, host.imports, host.fast)
+    return LinkedComponent(host, export, handle_index, host.imports, host.fast, host.crossing)
 
 
-def _define(inst: cm.LinkerInstance, key: str, items: dict[str, Any], fast: bool) -> None:
+def _define(inst: cm.LinkerInstance, key: str, items: dict[str, Any], how: str) -> None:
     own = RESOURCES.get(key, {})
     for name, ext in items.items():
         ty = ext.ty
@@ -332,10 +337,18 @@ def _define(inst: cm.LinkerInstance, key: str, items: dict[str, Any], fast: bool
             type_id = cls.TYPE if cls is not None else _NEVER_IDS.get((key, name))
             if type_id is None:  # a ``use``d alias of another interface's resource
                 continue
-            if not (fast and add_raw_resource(inst, name, type_id, _dropped_rep)):
+            if how == "c":
+                crossing.add_resource(inst, name, type_id, _dropped_rep)
+            elif not (how == "python" and add_raw_resource(inst, name, type_id, _dropped_rep)):
                 inst.add_resource(name, cm.ResourceType.host(type_id), _dropped)
         elif isinstance(ty, cm.FuncType):
             impl = _resolve(key, name, ty)
             on_error = _failed(f"{key}#{name}")
-            if not (fast and add_raw_func(inst, name, _raw_callback(impl, ty, on_error))):
+            if how == "c":
+                crossing.add_func(
+                    inst, name, impl, ty, current=r.current, on_error=on_error, bridge=BRIDGE
+                )
+            elif not (
+                how == "python" and add_raw_func(inst, name, _raw_callback(impl, ty, on_error))
+            ):
                 inst.add_func(name, _public_call(impl, ty, on_error))
