@@ -7,6 +7,9 @@ hop to a worker thread), both routes loaded by ``gateway.state.load_state`` from
   benchmarked with): a fresh store and instance, the proxy world's host calls, the response;
 - ``WAGI hello``: ``examples/wagi/hello.c``: CGI environment, argv, stdin, captured stdout, parsing;
 - ``wasi:http echo 64 KiB``: ``examples/http/echo-http.wasm`` with a 64 KiB body both ways;
+- ``wasi:http hello (Python crossing)``, ``wasi:http echo 64 KiB (Python crossing)``: the same
+  with host calls crossing through ctypes and the raw codecs instead of the C extension
+  (``engine.crossing``), to show what crossing in C saves;
 - ``wasi:http hello (public API)``: the same component with the binding's generic value
   conversion instead of the raw codecs, to show what the raw codecs save;
 - ``componentize-py echo``: ``examples/http/python/echo-py.wasm`` (CPython in the component; built
@@ -35,6 +38,7 @@ from _common import in_process_args, per_call  # noqa: E402
 from guestbuild import build  # noqa: E402
 
 from wasmgate.config import GatewayConfig  # noqa: E402
+from wasmgate.engine import crossing  # noqa: E402
 from wasmgate.engine.capture import default_pump  # noqa: E402
 from wasmgate.gateway.protocol import limit_heap_retention  # noqa: E402
 from wasmgate.gateway.state import load_state  # noqa: E402
@@ -72,13 +76,24 @@ def route_case(state: object, path: str, body: bytes) -> Callable[[], None]:
     return run
 
 
-def public_case(state: object, path: str) -> Callable[[], None]:
+def proxy_case(state: object, path: str, how: str, body: bytes = b"") -> Callable[[], None]:
+    """The route's component on a ProxyHandler of its own whose host calls cross ``how``:
+    ``python`` (ctypes and the raw codecs) or ``public`` (the binding's generic conversion)."""
     handler = state.table.match(path).route.handler  # type: ignore[attr-defined]
-    proxy = ProxyHandler(handler.guest, handler.limits, fast=False)
-    request = HttpRequest("GET", path + "?a=1&b=2", headers=HEADERS)
+    if how == "python":
+        with crossing.disabled():
+            proxy = ProxyHandler(handler.guest, handler.limits)
+    else:
+        proxy = ProxyHandler(handler.guest, handler.limits, fast=False)
+    assert proxy.linked.crossing == how
+    method = "POST" if body else "GET"
+    request = HttpRequest(method, path + "?a=1&b=2", headers=HEADERS, body=body)
 
     def run() -> None:
-        assert proxy.serve(request).status == 200
+        result = proxy.serve(request)
+        assert result.status == 200, result.reason
+        assert result.response is not None
+        assert len(result.response.body) == len(body) or not body
 
     return run
 
@@ -108,7 +123,11 @@ def main() -> int:
             "wasi:http hello": route_case(state, "/hello-http", b""),
             "WAGI hello": route_case(state, "/hello", b""),
             "wasi:http echo 64 KiB": route_case(state, "/echo-http", body),
-            "wasi:http hello (public API)": public_case(state, "/hello-http"),
+            "wasi:http hello (Python crossing)": proxy_case(state, "/hello-http", "python"),
+            "wasi:http echo 64 KiB (Python crossing)": proxy_case(
+                state, "/echo-http", "python", body
+            ),
+            "wasi:http hello (public API)": proxy_case(state, "/hello-http", "public"),
         }
         if python.exists():
             cases["componentize-py echo"] = route_case(state, "/echo-py", body[:1024])
