@@ -7,7 +7,7 @@ import pathlib
 import pytest
 import wasmtime
 
-from wasmgate.engine import EngineSettings, get_engine
+from wasmgate.engine import EngineSettings, get_engine, lowlevel
 from wasmgate.engine.lowlevel import (
     call_export,
     enable_pooling,
@@ -291,6 +291,16 @@ def test_new_store_matches_the_public_store(
     fast.close()  # closed like any store: twice is harmless
 
 
+@pytest.fixture(params=["c", "python"])
+def wasi_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``set_file_wasi`` made by the ``_crossing`` extension or by its ctypes path."""
+    if request.param == "c":
+        assert lowlevel.native() is not None, "wasmgate._crossing is not built"
+    else:
+        monkeypatch.setattr(lowlevel, "native", lambda: None)
+    return str(request.param)
+
+
 def _file_wasi_store(
     engine: wasmtime.Engine,
     argv: list[str] | None,
@@ -353,7 +363,11 @@ def _file_wasi_output(
     ],
 )
 def test_set_file_wasi_matches_the_public_configuration(
-    tmp_path: object, argv: list[str] | None, env: dict[str, str] | None, stdin: bytes
+    tmp_path: object,
+    argv: list[str] | None,
+    env: dict[str, str] | None,
+    stdin: bytes,
+    wasi_path: str,
 ) -> None:
     fast = _file_wasi_output(tmp_path, argv, env, stdin, fast=True)
     assert fast == _file_wasi_output(tmp_path, argv, env, stdin, fast=False)
@@ -382,7 +396,7 @@ STDIN_PROBE = """(module
 
 @pytest.mark.parametrize("stdin", [b"", b"abc"])
 def test_an_empty_request_body_reads_as_end_of_file_in_both_configurations(
-    tmp_path: object, stdin: bytes
+    tmp_path: object, stdin: bytes, wasi_path: str
 ) -> None:
     # A request without a body gives WASI no stdin bytes at all (a call fewer): the guest must
     # see exactly what an empty in-memory stdin gives, end of file and no error, every read.
@@ -402,7 +416,9 @@ def test_an_empty_request_body_reads_as_end_of_file_in_both_configurations(
     assert outputs[0] == outputs[1] == (0, len(stdin), 0, 0)
 
 
-def test_set_file_wasi_refuses_what_the_public_setters_refuse(tmp_path: object) -> None:
+def test_set_file_wasi_refuses_what_the_public_setters_refuse(
+    tmp_path: object, wasi_path: str
+) -> None:
     store = wasmtime.Store(get_engine().engine)
     missing = bytes(pathlib.Path(str(tmp_path)) / "no" / "such" / "dir" / "out")
     ok = bytes(pathlib.Path(str(tmp_path)) / "ok")
@@ -412,6 +428,14 @@ def test_set_file_wasi_refuses_what_the_public_setters_refuse(tmp_path: object) 
         set_file_wasi(store, None, None, b"", ok, missing)
     with pytest.raises(wasmtime.WasmtimeError, match="NUL"):
         set_file_wasi(store, ["a\0b"], None, b"", ok, ok)
+    with pytest.raises(wasmtime.WasmtimeError, match="NUL"):
+        set_file_wasi(store, None, {"K": "v\0"}, b"", ok, ok)
+    with pytest.raises(wasmtime.WasmtimeError, match="NUL"):
+        set_file_wasi(store, None, {"K\0": "v"}, b"", ok, ok)
+    with pytest.raises(wasmtime.WasmtimeError, match="NUL"):
+        set_file_wasi(store, None, None, b"", ok + b"\0x", ok)
+    # and the store is still usable: nothing was given to it
+    assert set_file_wasi(store, ["a"], {"K": "v"}, b"in", ok, ok)
 
 
 def test_quick_calls_hold_the_gil_and_guest_calls_release_it() -> None:

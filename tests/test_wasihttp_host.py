@@ -262,7 +262,7 @@ def test_the_c_crossings_are_built_and_used_here() -> None:
 
 
 def _native() -> Any:
-    native = crossing._crossing
+    native = lowlevel.native()
     assert native is not None
     return native
 
@@ -351,16 +351,16 @@ def test_the_c_crossings_stand_down_when_they_cannot_be_trusted(
     guest = load_guest(ROOT / "examples" / "perf" / "hello-http.wasm", get_engine())
     try:
         monkeypatch.setattr(lowlevel, "value_layout", lambda: {"val": 40})
-        crossing.available.cache_clear()
+        lowlevel.native.cache_clear()
         assert not crossing.available()
         monkeypatch.undo()
-        monkeypatch.setenv(crossing.DISABLE_VARIABLE, "0")
-        crossing.available.cache_clear()
+        monkeypatch.setenv(lowlevel.NATIVE_VARIABLE, "0")
+        lowlevel.native.cache_clear()
         assert not crossing.available()
         handler = ProxyHandler(guest, SETTINGS)
         assert handler.linked.crossing == "python"
         assert handler.serve(HttpRequest("GET", "/")).status == 200
     finally:
         monkeypatch.undo()
-        crossing.available.cache_clear()
+        lowlevel.native.cache_clear()
     assert crossing.available()

@@ -115,6 +115,16 @@ static struct {
     void (*error_message)(error_ptr, byte_vec *out);
     void (*error_delete)(error_ptr);
     void (*byte_vec_delete)(byte_vec *v);
+    void *(*wasi_config_new)(void);
+    void (*wasi_config_delete)(void *cfg);
+    bool (*wasi_config_set_argv)(void *cfg, size_t argc, const char *const *argv);
+    bool (*wasi_config_set_env)(void *cfg, size_t envc, const char *const *names,
+                                const char *const *values);
+    void (*byte_vec_new)(byte_vec *out, size_t size, const uint8_t *data);
+    void (*wasi_config_set_stdin_bytes)(void *cfg, byte_vec *bytes);
+    bool (*wasi_config_set_stdout_file)(void *cfg, const char *path);
+    bool (*wasi_config_set_stderr_file)(void *cfg, const char *path);
+    error_ptr (*context_set_wasi)(void *ctx, void *cfg);
 } api;
 
 static const char *const FUNCTION_NAMES[] = {
@@ -134,6 +144,15 @@ static const char *const FUNCTION_NAMES[] = {
     "wasmtime_error_message",
     "wasmtime_error_delete",
     "wasm_byte_vec_delete",
+    "wasi_config_new",
+    "wasi_config_delete",
+    "wasi_config_set_argv",
+    "wasi_config_set_env",
+    "wasm_byte_vec_new",
+    "wasi_config_set_stdin_bytes",
+    "wasi_config_set_stdout_file",
+    "wasi_config_set_stderr_file",
+    "wasmtime_context_set_wasi",
 };
 #define N_FUNCTIONS ((Py_ssize_t)(sizeof(FUNCTION_NAMES) / sizeof(FUNCTION_NAMES[0])))
 
@@ -877,6 +896,109 @@ static void release_callback(void *data)
     PyGILState_Release(gil);
 }
 
+/* ---- a served command's WASI, in one call ---------------------------------------------------- */
+
+/* What engine.lowlevel.set_file_wasi does through ctypes (a dozen calls and the strings' arrays
+ * built in Python): a WASI configuration with argv, the environment, stdin from memory and
+ * stdout/stderr written to files, given to a store. The result says which step failed, so the
+ * caller raises what the Python path raises. */
+enum { WASI_OK, WASI_NUL, WASI_ARGV, WASI_ENV, WASI_STDOUT, WASI_STDERR, WASI_SET, N_WASI_CODES };
+static const char *const WASI_CODE_NAMES[N_WASI_CODES] = {
+    "ok", "nul", "argv", "env", "stdout", "stderr", "set",
+};
+
+/* The UTF-8 of a str (cached in the object: valid while it lives), or NULL with *nul set if it
+ * holds a NUL, or NULL with an exception. */
+static const char *c_string(PyObject *text, int *nul)
+{
+    Py_ssize_t len;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
+    if (utf8 != NULL && strlen(utf8) != (size_t)len) {
+        *nul = 1;
+        return NULL;
+    }
+    return utf8;
+}
+
+static void *pointer_of(PyObject *number);
+static int check_ready(void);
+
+static PyObject *crossing_wasi_files(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6)
+        return PyErr_Format(PyExc_TypeError, "wasi_files takes 6 arguments");
+    if (check_ready() < 0)
+        return NULL;
+    void *ctx = pointer_of(args[0]);
+    PyObject *argv = args[1], *env = args[2], *stdin_bytes = args[3];
+    if (ctx == NULL)
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "no context");
+    if ((argv != Py_None && !PyList_CheckExact(argv) && !PyTuple_CheckExact(argv)) ||
+        (env != Py_None && !PyDict_CheckExact(env)) || !PyBytes_CheckExact(stdin_bytes) ||
+        !PyBytes_CheckExact(args[4]) || !PyBytes_CheckExact(args[5]))
+        return PyErr_Format(PyExc_TypeError,
+                            "wasi_files(context, list|tuple|None, dict|None, bytes, bytes, bytes)");
+    const char *out_path = PyBytes_AS_STRING(args[4]), *err_path = PyBytes_AS_STRING(args[5]);
+    if (strlen(out_path) != (size_t)PyBytes_GET_SIZE(args[4]) ||
+        strlen(err_path) != (size_t)PyBytes_GET_SIZE(args[5]))
+        return Py_BuildValue("(in)", WASI_NUL, (Py_ssize_t)0);
+
+    Py_ssize_t argc = argv == Py_None ? 0 : PySequence_Fast_GET_SIZE(argv);
+    Py_ssize_t envc = env == Py_None ? 0 : PyDict_GET_SIZE(env);
+    const char **strings = PyMem_Malloc(((size_t)(argc + 2 * envc) + 1) * sizeof(char *));
+    if (strings == NULL)
+        return PyErr_NoMemory();
+    const char **names = strings + argc, **values = strings + argc + envc;
+    int nul = 0, code = WASI_OK;
+    PyObject **items = argv == Py_None ? NULL : PySequence_Fast_ITEMS(argv);
+    for (Py_ssize_t i = 0; i < argc; i++) {
+        if (!PyUnicode_Check(items[i]) || (strings[i] = c_string(items[i], &nul)) == NULL)
+            goto strings_failed;
+    }
+    Py_ssize_t pos = 0, at = 0;
+    PyObject *key, *value;
+    while (env != Py_None && PyDict_Next(env, &pos, &key, &value)) {
+        if (!PyUnicode_Check(key) || !PyUnicode_Check(value) ||
+            (names[at] = c_string(key, &nul)) == NULL ||
+            (values[at] = c_string(value, &nul)) == NULL)
+            goto strings_failed;
+        at++;
+    }
+
+    void *cfg = api.wasi_config_new();
+    if (argv != Py_None || env != Py_None) {
+        if (!api.wasi_config_set_argv(cfg, (size_t)argc, strings))
+            code = WASI_ARGV;
+        else if (!api.wasi_config_set_env(cfg, (size_t)envc, names, values))
+            code = WASI_ENV;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(stdin_bytes);
+    if (code == WASI_OK && size) { /* none: WASI's own stdin reads as end of file */
+        byte_vec data;
+        api.byte_vec_new(&data, (size_t)size, (const uint8_t *)PyBytes_AS_STRING(stdin_bytes));
+        api.wasi_config_set_stdin_bytes(cfg, &data); /* takes the vector */
+    }
+    if (code == WASI_OK && !api.wasi_config_set_stdout_file(cfg, out_path))
+        code = WASI_STDOUT;
+    if (code == WASI_OK && !api.wasi_config_set_stderr_file(cfg, err_path))
+        code = WASI_STDERR;
+    PyMem_Free(strings);
+    if (code != WASI_OK) {
+        api.wasi_config_delete(cfg);
+        return Py_BuildValue("(in)", code, (Py_ssize_t)0);
+    }
+    error_ptr err = api.context_set_wasi(ctx, cfg); /* takes the configuration */
+    return Py_BuildValue("(iN)", err == NULL ? WASI_OK : WASI_SET, PyLong_FromVoidPtr(err));
+
+strings_failed:
+    PyMem_Free(strings);
+    if (nul)
+        return Py_BuildValue("(in)", WASI_NUL, (Py_ssize_t)0);
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "argv and environment are str");
+    return NULL;
+}
+
 /* ---- the module ----------------------------------------------------------------------------- */
 
 static PyObject *address_of(void *pointer)
@@ -884,9 +1006,23 @@ static PyObject *address_of(void *pointer)
     return PyLong_FromVoidPtr(pointer);
 }
 
+/* An address: an int, None (NULL), or a ctypes pointer object (its buffer holds the address). */
 static void *pointer_of(PyObject *number)
 {
-    return number == Py_None ? NULL : PyLong_AsVoidPtr(number);
+    if (number == Py_None)
+        return NULL;
+    if (PyLong_Check(number))
+        return PyLong_AsVoidPtr(number);
+    Py_buffer view;
+    if (PyObject_GetBuffer(number, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    void *address = NULL;
+    if (view.len == (Py_ssize_t)sizeof(void *))
+        memcpy(&address, view.buf, sizeof(void *));
+    else
+        PyErr_SetString(PyExc_TypeError, "an address is an int or a ctypes pointer");
+    PyBuffer_Release(&view);
+    return address;
 }
 
 static PyObject *crossing_init(PyObject *module, PyObject *args)
@@ -1008,6 +1144,9 @@ static PyMethodDef methods[] = {
      "resource_data(dropped) -> address: a resource type's data for DESTRUCTOR."},
     {"release", crossing_release, METH_O,
      "release(address): give back data the engine did not take."},
+    {"wasi_files", (PyCFunction)(void (*)(void))crossing_wasi_files, METH_FASTCALL,
+     "wasi_files(context, argv, env, stdin, stdout path, stderr path) -> (code, error "
+     "address): engine.lowlevel.set_file_wasi in one call (code: WASI_CODES)."},
     {"lift", crossing_lift, METH_VARARGS,
      "lift(plan, context address or None, value address) -> object."},
     {"lower", crossing_lower, METH_VARARGS,
@@ -1059,6 +1198,7 @@ PyMODINIT_FUNC PyInit__crossing(void)
         add_names(module, "FUNCTIONS", FUNCTION_NAMES, N_FUNCTIONS) < 0 ||
         add_names(module, "KIND_NAMES", KIND_NAMES, N_CODES) < 0 ||
         add_names(module, "CODES", CODE_NAMES, N_CODES) < 0 ||
+        add_names(module, "WASI_CODES", WASI_CODE_NAMES, N_WASI_CODES) < 0 ||
         PyModule_AddObject(module, "CALLBACK", address_of((void *)func_callback)) < 0 ||
         PyModule_AddObject(module, "DESTRUCTOR", address_of((void *)destructor_callback)) < 0 ||
         PyModule_AddObject(module, "RELEASE", address_of((void *)release_callback)) < 0) {

@@ -18,8 +18,6 @@ Rules:
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -27,35 +25,13 @@ from typing import Any
 
 from wasmgate.engine import lowlevel
 
-
-def _load() -> Any:
-    try:
-        return importlib.import_module("wasmgate._crossing")
-    except ImportError:  # not built (no C compiler at install): the Python path serves
-        return None
-
-
-_crossing: Any = _load()
-
 __all__ = ["add_func", "add_resource", "available", "disabled", "enabled", "plan"]
 
-DISABLE_VARIABLE = "WASMGATE_NATIVE"
 
-
-@cache
 def available() -> bool:
-    """Whether host functions can cross in C in this process (the extension built, its layout
-    the binding's, every engine function found, not turned off by ``WASMGATE_NATIVE=0``)."""
-    if _crossing is None or os.environ.get(DISABLE_VARIABLE, "1") == "0":
-        return False
-    if not lowlevel.c_funcs_supported() or lowlevel.value_layout() != _crossing.LAYOUT:
-        return False
-    addresses = tuple(lowlevel.function_address(name) for name in _crossing.FUNCTIONS)
-    kinds = tuple(lowlevel.value_kind(name) for name in _crossing.KIND_NAMES)
-    if None in addresses or None in kinds:
-        return False
-    _crossing.init(addresses, kinds)
-    return True
+    """Whether host functions can cross in C in this process (``lowlevel.native()``: the
+    extension built, its layout the binding's, not turned off by ``WASMGATE_NATIVE=0``)."""
+    return lowlevel.native() is not None
 
 
 _disabled = 0
@@ -80,8 +56,7 @@ def disabled() -> Iterator[None]:
 
 @cache
 def _code(name: str) -> int:
-    assert _crossing is not None
-    return int(_crossing.CODES.index(name))
+    return int(_native().CODES.index(name))
 
 
 _SCALARS = ("Bool", "S8", "U8", "S16", "U16", "S32", "U32", "S64", "U64", "F32", "F64", "Char")
@@ -126,9 +101,10 @@ def plan(ty: Any, bridge: lowlevel.ResourceBridge) -> tuple[Any, ...]:
 
 
 def _native() -> Any:
-    if _crossing is None or not available():
+    native = lowlevel.native()
+    if native is None:
         raise RuntimeError("the C crossings are not available in this process")
-    return _crossing
+    return native
 
 
 def _maybe_plan(ty: Any, bridge: lowlevel.ResourceBridge) -> tuple[Any, ...] | None:

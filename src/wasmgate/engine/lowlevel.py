@@ -16,7 +16,9 @@ import abc
 import array
 import contextlib
 import ctypes
+import importlib
 import itertools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -156,7 +158,7 @@ def _c_strings(items: Sequence[bytes]) -> tuple[Any, ...]:
     a ``c_char_p`` array converts every item on its own)."""
     joined = b"\0".join(items) + b"\0"
     if joined.count(0) != max(1, len(items)):
-        raise wasmtime.WasmtimeError("argv and environment strings cannot contain NUL")
+        raise wasmtime.WasmtimeError(_WASI_FAILURES["nul"])
     buf = ctypes.create_string_buffer(joined, len(joined))
     base = ctypes.addressof(buf)
     starts = array.array("Q", accumulate([len(i) + 1 for i in items], initial=base))
@@ -225,6 +227,16 @@ def set_file_wasi(
     if not _has(*_FILE_WASI_SYMBOLS):
         return False
     assert _ffi is not None
+    fast = native()
+    if fast is not None:  # the same calls, made in C
+        argv = argv if argv is None or type(argv) in (list, tuple) else list(argv)
+        env = env if env is None or type(env) is dict else dict(env)
+        code, error = fast.wasi_files(store._context(), argv, env, stdin, stdout, stderr)
+        if code:
+            _raise_wasi_failure(fast.WASI_CODES[code], error)
+        return True
+    if b"\0" in stdout or b"\0" in stderr:  # C would read a shorter path: refused, as in C
+        raise wasmtime.WasmtimeError(_WASI_FAILURES["nul"])
     f = _ffi
     cfg = f.wasi_config_new()
     try:
@@ -243,6 +255,24 @@ def set_file_wasi(
     if error:
         raise wasmtime.WasmtimeError._from_ptr(error)
     return True
+
+
+_WASI_FAILURES = {
+    "nul": "argv, environment and file path strings cannot contain NUL",
+    "argv": "failed to configure argv",
+    "env": "failed to configure environment variables",
+    "stdout": "failed to set stdout file",
+    "stderr": "failed to set stderr file",
+}
+
+
+def _raise_wasi_failure(step: str, error: int) -> None:
+    """Raise what ``set_file_wasi``'s Python path raises where the C one failed at ``step``."""
+    if step == "set":
+        raise wasmtime.WasmtimeError._from_ptr(
+            ctypes.cast(error, ctypes.POINTER(_ffi.wasmtime_error_t))
+        )
+    raise wasmtime.WasmtimeError(_WASI_FAILURES[step])
 
 
 _STORE_SYMBOLS = (
@@ -1011,7 +1041,30 @@ def call_with_own_resources(
     return True
 
 
-# --- C crossings (``engine.crossing``): what the ``_crossing`` extension needs of the binding ---
+# --- the ``_crossing`` extension: the hot crossings between Python and the engine, in C ---------
+
+NATIVE_VARIABLE = "WASMGATE_NATIVE"  # "0": stay on the pure-Python paths
+
+
+@cache
+def native() -> Any:
+    """The ``wasmgate._crossing`` extension, given this binding's engine functions, or None:
+    not built (no C compiler at install), turned off (``WASMGATE_NATIVE=0``), or written for
+    a value layout other than this binding's. Callers keep their Python path for None."""
+    if os.environ.get(NATIVE_VARIABLE, "1") == "0" or _ffi is None:
+        return None
+    try:
+        module = importlib.import_module("wasmgate._crossing")
+    except ImportError:
+        return None
+    if value_layout() != module.LAYOUT:
+        return None
+    addresses = tuple(function_address(name) for name in module.FUNCTIONS)
+    kinds = tuple(value_kind(name) for name in module.KIND_NAMES)
+    if None in addresses or None in kinds:
+        return None
+    module.init(addresses, kinds)
+    return module
 
 
 def function_address(name: str) -> int | None:
