@@ -125,6 +125,19 @@ static struct {
     bool (*wasi_config_set_stdout_file)(void *cfg, const char *path);
     bool (*wasi_config_set_stderr_file)(void *cfg, const char *path);
     error_ptr (*context_set_wasi)(void *ctx, void *cfg);
+    void *(*store_new)(void *engine, void *data, void (*finalizer)(void *));
+    void *(*store_context)(void *store);
+    void (*context_set_epoch_deadline)(void *ctx, uint64_t ticks);
+    void (*store_limiter)(void *store, int64_t memory_size, int64_t table_elements,
+                          int64_t instances, int64_t tables, int64_t memories);
+    error_ptr (*context_set_fuel)(void *ctx, uint64_t fuel);
+    error_ptr (*instance_pre_instantiate)(void *pre, void *ctx, void *instance_out,
+                                          void **trap_out);
+    bool (*instance_export_get)(void *ctx, const void *instance, const char *name, size_t len,
+                                void *item_out);
+    error_ptr (*func_call)(void *ctx, const void *func, const void *args, size_t nargs,
+                           void *results, size_t nresults, void **trap_out);
+    void (*store_delete)(void *store);
 } api;
 
 static const char *const FUNCTION_NAMES[] = {
@@ -153,6 +166,15 @@ static const char *const FUNCTION_NAMES[] = {
     "wasi_config_set_stdout_file",
     "wasi_config_set_stderr_file",
     "wasmtime_context_set_wasi",
+    "wasmtime_store_new",
+    "wasmtime_store_context",
+    "wasmtime_context_set_epoch_deadline",
+    "wasmtime_store_limiter",
+    "wasmtime_context_set_fuel",
+    "wasmtime_instance_pre_instantiate",
+    "wasmtime_instance_export_get",
+    "wasmtime_func_call",
+    "wasmtime_store_delete",
 };
 #define N_FUNCTIONS ((Py_ssize_t)(sizeof(FUNCTION_NAMES) / sizeof(FUNCTION_NAMES[0])))
 
@@ -923,31 +945,32 @@ static const char *c_string(PyObject *text, int *nul)
 static void *pointer_of(PyObject *number);
 static int check_ready(void);
 
-static PyObject *crossing_wasi_files(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* Give the store at ctx its WASI: a WASI_* code (with *error set for WASI_SET), or -1 with an
+ * exception for arguments of the wrong types. */
+static int configure_wasi(void *ctx, PyObject *argv, PyObject *env, PyObject *stdin_bytes,
+                          PyObject *stdout_path, PyObject *stderr_path, error_ptr *error)
 {
-    if (nargs != 6)
-        return PyErr_Format(PyExc_TypeError, "wasi_files takes 6 arguments");
-    if (check_ready() < 0)
-        return NULL;
-    void *ctx = pointer_of(args[0]);
-    PyObject *argv = args[1], *env = args[2], *stdin_bytes = args[3];
-    if (ctx == NULL)
-        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "no context");
+    *error = NULL;
     if ((argv != Py_None && !PyList_CheckExact(argv) && !PyTuple_CheckExact(argv)) ||
         (env != Py_None && !PyDict_CheckExact(env)) || !PyBytes_CheckExact(stdin_bytes) ||
-        !PyBytes_CheckExact(args[4]) || !PyBytes_CheckExact(args[5]))
-        return PyErr_Format(PyExc_TypeError,
-                            "wasi_files(context, list|tuple|None, dict|None, bytes, bytes, bytes)");
-    const char *out_path = PyBytes_AS_STRING(args[4]), *err_path = PyBytes_AS_STRING(args[5]);
-    if (strlen(out_path) != (size_t)PyBytes_GET_SIZE(args[4]) ||
-        strlen(err_path) != (size_t)PyBytes_GET_SIZE(args[5]))
-        return Py_BuildValue("(in)", WASI_NUL, (Py_ssize_t)0);
+        !PyBytes_CheckExact(stdout_path) || !PyBytes_CheckExact(stderr_path)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "WASI takes list|tuple|None, dict|None, bytes, bytes, bytes");
+        return -1;
+    }
+    const char *out_path = PyBytes_AS_STRING(stdout_path);
+    const char *err_path = PyBytes_AS_STRING(stderr_path);
+    if (strlen(out_path) != (size_t)PyBytes_GET_SIZE(stdout_path) ||
+        strlen(err_path) != (size_t)PyBytes_GET_SIZE(stderr_path))
+        return WASI_NUL;
 
     Py_ssize_t argc = argv == Py_None ? 0 : PySequence_Fast_GET_SIZE(argv);
     Py_ssize_t envc = env == Py_None ? 0 : PyDict_GET_SIZE(env);
     const char **strings = PyMem_Malloc(((size_t)(argc + 2 * envc) + 1) * sizeof(char *));
-    if (strings == NULL)
-        return PyErr_NoMemory();
+    if (strings == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     const char **names = strings + argc, **values = strings + argc + envc;
     int nul = 0, code = WASI_OK;
     PyObject **items = argv == Py_None ? NULL : PySequence_Fast_ITEMS(argv);
@@ -985,18 +1008,153 @@ static PyObject *crossing_wasi_files(PyObject *module, PyObject *const *args, Py
     PyMem_Free(strings);
     if (code != WASI_OK) {
         api.wasi_config_delete(cfg);
-        return Py_BuildValue("(in)", code, (Py_ssize_t)0);
+        return code;
     }
-    error_ptr err = api.context_set_wasi(ctx, cfg); /* takes the configuration */
-    return Py_BuildValue("(iN)", err == NULL ? WASI_OK : WASI_SET, PyLong_FromVoidPtr(err));
+    *error = api.context_set_wasi(ctx, cfg); /* takes the configuration */
+    return *error == NULL ? WASI_OK : WASI_SET;
 
 strings_failed:
     PyMem_Free(strings);
     if (nul)
-        return Py_BuildValue("(in)", WASI_NUL, (Py_ssize_t)0);
+        return WASI_NUL;
     if (!PyErr_Occurred())
         PyErr_SetString(PyExc_TypeError, "argv and environment are str");
-    return NULL;
+    return -1;
+}
+
+static PyObject *crossing_wasi_files(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6)
+        return PyErr_Format(PyExc_TypeError, "wasi_files takes 6 arguments");
+    if (check_ready() < 0)
+        return NULL;
+    void *ctx = pointer_of(args[0]);
+    if (ctx == NULL)
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "no context");
+    error_ptr error;
+    int code = configure_wasi(ctx, args[1], args[2], args[3], args[4], args[5], &error);
+    if (code < 0)
+        return NULL;
+    return Py_BuildValue("(iN)", code, PyLong_FromVoidPtr(error));
+}
+
+/* ---- a served command's run, in one call -------------------------------------------------- */
+
+/* What engine.program runs for a served request through lowlevel's ctypes functions: a store
+ * with its deadline, memory cap and fuel (new_store), its WASI (set_file_wasi), the instance
+ * (instantiate) and the calls of its entries (call_export), the store deleted after a clean run
+ * unless kept. The GIL is released while guest code runs (instantiation runs start functions),
+ * as the binding's calls release it. The result says where a run stopped, with what the caller
+ * needs to raise or classify exactly what the Python path gives:
+ *   (phase, detail, error address, trap address, store address, instance store id, index)
+ * phase RUN_OK: detail 0; the store's address if kept, else 0.
+ * RUN_SETUP: setting the fuel failed (error).  RUN_WASI: detail is the WASI_* code.
+ * RUN_INSTANTIATE, RUN_CALL: error or trap (RUN_CALL: detail is the entry's index).
+ * RUN_MISSING: entry number detail is not an exported function.
+ * The store (and the instance, past RUN_INSTANTIATE) is returned whenever the run did not end
+ * cleanly: the caller owns it then. */
+typedef struct {
+    uint64_t store_id;
+    size_t index;
+} instance_t;
+
+typedef struct {
+    uint64_t store_id;
+    void *index;
+} func_t;
+
+typedef struct {
+    uint8_t kind;
+    union {
+        func_t func;
+        uint8_t other[24];
+    } of;
+} extern_t;
+
+enum { RUN_OK, RUN_SETUP, RUN_WASI, RUN_INSTANTIATE, RUN_MISSING, RUN_CALL, N_RUN_PHASES };
+static const char *const RUN_PHASE_NAMES[N_RUN_PHASES] = {
+    "ok", "setup", "wasi", "instantiate", "missing", "call",
+};
+static uint8_t extern_func_kind;
+
+static PyObject *run_result(int phase, Py_ssize_t detail, error_ptr error, void *trap, void *store,
+                            const instance_t *instance)
+{
+    return Py_BuildValue("(inNNNKn)", phase, detail, PyLong_FromVoidPtr(error),
+                         PyLong_FromVoidPtr(trap), PyLong_FromVoidPtr(store),
+                         (unsigned long long)(instance ? instance->store_id : 0),
+                         (Py_ssize_t)(instance ? instance->index : 0));
+}
+
+static PyObject *crossing_run_command(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* engine, pre, deadline ticks, memory cap or None, fuel or None, argv, env, stdin,
+       stdout path, stderr path, (entry name bytes, ...), keep the store */
+    if (nargs != 12)
+        return PyErr_Format(PyExc_TypeError, "run_command takes 12 arguments");
+    if (check_ready() < 0)
+        return NULL;
+    void *engine = pointer_of(args[0]);
+    void *pre = engine != NULL ? pointer_of(args[1]) : NULL;
+    if (engine == NULL || pre == NULL)
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "no engine or pre");
+    unsigned long long ticks = PyLong_AsUnsignedLongLong(args[2]);
+    long long memory = args[3] == Py_None ? -1 : PyLong_AsLongLong(args[3]);
+    unsigned long long fuel = args[4] == Py_None ? 0 : PyLong_AsUnsignedLongLong(args[4]);
+    int keep = PyObject_IsTrue(args[11]);
+    if (PyErr_Occurred() || keep < 0)
+        return NULL;
+    PyObject *entries = args[10];
+    if (!PyTuple_CheckExact(entries))
+        return PyErr_Format(PyExc_TypeError, "entries are a tuple of bytes");
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(entries); i++)
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(entries, i)))
+            return PyErr_Format(PyExc_TypeError, "entries are a tuple of bytes");
+
+    void *store = api.store_new(engine, NULL, NULL);
+    void *ctx = api.store_context(store);
+    api.context_set_epoch_deadline(ctx, (uint64_t)ticks);
+    if (memory >= 0)
+        api.store_limiter(store, memory, -1, -1, -1, -1);
+    if (args[4] != Py_None) {
+        error_ptr error = api.context_set_fuel(ctx, (uint64_t)fuel);
+        if (error != NULL)
+            return run_result(RUN_SETUP, 0, error, NULL, store, NULL);
+    }
+    error_ptr error;
+    int code = configure_wasi(ctx, args[5], args[6], args[7], args[8], args[9], &error);
+    if (code < 0) {
+        api.store_delete(store);
+        return NULL;
+    }
+    if (code != WASI_OK)
+        return run_result(RUN_WASI, code, error, NULL, store, NULL);
+
+    instance_t instance;
+    void *trap = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    error = api.instance_pre_instantiate(pre, ctx, &instance, &trap);
+    Py_END_ALLOW_THREADS
+    if (error != NULL || trap != NULL)
+        return run_result(RUN_INSTANTIATE, 0, error, trap, store, NULL);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(entries); i++) {
+        PyObject *name = PyTuple_GET_ITEM(entries, i);
+        extern_t item;
+        if (!api.instance_export_get(ctx, &instance, PyBytes_AS_STRING(name),
+                                     (size_t)PyBytes_GET_SIZE(name), &item) ||
+            item.kind != extern_func_kind)
+            return run_result(RUN_MISSING, i, NULL, NULL, store, &instance);
+        Py_BEGIN_ALLOW_THREADS
+        error = api.func_call(ctx, &item.of.func, NULL, 0, NULL, 0, &trap);
+        Py_END_ALLOW_THREADS
+        if (error != NULL || trap != NULL)
+            return run_result(RUN_CALL, i, error, trap, store, &instance);
+    }
+    if (!keep) {
+        api.store_delete(store);
+        store = NULL;
+    }
+    return run_result(RUN_OK, 0, NULL, NULL, store, keep ? &instance : NULL);
 }
 
 /* ---- the module ----------------------------------------------------------------------------- */
@@ -1028,9 +1186,12 @@ static void *pointer_of(PyObject *number)
 static PyObject *crossing_init(PyObject *module, PyObject *args)
 {
     PyObject *addresses, *kind_values;
-    if (!PyArg_ParseTuple(args, "O!O!:init", &PyTuple_Type, &addresses, &PyTuple_Type,
-                          &kind_values))
+    int func_kind;
+    if (!PyArg_ParseTuple(args, "O!O!i:init", &PyTuple_Type, &addresses, &PyTuple_Type,
+                          &kind_values, &func_kind))
         return NULL;
+    if (func_kind < 0 || func_kind > 255)
+        return PyErr_Format(PyExc_ValueError, "bad extern kind %d", func_kind);
     if (PyTuple_GET_SIZE(addresses) != N_FUNCTIONS || PyTuple_GET_SIZE(kind_values) != N_CODES)
         return PyErr_Format(PyExc_ValueError, "init takes %zd addresses and %d kinds",
                             N_FUNCTIONS, (int)N_CODES);
@@ -1053,6 +1214,7 @@ static PyObject *crossing_init(PyObject *module, PyObject *args)
     _Static_assert(sizeof api == sizeof pointers, "one address per engine function");
     memcpy(&api, pointers, sizeof api);
     memcpy(kinds, values, sizeof kinds);
+    extern_func_kind = (uint8_t)func_kind;
     ready = true;
     Py_RETURN_NONE;
 }
@@ -1135,8 +1297,8 @@ static PyObject *crossing_lower(PyObject *module, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"init", crossing_init, METH_VARARGS,
-     "init(addresses, kinds): the engine functions (in FUNCTIONS order) and the value kind of "
-     "each plan code (in KIND_NAMES order)."},
+     "init(addresses, kinds, extern func kind): the engine functions (in FUNCTIONS order), the "
+     "value kind of each plan code (in KIND_NAMES order) and WASMTIME_EXTERN_FUNC."},
     {"func_data", crossing_func_data, METH_VARARGS,
      "func_data(impl, current, on_error, params, result) -> address: a host function's data "
      "for CALLBACK (one reference, given back by RELEASE or release())."},
@@ -1147,6 +1309,10 @@ static PyMethodDef methods[] = {
     {"wasi_files", (PyCFunction)(void (*)(void))crossing_wasi_files, METH_FASTCALL,
      "wasi_files(context, argv, env, stdin, stdout path, stderr path) -> (code, error "
      "address): engine.lowlevel.set_file_wasi in one call (code: WASI_CODES)."},
+    {"run_command", (PyCFunction)(void (*)(void))crossing_run_command, METH_FASTCALL,
+     "run_command(engine, pre, ticks, memory, fuel, argv, env, stdin, stdout, stderr, entries, "
+     "keep) -> (phase, detail, error, trap, store, instance store id, instance index): a served "
+     "command's store, WASI, instance and calls in one call (phase: RUN_PHASES)."},
     {"lift", crossing_lift, METH_VARARGS,
      "lift(plan, context address or None, value address) -> object."},
     {"lower", crossing_lower, METH_VARARGS,
@@ -1186,7 +1352,9 @@ PyMODINIT_FUNC PyInit__crossing(void)
     str_ok = PyUnicode_InternFromString("ok");
     str_err = PyUnicode_InternFromString("err");
     PyObject *layout = Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n}", "val", (Py_ssize_t)sizeof(val), "val.of",
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n}", "instance",
+        (Py_ssize_t)sizeof(instance_t), "func", (Py_ssize_t)sizeof(func_t), "extern",
+        (Py_ssize_t)sizeof(extern_t), "extern.of", (Py_ssize_t)offsetof(extern_t, of), "val", (Py_ssize_t)sizeof(val), "val.of",
         (Py_ssize_t)offsetof(val, of), "record_entry", (Py_ssize_t)sizeof(record_entry),
         "record_entry.val", (Py_ssize_t)offsetof(record_entry, value), "variant.val",
         (Py_ssize_t)offsetof(val, of.variant.payload) - (Py_ssize_t)offsetof(val, of),
@@ -1199,6 +1367,7 @@ PyMODINIT_FUNC PyInit__crossing(void)
         add_names(module, "KIND_NAMES", KIND_NAMES, N_CODES) < 0 ||
         add_names(module, "CODES", CODE_NAMES, N_CODES) < 0 ||
         add_names(module, "WASI_CODES", WASI_CODE_NAMES, N_WASI_CODES) < 0 ||
+        add_names(module, "RUN_PHASES", RUN_PHASE_NAMES, N_RUN_PHASES) < 0 ||
         PyModule_AddObject(module, "CALLBACK", address_of((void *)func_callback)) < 0 ||
         PyModule_AddObject(module, "DESTRUCTOR", address_of((void *)destructor_callback)) < 0 ||
         PyModule_AddObject(module, "RELEASE", address_of((void *)release_callback)) < 0) {

@@ -296,14 +296,19 @@ def new_store(
     assert _ffi is not None
     f = _ffi
     ptr = f.wasmtime_store_new(engine.ptr(), None, _null_finalizer())
-    store = object.__new__(wasmtime.Store)
-    store._set_ptr(ptr)
-    context = f.wasmtime_store_context(ptr)
-    setattr(store, _STORE_CONTEXT, context)
-    store.engine = engine
-    f.wasmtime_context_set_epoch_deadline(context, epoch_deadline)
+    store = _wrap_store(engine, ptr)
+    f.wasmtime_context_set_epoch_deadline(store._context(), epoch_deadline)
     if memory_size is not None:
         f.wasmtime_store_limiter(ptr, memory_size, -1, -1, -1, -1)
+    return store
+
+
+def _wrap_store(engine: wasmtime.Engine, ptr: Any) -> wasmtime.Store:
+    """An ordinary ``wasmtime.Store`` owning the C store ``ptr`` (freed the same way)."""
+    store = object.__new__(wasmtime.Store)
+    store._set_ptr(ptr)
+    setattr(store, _STORE_CONTEXT, _ffi.wasmtime_store_context(ptr))
+    store.engine = engine
     return store
 
 
@@ -1061,9 +1066,9 @@ def native() -> Any:
         return None
     addresses = tuple(function_address(name) for name in module.FUNCTIONS)
     kinds = tuple(value_kind(name) for name in module.KIND_NAMES)
-    if None in addresses or None in kinds:
+    if None in addresses or None in kinds or not _has("WASMTIME_EXTERN_FUNC"):
         return None
-    module.init(addresses, kinds)
+    module.init(addresses, kinds, _ffi.WASMTIME_EXTERN_FUNC.value)
     return module
 
 
@@ -1085,13 +1090,22 @@ def value_kind(name: str) -> int | None:
 def value_layout() -> dict[str, int]:
     """Sizes and offsets of the C API's component value structures, as the binding lays them
     out (the keys of ``_crossing.LAYOUT``); empty if the binding has none."""
-    if not _has("wasmtime_component_val_t", "wasmtime_component_valrecord_entry"):
+    if not _has(
+        "wasmtime_component_val_t",
+        "wasmtime_component_valrecord_entry",
+        "wasmtime_instance_t",
+        "wasmtime_extern_t",
+    ):
         return {}
     f = _ffi
     val = f.wasmtime_component_val_t
     union = f.wasmtime_component_valunion
     entry = f.wasmtime_component_valrecord_entry
     return {
+        "instance": ctypes.sizeof(f.wasmtime_instance_t),
+        "func": ctypes.sizeof(f.wasmtime_func_t),
+        "extern": ctypes.sizeof(f.wasmtime_extern_t),
+        "extern.of": f.wasmtime_extern_t.of.offset,
         "val": ctypes.sizeof(val),
         "val.of": val.of.offset,
         "record_entry": ctypes.sizeof(entry),
@@ -1164,3 +1178,78 @@ def add_c_resource(
     )
     if err:
         raise wasmtime.WasmtimeError._from_ptr(err)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRun:
+    """How ``run_command`` ended: ``failure`` the exception ``instantiate`` or ``call_export``
+    raises for a trap or an engine error (None after a clean run), ``store`` the store (None
+    after a clean run not asked to keep it), ``instance`` the instance (once instantiated, when
+    the store is there)."""
+
+    store: wasmtime.Store | None
+    instance: wasmtime.Instance | None
+    failure: wasmtime.WasmtimeError | wasmtime.Trap | None
+
+
+def run_command(
+    engine: wasmtime.Engine,
+    pre: wasmtime.InstancePre,
+    *,
+    epoch_deadline: int,
+    memory_size: int | None,
+    fuel: int | None,
+    argv: Sequence[str] | None,
+    env: Mapping[str, str] | None,
+    stdin: bytes,
+    stdout: bytes,
+    stderr: bytes,
+    entries: Sequence[str],
+    keep_store: bool,
+) -> CommandRun | None:
+    """``new_store`` (with ``set_fuel`` unless ``fuel`` is None), ``set_file_wasi``, then
+    ``instantiate`` and ``call_export`` of each entry in turn, in one C call (the ``_crossing``
+    extension): the same C functions in the same order, the GIL released while guest code runs.
+    Raises what those raise outside a run's own failure (a WASI configuration refused, a
+    missing entry's ``KeyError``, a host function's exception); a trap or engine error of
+    instantiation or of a call is returned. None if unsupported."""
+    fast = native()
+    if fast is None:
+        return None
+    argv = argv if argv is None or type(argv) in (list, tuple) else list(argv)
+    env = env if env is None or type(env) is dict else dict(env)
+    names = tuple(name.encode() for name in entries)
+    phase, detail, error, trap, address, store_id, index = fast.run_command(
+        engine.ptr(), pre.ptr(), epoch_deadline, memory_size, fuel,
+        argv, env, stdin, stdout, stderr, names, keep_store,
+    )  # fmt: skip
+    step = fast.RUN_PHASES[phase]
+    store = None if not address else _wrap_store(engine, _pointer(address, "wasmtime_store_t"))
+    if step == "ok":
+        return CommandRun(store, _instance(store_id, index) if store is not None else None, None)
+    if step == "setup":
+        raise wasmtime.WasmtimeError._from_ptr(_pointer(error, "wasmtime_error_t"))
+    if step == "wasi":
+        _raise_wasi_failure(fast.WASI_CODES[detail], error)
+    if step == "missing":
+        raise KeyError(entries[detail])
+    instance = _instance(store_id, index) if step == "call" else None
+    try:
+        _raise_failure(_pointer(error, "wasmtime_error_t"), _pointer(trap, "wasm_trap_t"))
+    except (wasmtime.WasmtimeError, wasmtime.Trap) as failure:
+        return CommandRun(store, instance, failure)
+    raise AssertionError("_raise_failure returned")  # pragma: no cover
+
+
+def _pointer(address: int, type_name: str) -> Any:
+    """A ctypes pointer to the binding's ``type_name`` at ``address`` (None for 0)."""
+    if not address:
+        return None
+    return ctypes.cast(address, ctypes.POINTER(getattr(_ffi, type_name)))
+
+
+def _instance(store_id: int, index: int) -> wasmtime.Instance:
+    raw = _ffi.wasmtime_instance_t()
+    raw.store_id = store_id
+    setattr(raw, "__private", index)
+    return wasmtime.Instance._from_raw(raw)

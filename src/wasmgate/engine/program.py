@@ -44,9 +44,9 @@ from ..errors import LinkError
 from ..limits import Limits
 from .deadline import cut_off
 from .loader import LoadedGuest
-from .lowlevel import call_export, instantiate
+from .lowlevel import CommandRun, call_export, instantiate
 from .outcome import Outcome, classify_failure, exported_memory_size, fold_error, timed_out
-from .sandbox import component_linker, core_linker, new_store, open_store
+from .sandbox import component_linker, core_linker, new_store, open_store, run_command
 
 if TYPE_CHECKING:  # the component types load only when a component does (start-up)
     from wasmtime import component as cm
@@ -162,8 +162,26 @@ class Program:
             self.check_linked()
         if self._component_linker is not None:
             return self._run_component(caps, limits, timeout, invoke, session)
-        store = self._wasi_store(caps, limits, timeout)
         assert self._pre is not None
+        if not (results or args):  # a served request's run: in one C call where it can be
+            entries: tuple[str, ...] = (entry,)
+            if entry != "_start" and "_initialize" in self.exports:
+                entries = ("_initialize", entry)
+            started = time.perf_counter()
+            ran = run_command(
+                self.guest.engine,
+                caps,
+                limits,
+                self._pre,
+                entries,
+                timeout=timeout,
+                args=self._reads_args,
+                env=self._reads_env,
+                keep_store=limits.fuel is not None,  # to read what was consumed
+            )
+            if ran is not None:
+                return _command_outcome(ran, limits, timeout, started)
+        store = self._wasi_store(caps, limits, timeout)
         started = time.perf_counter()
         instance: wasmtime.Instance | None = None
         value: Any = None
@@ -356,8 +374,28 @@ def _call(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> None
         func(store)
 
 
-def _fuel_consumed(store: wasmtime.Store, limits: Limits) -> int | None:
-    if limits.fuel is None:
+def _command_outcome(
+    ran: CommandRun, limits: Limits, timeout: float | None, started: float
+) -> Outcome:
+    """The outcome of a ``sandbox.run_command`` run: what ``Program.run`` makes of the same
+    failure or success on its usual path."""
+    if ran.failure is not None:
+        assert ran.store is not None  # a failed run's store is always handed back
+        memory_size = exported_memory_size(ran.store, ran.instance)
+        outcome = classify_failure(ran.failure, limits, memory_size=memory_size, timeout=timeout)
+        return _finished(outcome, limits, timeout, ran.store, started)
+    if cut_off():
+        return _finished(timed_out(limits, timeout), limits, timeout, ran.store, started)
+    return Outcome(
+        "ok",
+        results=(),
+        elapsed=time.perf_counter() - started,
+        fuel_consumed=_fuel_consumed(ran.store, limits),
+    )
+
+
+def _fuel_consumed(store: wasmtime.Store | None, limits: Limits) -> int | None:
+    if limits.fuel is None or store is None:
         return None
     try:
         return limits.fuel - store.get_fuel()
@@ -369,7 +407,7 @@ def _finished(
     outcome: Outcome,
     limits: Limits,
     timeout: float | None,
-    store: wasmtime.Store,
+    store: wasmtime.Store | None,
     started: float,
 ) -> Outcome:
     """``outcome`` with its timing and fuel; a run cut off at its deadline is a timeout."""

@@ -40,11 +40,12 @@ import wasmtime
 from ..capabilities import INHERIT, Capabilities, write_stream
 from ..errors import UsageError
 from ..limits import Limits
+from . import lowlevel
 from .capture import private_dir
 from .deadline import define_wasi, set_host_deadline
 from .engine import EPOCH_TICK, NO_DEADLINE, UNLIMITED_FUEL, EngineHandle
+from .lowlevel import CommandRun, set_args_env, set_file_wasi, set_stdin_bytes
 from .lowlevel import new_store as lowlevel_store
-from .lowlevel import set_args_env, set_file_wasi, set_stdin_bytes
 
 if TYPE_CHECKING:  # the component types load only when a component does (start-up)
     from wasmtime import component as cm
@@ -56,6 +57,7 @@ __all__ = [
     "deadline_ticks",
     "new_store",
     "open_store",
+    "run_command",
 ]
 
 
@@ -71,19 +73,30 @@ def new_store(
 ) -> wasmtime.Store:
     """A fresh store with ``limits`` applied (``timeout``, if given, replaces the limit's own:
     a caller's shorter budget)."""
-    if timeout is None:
-        timeout = limits.timeout
-    set_host_deadline(timeout)
-    ticks = NO_DEADLINE if timeout is None else deadline_ticks(timeout) + engine.ensure_ticker()
+    ticks, fuel = _deadline_and_fuel(engine, limits, timeout)
     store = lowlevel_store(engine.engine, ticks, limits.max_memory)
     if store is None:
         store = wasmtime.Store(engine.engine)
         store.set_epoch_deadline(ticks)
         if limits.max_memory is not None:
             store.set_limits(memory_size=limits.max_memory)
-    if engine.settings.consume_fuel:
-        store.set_fuel(limits.fuel if limits.fuel is not None else UNLIMITED_FUEL)
+    if fuel is not None:
+        store.set_fuel(fuel)
     return store
+
+
+def _deadline_and_fuel(
+    engine: EngineHandle, limits: Limits, timeout: float | None
+) -> tuple[int, int | None]:
+    """A new store's epoch deadline (in ticks) and fuel (None: the engine meters none), with the
+    deadline of host calls on this thread set to match."""
+    if timeout is None:
+        timeout = limits.timeout
+    set_host_deadline(timeout)
+    ticks = NO_DEADLINE if timeout is None else deadline_ticks(timeout) + engine.ensure_ticker()
+    if not engine.settings.consume_fuel:
+        return ticks, None
+    return ticks, limits.fuel if limits.fuel is not None else UNLIMITED_FUEL
 
 
 def arm_call(
@@ -119,6 +132,45 @@ def open_store(
         with contextlib.suppress(OSError):
             os.unlink(staged)
     return store
+
+
+def run_command(
+    engine: EngineHandle,
+    caps: Capabilities,
+    limits: Limits,
+    pre: wasmtime.InstancePre,
+    entries: tuple[str, ...],
+    *,
+    timeout: float | None = None,
+    args: bool = True,
+    env: bool = True,
+    keep_store: bool = False,
+) -> CommandRun | None:
+    """``open_store``, then an instance of ``pre`` and a call of each of ``entries``, in one C
+    call where the binding allows it (``lowlevel.run_command``), for a served request's shape
+    (no directories, stdin bytes, stdout and stderr files): the store gets exactly what
+    ``open_store`` gives it. None otherwise: the caller opens the store and runs the usual way."""
+    io = caps.stdio
+    out, err, stdin = io.stdout, io.stderr, io.stdin
+    if caps.dirs or type(stdin) is not bytes or not isinstance(out, Path):
+        return None
+    if not isinstance(err, Path) or lowlevel.native() is None:
+        return None
+    ticks, fuel = _deadline_and_fuel(engine, limits, timeout)
+    return lowlevel.run_command(
+        engine.engine,
+        pre,
+        epoch_deadline=ticks,
+        memory_size=limits.max_memory,
+        fuel=fuel,
+        argv=caps.args if args else None,
+        env=_env_mapping(caps.env) if env else None,
+        stdin=stdin,
+        stdout=os.fsencode(out),
+        stderr=os.fsencode(err),
+        entries=entries,
+        keep_store=keep_store,
+    )
 
 
 def _set_wasi(store: wasmtime.Store, caps: Capabilities, args: bool, env: bool) -> str | None:
