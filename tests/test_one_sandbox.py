@@ -17,12 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
+import wasmtime
 
 import wasmgate
 from wasmgate.api import run as api_run
-from wasmgate.capabilities import Capabilities, Stdio
+from wasmgate.capabilities import Capabilities, Stdio, request_capabilities
 from wasmgate.config import GatewayConfig, RunConfig
-from wasmgate.engine import load
+from wasmgate.engine import EngineSettings, load, lowlevel
 from wasmgate.engine.program import Program
 from wasmgate.errors import EXIT_STATUS, GuestExit, GuestTrap, LimitExceeded
 from wasmgate.gateway import create_app
@@ -284,3 +285,117 @@ def test_a_run_whose_instantiation_outlives_its_deadline_is_a_timeout() -> None:
     assert outcome.status == "timeout", outcome
     assert outcome.http_status == 504
     assert time.monotonic() - started < TIMEOUT + 0.5
+
+
+# --- a served run in one C call (sandbox.run_command) against the usual path ---------------
+
+
+def _served_run(
+    program: Program,
+    limits: Limits,
+    folder: Path,
+    how: str,
+    monkeypatch: pytest.MonkeyPatch,
+    entry: str = "_start",
+) -> tuple[Any, bytes]:
+    """(outcome, stdout) of one run in a served request's shape (argv, an environment, stdin
+    bytes, stdout and stderr files), made in C (``how="c"``) or on the usual path."""
+    with monkeypatch.context() as patch:
+        if how == "python":
+            patch.setattr(lowlevel, "native", lambda: None)
+        else:
+            assert lowlevel.native() is not None, "wasmgate._crossing is not built"
+        out, err = folder / f"out-{how}", folder / f"err-{how}"
+        caps = request_capabilities(["/route", "a=1"], {"K": "v"}, (), b"body", out, err)
+        outcome = program.run(caps, limits, entry=entry)
+    return outcome, out.read_bytes()
+
+
+def _metering(limits: Limits) -> EngineSettings:
+    """The engine a route with ``limits`` runs on: one metering fuel when it has a fuel limit."""
+    return EngineSettings(consume_fuel=limits.fuel is not None)
+
+
+def _same_outcome(c: Any, python: Any) -> None:
+    fields = ("status", "exit_code", "message", "trap_kind", "memory_size", "hint")
+    assert [getattr(c, f) for f in fields] == [getattr(python, f) for f in fields]
+    assert (c.fuel_consumed is None) == (python.fuel_consumed is None)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_served_run_ends_the_same_in_c_and_in_python(
+    case: str, commands: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limits = Limits(**CASES[case][0])
+    program = Program(load(commands(case), settings=_metering(limits)))
+    c, _ = _served_run(program, limits, tmp_path, "c", monkeypatch)
+    python, _ = _served_run(program, limits, tmp_path, "python", monkeypatch)
+    _same_outcome(c, python)
+    assert _outcome_text(c) == CASES[case][1]
+
+
+ENTRIES = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $args (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $inits (mut i32) (i32.const 0))
+  (func $say (param $text i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $text))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_initialize") (global.set $inits (i32.add (global.get $inits) (i32.const 1))))
+  (func (export "_start")
+    ;; echo stdin, then the argument count as one digit
+    (i32.store (i32.const 0) (i32.const 100))
+    (i32.store (i32.const 4) (i32.const 64))
+    (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $say (i32.const 100) (i32.load (i32.const 8)))
+    (drop (call $args (i32.const 16) (i32.const 20)))
+    (i32.store8 (i32.const 24) (i32.add (i32.const 48) (i32.load (i32.const 16))))
+    (call $say (i32.const 24) (i32.const 1)))
+  (func (export "other")
+    ;; its own name and how many times _initialize ran before it
+    (i32.store8 (i32.const 24) (i32.add (i32.const 48) (global.get $inits)))
+    (call $say (i32.const 24) (i32.const 1)))
+  (func (export "not_a_function_table") unreachable)
+  (table (export "table") 1 funcref))
+"""
+
+
+@pytest.mark.parametrize(
+    ("entry", "fuel", "stdout"),
+    [("_start", None, b"body2"), ("_start", FUEL, b"body2"), ("other", None, b"1")],
+)
+def test_a_served_run_gives_the_same_output_and_fuel_in_c_and_in_python(
+    entry: str, fuel: int | None, stdout: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stdin, argv and the entry run (after _initialize, once) as on the usual path; with a
+    # fuel limit the store is kept to say what was consumed
+    limits = Limits(fuel=fuel, timeout=5.0)
+    program = Program(load(ENTRIES.encode(), settings=_metering(limits)))
+    c, c_out = _served_run(program, limits, tmp_path, "c", monkeypatch, entry)
+    python, python_out = _served_run(program, limits, tmp_path, "python", monkeypatch, entry)
+    _same_outcome(c, python)
+    assert c.status == "ok", c
+    assert c_out == python_out == stdout
+    assert c.fuel_consumed == python.fuel_consumed
+    assert (c.fuel_consumed is not None) == (fuel is not None)
+
+
+@pytest.mark.parametrize("how", ["c", "python"])
+def test_a_served_run_refuses_what_it_cannot_run_alike(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = Program(load(ENTRIES.encode()))
+    limits = Limits(timeout=5.0)
+    for entry in ("missing", "table"):  # no such export; not a function
+        with pytest.raises(KeyError, match=entry):
+            _served_run(program, limits, tmp_path, how, monkeypatch, entry)
+    with monkeypatch.context() as patch:  # a capture file that cannot be opened
+        if how == "python":
+            patch.setattr(lowlevel, "native", lambda: None)
+        out = tmp_path / "no" / "such" / "dir"
+        caps = request_capabilities([], {}, (), b"", out, tmp_path / "err")
+        with pytest.raises(wasmtime.WasmtimeError, match="stdout"):
+            program.run(caps, limits)
