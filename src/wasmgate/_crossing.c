@@ -1,11 +1,16 @@
-/* wasmgate._crossing: component host calls crossed in C.
+/* wasmgate._crossing: the hot crossings between Python and the engine, in C.
  *
- * A host function that a component imports is a C callback of Wasmtime's C API: it gets the
- * guest's arguments as component values and writes its results as component values. The pure
- * Python path (engine.lowlevel.add_raw_func + raw_codec) is a ctypes callback that reads and
- * writes those values through ctypes structures: a few microseconds a crossing, most of a
- * wasi:http request's host time. Here the callback, the lifting and the lowering are C; only the
- * host function itself (and a resource's lifter/lowerer) is Python.
+ * Both directions of a served request cross Wasmtime's C API many times, and through ctypes each
+ * crossing costs microseconds of Python: most of a request's time in process.
+ * - Into Python: a host function that a component imports is a C callback that gets the guest's
+ *   arguments as component values and writes its results as component values. The pure-Python
+ *   path (engine.lowlevel.add_raw_func + raw_codec) is a ctypes callback that reads and writes
+ *   them through ctypes structures. Here the callback, the lifting and the lowering are C; only
+ *   the host function itself (and a resource's lifter/lowerer) is Python.
+ * - Into the engine: a served command's run (a store with its limits, its WASI, the instance and
+ *   the entry's call) is a dozen C calls through ctypes, with Python objects for each; here it
+ *   is one call (run_command), or the WASI part alone (wasi_files). engine.sandbox decides what
+ *   the store gets; this file only makes the calls engine.lowlevel would make, in its order.
  *
  * Rules this file keeps:
  * - No Wasmtime headers and no link against Wasmtime: the layouts below are the C API's of the

@@ -17,6 +17,10 @@ Rules:
 - In-memory stdin goes to WASI straight from memory where the binding allows it; otherwise it is
   staged in a file in the process's private directory, unlinked as soon as the store has opened
   it (when the configuration is set), so it never outlives the run on disk.
+- A served request's shape (no directories, stdin bytes, stdout and stderr files) is set up and
+  run in one C call where the ``_crossing`` extension is built (``run_command``): the same
+  limits and grants as ``open_store`` (``_deadline_and_fuel`` is shared), the same engine calls
+  in the same order, none of the Python objects around them.
 - argv and the environment go to WASI in two calls where the binding allows it
   (``lowlevel.set_args_env``): a served request sets some thirty variables. A guest that cannot
   read them (a core module importing neither ``args_get`` nor ``environ_get``: wasi-libc links
