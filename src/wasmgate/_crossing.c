@@ -475,6 +475,29 @@ static int lower_signed(PyObject *value, long long low, long long high, long lon
     return 0;
 }
 
+/* The range of each integer code that fits a long long (u64 is lowered on its own). */
+static const struct {
+    long long low, high;
+} INT_RANGES[N_CODES] = {
+    [C_S8] = {INT8_MIN, INT8_MAX},   [C_U8] = {0, UINT8_MAX},
+    [C_S16] = {INT16_MIN, INT16_MAX}, [C_U16] = {0, UINT16_MAX},
+    [C_S32] = {INT32_MIN, INT32_MAX}, [C_U32] = {0, UINT32_MAX},
+    [C_S64] = {INT64_MIN, INT64_MAX},
+};
+
+static void store_int(val *v, int code, long long n)
+{
+    switch (code) {
+    case C_S8: v->of.s8 = (int8_t)n; break;
+    case C_U8: v->of.u8 = (uint8_t)n; break;
+    case C_S16: v->of.s16 = (int16_t)n; break;
+    case C_U16: v->of.u16 = (uint16_t)n; break;
+    case C_S32: v->of.s32 = (int32_t)n; break;
+    case C_U32: v->of.u32 = (uint32_t)n; break;
+    default: v->of.s64 = (int64_t)n; break;
+    }
+}
+
 /* A payload boxed on the heap (option, result, variant): NULL with no error for None payload
  * plans; on failure NULL with the error set and nothing left allocated. */
 static val *lower_boxed(PyObject *plan, void *ctx, PyObject *value, int *failed)
@@ -517,39 +540,15 @@ static int lower(PyObject *plan, void *ctx, PyObject *value, val *v)
         return 0;
     }
     case C_S8:
-        if (lower_signed(value, INT8_MIN, INT8_MAX, &n) < 0)
-            return -1;
-        v->of.s8 = (int8_t)n;
-        break;
     case C_U8:
-        if (lower_signed(value, 0, UINT8_MAX, &n) < 0)
-            return -1;
-        v->of.u8 = (uint8_t)n;
-        break;
     case C_S16:
-        if (lower_signed(value, INT16_MIN, INT16_MAX, &n) < 0)
-            return -1;
-        v->of.s16 = (int16_t)n;
-        break;
     case C_U16:
-        if (lower_signed(value, 0, UINT16_MAX, &n) < 0)
-            return -1;
-        v->of.u16 = (uint16_t)n;
-        break;
     case C_S32:
-        if (lower_signed(value, INT32_MIN, INT32_MAX, &n) < 0)
-            return -1;
-        v->of.s32 = (int32_t)n;
-        break;
     case C_U32:
-        if (lower_signed(value, 0, UINT32_MAX, &n) < 0)
-            return -1;
-        v->of.u32 = (uint32_t)n;
-        break;
     case C_S64:
-        if (lower_signed(value, INT64_MIN, INT64_MAX, &n) < 0)
+        if (lower_signed(value, INT_RANGES[code].low, INT_RANGES[code].high, &n) < 0)
             return -1;
-        v->of.s64 = (int64_t)n;
+        store_int(v, code, n);
         break;
     case C_U64: {
         unsigned long long u = PyLong_AsUnsignedLongLong(value);

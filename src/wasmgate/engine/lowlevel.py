@@ -960,7 +960,6 @@ def add_raw_resource(instance: Any, name: str, type_id: int, dropped: Any) -> bo
         "wasmtime_component_resource_type_new_host",
     ):
         return False
-    from wasmtime import component as cm
 
     def thunk(_data: Any, _context: Any, rep: int) -> int:
         with contextlib.suppress(BaseException):  # a drop cannot fail
@@ -968,21 +967,23 @@ def add_raw_resource(instance: Any, name: str, type_id: int, dropped: Any) -> bo
         return 0
 
     cb = _ffi.wasmtime_component_resource_destructor_t(thunk)
-    key = _keep(cb)
-    ty = cm.ResourceType.host(type_id)
+    _add_resource(instance, name, type_id, cb, _keep(cb), _finalizer)
+    return True
+
+
+def _add_resource(
+    instance: Any, name: str, type_id: int, destructor: Any, data: int, finalizer: Any
+) -> None:
+    from wasmtime import component as cm
+
+    ty = cm.ResourceType.host(type_id)  # alive through the call: it owns what ptr() gives
     raw = name.encode()
     err = _ffi.wasmtime_component_linker_instance_add_resource(
-        instance.ptr(),
-        ctypes.create_string_buffer(raw),
-        len(raw),
-        ty.ptr(),
-        cb,
-        key,
-        _finalizer,
-    )
+        instance.ptr(), ctypes.create_string_buffer(raw), len(raw), ty.ptr(),
+        destructor, data, finalizer,
+    )  # fmt: skip
     if err:
         raise wasmtime.WasmtimeError._from_ptr(err)
-    return True
 
 
 _HANDLER_CALL_SYMBOLS = (
@@ -1163,21 +1164,8 @@ def add_c_resource(
 ) -> None:
     """Define host resource ``name`` (type ``ResourceType.host(type_id)``) whose destructor is
     the C callback at ``destructor`` with ``data`` (released as ``add_c_func``'s)."""
-    from wasmtime import component as cm
-
-    ty = cm.ResourceType.host(type_id)  # alive through the call: it owns what ptr() gives
-    raw = name.encode()
-    err = _ffi.wasmtime_component_linker_instance_add_resource(
-        instance.ptr(),
-        ctypes.create_string_buffer(raw),
-        len(raw),
-        ty.ptr(),
-        _c_pointer("wasmtime_component_resource_destructor_t", destructor),
-        data,
-        _c_pointer("release", release),
-    )
-    if err:
-        raise wasmtime.WasmtimeError._from_ptr(err)
+    callback = _c_pointer("wasmtime_component_resource_destructor_t", destructor)
+    _add_resource(instance, name, type_id, callback, data, _c_pointer("release", release))
 
 
 @dataclass(frozen=True, slots=True)
