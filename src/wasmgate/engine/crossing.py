@@ -11,8 +11,8 @@ Rules:
   binding whose value layout differs from the one it was written for) ``available()`` is False
   and callers keep the Python path, which gives the very same values; the tests compare the two
   on every value type and run the wasi:http host both ways.
-- ``plan`` describes a type for the extension with the conventions of ``raw_codec`` (its
-  docstring lists them); the extension owns the numbering (``_crossing.CODES``).
+- ``plan`` describes a type for the extension; its values are ``raw_codec``'s (the header of
+  ``_crossing.c`` lists them), and the extension owns the numbering (``_crossing.CODES``).
 - Nothing here touches the binding: ``engine.lowlevel`` hands over addresses and layouts.
 """
 

@@ -269,9 +269,7 @@ _WASI_FAILURES = {
 def _raise_wasi_failure(step: str, error: int) -> None:
     """Raise what ``set_file_wasi``'s Python path raises where the C one failed at ``step``."""
     if step == "set":
-        raise wasmtime.WasmtimeError._from_ptr(
-            ctypes.cast(error, ctypes.POINTER(_ffi.wasmtime_error_t))
-        )
+        raise wasmtime.WasmtimeError._from_ptr(_pointer(error, "wasmtime_error_t"))
     raise wasmtime.WasmtimeError(_WASI_FAILURES[step])
 
 
