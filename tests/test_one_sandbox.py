@@ -21,11 +21,11 @@ import wasmtime
 
 import wasmgate
 from wasmgate.api import run as api_run
-from wasmgate.capabilities import Capabilities, Stdio, request_capabilities
+from wasmgate.capabilities import Capabilities, DirGrant, Stdio, request_capabilities
 from wasmgate.config import GatewayConfig, RunConfig
 from wasmgate.engine import EngineSettings, load, lowlevel
 from wasmgate.engine.program import Program
-from wasmgate.errors import EXIT_STATUS, GuestExit, GuestTrap, LimitExceeded
+from wasmgate.errors import EXIT_STATUS, GuestExit, GuestTrap, LimitExceeded, UsageError
 from wasmgate.gateway import create_app
 from wasmgate.gateway.app import BLOCKED_GRACE
 from wasmgate.limits import CLI_NAMES, Limits
@@ -297,6 +297,7 @@ def _served_run(
     how: str,
     monkeypatch: pytest.MonkeyPatch,
     entry: str = "_start",
+    dirs: tuple[DirGrant, ...] = (),
 ) -> tuple[Any, bytes]:
     """(outcome, stdout) of one run in a served request's shape (argv, an environment, stdin
     bytes, stdout and stderr files), made in C (``how="c"``) or on the usual path."""
@@ -306,7 +307,7 @@ def _served_run(
         else:
             assert lowlevel.native() is not None, "wasmgate._crossing is not built"
         out, err = folder / f"out-{how}", folder / f"err-{how}"
-        caps = request_capabilities(["/route", "a=1"], {"K": "v"}, (), b"body", out, err)
+        caps = request_capabilities(["/route", "a=1"], {"K": "v"}, dirs, b"body", out, err)
         outcome = program.run(caps, limits, entry=entry)
     return outcome, out.read_bytes()
 
@@ -399,3 +400,65 @@ def test_a_served_run_refuses_what_it_cannot_run_alike(
         caps = request_capabilities([], {}, (), b"", out, tmp_path / "err")
         with pytest.raises(wasmtime.WasmtimeError, match="stdout"):
             program.run(caps, limits)
+
+
+# Opens a.txt in the preopened directory (fd 3) and copies it to stdout, then tries to create
+# new.txt there and writes the errno of that as two digits.
+VOLUME = """(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open
+    (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 200) "a.txt")
+  (data (i32.const 220) "new.txt")
+  (func $out (param $at i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $at))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_start") (local $errno i32)
+    (if (i32.eqz (call $open (i32.const 3) (i32.const 0) (i32.const 200) (i32.const 5)
+          (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 300)))
+      (then
+        (i32.store (i32.const 0) (i32.const 400))
+        (i32.store (i32.const 4) (i32.const 64))
+        (drop (call $read (i32.load (i32.const 300)) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (call $out (i32.const 400) (i32.load (i32.const 8)))))
+    (local.set $errno (call $open (i32.const 3) (i32.const 0) (i32.const 220) (i32.const 7)
+      (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 304)))
+    (i32.store8 (i32.const 500)
+      (i32.add (i32.const 48) (i32.div_u (local.get $errno) (i32.const 10))))
+    (i32.store8 (i32.const 501)
+      (i32.add (i32.const 48) (i32.rem_u (local.get $errno) (i32.const 10))))
+    (call $out (i32.const 500) (i32.const 2))))
+"""
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["writable", "read-only"])
+def test_a_served_run_with_a_volume_is_the_same_in_c_and_in_python(
+    read_only: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = Program(load(VOLUME.encode()))
+    limits = Limits(timeout=5.0)
+    outputs = []
+    for how in ("c", "python"):
+        volume = tmp_path / f"volume-{how}"
+        volume.mkdir()
+        (volume / "a.txt").write_bytes(b"hello")
+        grant = DirGrant(volume, "/data", read_only=read_only)
+        outcome, out = _served_run(program, limits, tmp_path, how, monkeypatch, dirs=(grant,))
+        assert outcome.status == "ok", outcome
+        outputs.append((out, (volume / "new.txt").exists()))
+    assert outputs[0] == outputs[1]
+    # a read-only volume refuses the create: EPERM (63), and nothing is made
+    assert outputs[0] == ((b"hello63", False) if read_only else (b"hello00", True))
+
+
+@pytest.mark.parametrize("how", ["c", "python"])
+def test_a_served_run_refuses_a_volume_it_cannot_open_alike(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = Program(load(VOLUME.encode()))
+    grant = DirGrant(tmp_path / "missing", "/data")
+    with pytest.raises(UsageError, match=r"cannot preopen directory .*missing"):
+        _served_run(program, Limits(timeout=5.0), tmp_path, how, monkeypatch, dirs=(grant,))

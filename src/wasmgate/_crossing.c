@@ -130,6 +130,8 @@ static struct {
     bool (*wasi_config_set_stdout_file)(void *cfg, const char *path);
     bool (*wasi_config_set_stderr_file)(void *cfg, const char *path);
     error_ptr (*context_set_wasi)(void *ctx, void *cfg);
+    bool (*wasi_config_preopen_dir)(void *cfg, const char *path, const char *guest_path,
+                                    bool mutable_);
     void *(*store_new)(void *engine, void *data, void (*finalizer)(void *));
     void *(*store_context)(void *store);
     void (*context_set_epoch_deadline)(void *ctx, uint64_t ticks);
@@ -171,6 +173,7 @@ static const char *const FUNCTION_NAMES[] = {
     "wasi_config_set_stdout_file",
     "wasi_config_set_stderr_file",
     "wasmtime_context_set_wasi",
+    "wasi_config_preopen_dir",
     "wasmtime_store_new",
     "wasmtime_store_context",
     "wasmtime_context_set_epoch_deadline",
@@ -924,13 +927,16 @@ static void release_callback(void *data)
 
 /* ---- a served command's WASI, in one call ---------------------------------------------------- */
 
-/* What engine.lowlevel.set_file_wasi does through ctypes (a dozen calls and the strings' arrays
- * built in Python): a WASI configuration with argv, the environment, stdin from memory and
- * stdout/stderr written to files, given to a store. The result says which step failed, so the
- * caller raises what the Python path raises. */
-enum { WASI_OK, WASI_NUL, WASI_ARGV, WASI_ENV, WASI_STDOUT, WASI_STDERR, WASI_SET, N_WASI_CODES };
+/* What engine.sandbox gives a served request's store through ctypes (a dozen calls and the
+ * strings' arrays built in Python): a WASI configuration with argv, the environment, the
+ * preopened directories, stdin from memory and stdout/stderr written to files, given to a store.
+ * The result says which step failed, so the caller raises what the Python path raises. */
+enum {
+    WASI_OK, WASI_NUL, WASI_ARGV, WASI_ENV, WASI_STDOUT, WASI_STDERR, WASI_SET, WASI_DIR,
+    N_WASI_CODES
+};
 static const char *const WASI_CODE_NAMES[N_WASI_CODES] = {
-    "ok", "nul", "argv", "env", "stdout", "stderr", "set",
+    "ok", "nul", "argv", "env", "stdout", "stderr", "set", "dir",
 };
 
 /* The UTF-8 of a str (cached in the object: valid while it lives), or NULL with *nul set if it
@@ -949,18 +955,47 @@ static const char *c_string(PyObject *text, int *nul)
 static void *pointer_of(PyObject *number);
 static int check_ready(void);
 
-/* Give the store at ctx its WASI: a WASI_* code (with *error set for WASI_SET), or -1 with an
- * exception for arguments of the wrong types. */
-static int configure_wasi(void *ctx, PyObject *argv, PyObject *env, PyObject *stdin_bytes,
-                          PyObject *stdout_path, PyObject *stderr_path, error_ptr *error)
+/* Whether dirs is a tuple of (host path bytes, guest path bytes, mutable bool) triples. */
+static int check_dirs(PyObject *dirs)
+{
+    if (!PyTuple_CheckExact(dirs))
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(dirs); i++) {
+        PyObject *grant = PyTuple_GET_ITEM(dirs, i);
+        if (!PyTuple_CheckExact(grant) || PyTuple_GET_SIZE(grant) != 3 ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(grant, 0)) ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(grant, 1)) ||
+            !PyBool_Check(PyTuple_GET_ITEM(grant, 2)))
+            return 0;
+    }
+    return 1;
+}
+
+static int nul_inside(PyObject *bytes)
+{
+    return strlen(PyBytes_AS_STRING(bytes)) != (size_t)PyBytes_GET_SIZE(bytes);
+}
+
+/* Give the store at ctx its WASI: a WASI_* code (with *error set for WASI_SET, *failed_dir for
+ * WASI_DIR), or -1 with an exception for arguments of the wrong types. */
+static int configure_wasi(void *ctx, PyObject *argv, PyObject *env, PyObject *dirs,
+                          PyObject *stdin_bytes, PyObject *stdout_path, PyObject *stderr_path,
+                          error_ptr *error, Py_ssize_t *failed_dir)
 {
     *error = NULL;
+    *failed_dir = 0;
     if ((argv != Py_None && !PyList_CheckExact(argv) && !PyTuple_CheckExact(argv)) ||
-        (env != Py_None && !PyDict_CheckExact(env)) || !PyBytes_CheckExact(stdin_bytes) ||
-        !PyBytes_CheckExact(stdout_path) || !PyBytes_CheckExact(stderr_path)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "WASI takes list|tuple|None, dict|None, bytes, bytes, bytes");
+        (env != Py_None && !PyDict_CheckExact(env)) || !check_dirs(dirs) ||
+        !PyBytes_CheckExact(stdin_bytes) || !PyBytes_CheckExact(stdout_path) ||
+        !PyBytes_CheckExact(stderr_path)) {
+        PyErr_SetString(PyExc_TypeError, "WASI takes list|tuple|None, dict|None, "
+                                         "((bytes, bytes, bool), ...), bytes, bytes, bytes");
         return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(dirs); i++) {
+        PyObject *grant = PyTuple_GET_ITEM(dirs, i);
+        if (nul_inside(PyTuple_GET_ITEM(grant, 0)) || nul_inside(PyTuple_GET_ITEM(grant, 1)))
+            return WASI_NUL;
     }
     const char *out_path = PyBytes_AS_STRING(stdout_path);
     const char *err_path = PyBytes_AS_STRING(stderr_path);
@@ -999,6 +1034,15 @@ static int configure_wasi(void *ctx, PyObject *argv, PyObject *env, PyObject *st
         else if (!api.wasi_config_set_env(cfg, (size_t)envc, names, values))
             code = WASI_ENV;
     }
+    for (Py_ssize_t i = 0; code == WASI_OK && i < PyTuple_GET_SIZE(dirs); i++) {
+        PyObject *grant = PyTuple_GET_ITEM(dirs, i);
+        if (!api.wasi_config_preopen_dir(cfg, PyBytes_AS_STRING(PyTuple_GET_ITEM(grant, 0)),
+                                         PyBytes_AS_STRING(PyTuple_GET_ITEM(grant, 1)),
+                                         PyTuple_GET_ITEM(grant, 2) == Py_True)) {
+            code = WASI_DIR;
+            *failed_dir = i;
+        }
+    }
     Py_ssize_t size = PyBytes_GET_SIZE(stdin_bytes);
     if (code == WASI_OK && size) { /* none: WASI's own stdin reads as end of file */
         byte_vec data;
@@ -1028,18 +1072,20 @@ strings_failed:
 
 static PyObject *crossing_wasi_files(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6)
-        return PyErr_Format(PyExc_TypeError, "wasi_files takes 6 arguments");
+    if (nargs != 7)
+        return PyErr_Format(PyExc_TypeError, "wasi_files takes 7 arguments");
     if (check_ready() < 0)
         return NULL;
     void *ctx = pointer_of(args[0]);
     if (ctx == NULL)
         return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "no context");
     error_ptr error;
-    int code = configure_wasi(ctx, args[1], args[2], args[3], args[4], args[5], &error);
+    Py_ssize_t failed_dir;
+    int code = configure_wasi(ctx, args[1], args[2], args[3], args[4], args[5], args[6], &error,
+                              &failed_dir);
     if (code < 0)
         return NULL;
-    return Py_BuildValue("(iN)", code, PyLong_FromVoidPtr(error));
+    return Py_BuildValue("(iNn)", code, PyLong_FromVoidPtr(error), failed_dir);
 }
 
 /* ---- a served command's run, in one call -------------------------------------------------- */
@@ -1052,7 +1098,8 @@ static PyObject *crossing_wasi_files(PyObject *module, PyObject *const *args, Py
  * needs to raise or classify exactly what the Python path gives:
  *   (phase, detail, error address, trap address, store address, instance store id, index)
  * phase RUN_OK: detail 0; the store's address if kept, else 0.
- * RUN_SETUP: setting the fuel failed (error).  RUN_WASI: detail is the WASI_* code.
+ * RUN_SETUP: setting the fuel failed (error).  RUN_WASI: detail is the WASI_* code (for
+ * WASI_DIR the failed directory's index is in the instance index's place).
  * RUN_INSTANTIATE, RUN_CALL: error or trap (RUN_CALL: detail is the entry's index).
  * RUN_MISSING: entry number detail is not an exported function.
  * The store (and the instance, past RUN_INSTANTIATE) is returned whenever the run did not end
@@ -1092,10 +1139,10 @@ static PyObject *run_result(int phase, Py_ssize_t detail, error_ptr error, void 
 
 static PyObject *crossing_run_command(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    /* engine, pre, deadline ticks, memory cap or None, fuel or None, argv, env, stdin,
+    /* engine, pre, deadline ticks, memory cap or None, fuel or None, argv, env, dirs, stdin,
        stdout path, stderr path, (entry name bytes, ...), keep the store */
-    if (nargs != 12)
-        return PyErr_Format(PyExc_TypeError, "run_command takes 12 arguments");
+    if (nargs != 13)
+        return PyErr_Format(PyExc_TypeError, "run_command takes 13 arguments");
     if (check_ready() < 0)
         return NULL;
     void *engine = pointer_of(args[0]);
@@ -1105,10 +1152,10 @@ static PyObject *crossing_run_command(PyObject *module, PyObject *const *args, P
     unsigned long long ticks = PyLong_AsUnsignedLongLong(args[2]);
     long long memory = args[3] == Py_None ? -1 : PyLong_AsLongLong(args[3]);
     unsigned long long fuel = args[4] == Py_None ? 0 : PyLong_AsUnsignedLongLong(args[4]);
-    int keep = PyObject_IsTrue(args[11]);
+    int keep = PyObject_IsTrue(args[12]);
     if (PyErr_Occurred() || keep < 0)
         return NULL;
-    PyObject *entries = args[10];
+    PyObject *entries = args[11];
     if (!PyTuple_CheckExact(entries))
         return PyErr_Format(PyExc_TypeError, "entries are a tuple of bytes");
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(entries); i++)
@@ -1126,13 +1173,17 @@ static PyObject *crossing_run_command(PyObject *module, PyObject *const *args, P
             return run_result(RUN_SETUP, 0, error, NULL, store, NULL);
     }
     error_ptr error;
-    int code = configure_wasi(ctx, args[5], args[6], args[7], args[8], args[9], &error);
+    Py_ssize_t failed_dir;
+    int code = configure_wasi(ctx, args[5], args[6], args[7], args[8], args[9], args[10], &error,
+                              &failed_dir);
     if (code < 0) {
         api.store_delete(store);
         return NULL;
     }
-    if (code != WASI_OK)
-        return run_result(RUN_WASI, code, error, NULL, store, NULL);
+    if (code != WASI_OK) { /* the failed directory's index where the instance's would be */
+        instance_t where = {0, (size_t)failed_dir};
+        return run_result(RUN_WASI, code, error, NULL, store, &where);
+    }
 
     instance_t instance;
     void *trap = NULL;
@@ -1311,10 +1362,10 @@ static PyMethodDef methods[] = {
     {"release", crossing_release, METH_O,
      "release(address): give back data the engine did not take."},
     {"wasi_files", (PyCFunction)(void (*)(void))crossing_wasi_files, METH_FASTCALL,
-     "wasi_files(context, argv, env, stdin, stdout path, stderr path) -> (code, error "
-     "address): engine.lowlevel.set_file_wasi in one call (code: WASI_CODES)."},
+     "wasi_files(context, argv, env, dirs, stdin, stdout path, stderr path) -> (code, error "
+     "address, failed dir index): engine.lowlevel.set_file_wasi in one call (code: WASI_CODES)."},
     {"run_command", (PyCFunction)(void (*)(void))crossing_run_command, METH_FASTCALL,
-     "run_command(engine, pre, ticks, memory, fuel, argv, env, stdin, stdout, stderr, entries, "
+     "run_command(engine, pre, ticks, memory, fuel, argv, env, dirs, stdin, stdout, stderr, entries, "
      "keep) -> (phase, detail, error, trap, store, instance store id, instance index): a served "
      "command's store, WASI, instance and calls in one call (phase: RUN_PHASES)."},
     {"lift", crossing_lift, METH_VARARGS,

@@ -231,9 +231,9 @@ def set_file_wasi(
     if fast is not None:  # the same calls, made in C
         argv = argv if argv is None or type(argv) in (list, tuple) else list(argv)
         env = env if env is None or type(env) is dict else dict(env)
-        code, error = fast.wasi_files(store._context(), argv, env, stdin, stdout, stderr)
+        code, error, _ = fast.wasi_files(store._context(), argv, env, (), stdin, stdout, stderr)
         if code:
-            _raise_wasi_failure(fast.WASI_CODES[code], error)
+            _raise_wasi_failure(fast.WASI_CODES[code], error, 0)
         return True
     if b"\0" in stdout or b"\0" in stderr:  # C would read a shorter path: refused, as in C
         raise wasmtime.WasmtimeError(_WASI_FAILURES["nul"])
@@ -266,8 +266,20 @@ _WASI_FAILURES = {
 }
 
 
-def _raise_wasi_failure(step: str, error: int) -> None:
-    """Raise what ``set_file_wasi``'s Python path raises where the C one failed at ``step``."""
+class PreopenFailed(wasmtime.WasmtimeError):
+    """Directory ``index`` of a ``run_command``'s ``dirs`` could not be preopened (what
+    ``WasiConfig.preopen_dir`` raises as a ``WasmtimeError``)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__("failed to add preopen dir")
+        self.index = index
+
+
+def _raise_wasi_failure(step: str, error: int, index: int) -> None:
+    """Raise what the Python path raises where the C one failed at ``step`` (``index``: the
+    directory, for a preopen)."""
+    if step == "dir":
+        raise PreopenFailed(index)
     if step == "set":
         raise wasmtime.WasmtimeError._from_ptr(_pointer(error, "wasmtime_error_t"))
     raise wasmtime.WasmtimeError(_WASI_FAILURES[step])
@@ -1187,13 +1199,15 @@ def run_command(
     fuel: int | None,
     argv: Sequence[str] | None,
     env: Mapping[str, str] | None,
+    dirs: tuple[tuple[bytes, bytes, bool], ...],
     stdin: bytes,
     stdout: bytes,
     stderr: bytes,
     entries: Sequence[str],
     keep_store: bool,
 ) -> CommandRun | None:
-    """``new_store`` (with ``set_fuel`` unless ``fuel`` is None), ``set_file_wasi``, then
+    """``new_store`` (with ``set_fuel`` unless ``fuel`` is None), ``set_file_wasi`` (with the
+    preopened ``dirs``: host path, guest path, writable, as ``WasiConfig.preopen_dir``), then
     ``instantiate`` and ``call_export`` of each entry in turn, in one C call (the ``_crossing``
     extension): the same C functions in the same order, the GIL released while guest code runs.
     Raises what those raise outside a run's own failure (a WASI configuration refused, a
@@ -1207,7 +1221,7 @@ def run_command(
     names = tuple(name.encode() for name in entries)
     phase, detail, error, trap, address, store_id, index = fast.run_command(
         engine.ptr(), pre.ptr(), epoch_deadline, memory_size, fuel,
-        argv, env, stdin, stdout, stderr, names, keep_store,
+        argv, env, dirs, stdin, stdout, stderr, names, keep_store,
     )  # fmt: skip
     step = fast.RUN_PHASES[phase]
     store = None if not address else _wrap_store(engine, _pointer(address, "wasmtime_store_t"))
@@ -1216,7 +1230,7 @@ def run_command(
     if step == "setup":
         raise wasmtime.WasmtimeError._from_ptr(_pointer(error, "wasmtime_error_t"))
     if step == "wasi":
-        _raise_wasi_failure(fast.WASI_CODES[detail], error)
+        _raise_wasi_failure(fast.WASI_CODES[detail], error, index)
     if step == "missing":
         raise KeyError(entries[detail])
     instance = _instance(store_id, index) if step == "call" else None

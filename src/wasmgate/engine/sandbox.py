@@ -17,7 +17,7 @@ Rules:
 - In-memory stdin goes to WASI straight from memory where the binding allows it; otherwise it is
   staged in a file in the process's private directory, unlinked as soon as the store has opened
   it (when the configuration is set), so it never outlives the run on disk.
-- A served request's shape (no directories, stdin bytes, stdout and stderr files) is set up and
+- A served request's shape (stdin bytes, stdout and stderr files) is set up and
   run in one C call where the ``_crossing`` extension is built (``run_command``): the same
   limits and grants as ``open_store`` (``_deadline_and_fuel`` is shared), the same engine calls
   in the same order, none of the Python objects around them.
@@ -152,29 +152,34 @@ def run_command(
 ) -> CommandRun | None:
     """``open_store``, then an instance of ``pre`` and a call of each of ``entries``, in one C
     call where the binding allows it (``lowlevel.run_command``), for a served request's shape
-    (no directories, stdin bytes, stdout and stderr files): the store gets exactly what
-    ``open_store`` gives it. None otherwise: the caller opens the store and runs the usual way."""
+    (stdin bytes, stdout and stderr files): the store gets exactly what ``open_store`` gives
+    it. None otherwise: the caller opens the store and runs the usual way."""
     io = caps.stdio
     out, err, stdin = io.stdout, io.stderr, io.stdin
-    if caps.dirs or type(stdin) is not bytes or not isinstance(out, Path):
+    if type(stdin) is not bytes or not isinstance(out, Path):
         return None
     if not isinstance(err, Path) or lowlevel.native() is None:
         return None
+    dirs = tuple((str(g.host).encode(), g.guest.encode(), not g.read_only) for g in caps.dirs)
     ticks, fuel = _deadline_and_fuel(engine, limits, timeout)
-    return lowlevel.run_command(
-        engine.engine,
-        pre,
-        epoch_deadline=ticks,
-        memory_size=limits.max_memory,
-        fuel=fuel,
-        argv=caps.args if args else None,
-        env=_env_mapping(caps.env) if env else None,
-        stdin=stdin,
-        stdout=os.fsencode(out),
-        stderr=os.fsencode(err),
-        entries=entries,
-        keep_store=keep_store,
-    )
+    try:
+        return lowlevel.run_command(
+            engine.engine,
+            pre,
+            epoch_deadline=ticks,
+            memory_size=limits.max_memory,
+            fuel=fuel,
+            argv=caps.args if args else None,
+            env=_env_mapping(caps.env) if env else None,
+            dirs=dirs,
+            stdin=stdin,
+            stdout=os.fsencode(out),
+            stderr=os.fsencode(err),
+            entries=entries,
+            keep_store=keep_store,
+        )
+    except lowlevel.PreopenFailed as e:
+        raise UsageError(f"cannot preopen directory {caps.dirs[e.index].host}") from None
 
 
 def _set_wasi(store: wasmtime.Store, caps: Capabilities, args: bool, env: bool) -> str | None:
