@@ -7,6 +7,7 @@ import pathlib
 import pytest
 import wasmtime
 
+from wasihttp_support import require_native
 from wasmgate.engine import EngineSettings, get_engine, lowlevel
 from wasmgate.engine.lowlevel import (
     call_export,
@@ -295,7 +296,7 @@ def test_new_store_matches_the_public_store(
 def wasi_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """``set_file_wasi`` made by the ``_crossing`` extension or by its ctypes path."""
     if request.param == "c":
-        assert lowlevel.native() is not None, "wasmgate._crossing is not built"
+        require_native()
     else:
         monkeypatch.setattr(lowlevel, "native", lambda: None)
     return str(request.param)

@@ -20,6 +20,7 @@ import pytest
 import wasmtime
 
 import wasmgate
+from wasihttp_support import require_native
 from wasmgate.api import run as api_run
 from wasmgate.capabilities import Capabilities, DirGrant, Stdio, request_capabilities
 from wasmgate.config import GatewayConfig, RunConfig
@@ -305,7 +306,7 @@ def _served_run(
         if how == "python":
             patch.setattr(lowlevel, "native", lambda: None)
         else:
-            assert lowlevel.native() is not None, "wasmgate._crossing is not built"
+            require_native()
         out, err = folder / f"out-{how}", folder / f"err-{how}"
         caps = request_capabilities(["/route", "a=1"], {"K": "v"}, dirs, b"body", out, err)
         outcome = program.run(caps, limits, entry=entry)

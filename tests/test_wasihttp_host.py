@@ -13,7 +13,7 @@ import pytest
 import wasmtime
 from wasmtime import component as cm
 
-from wasihttp_support import CROSSINGS, proxy
+from wasihttp_support import CROSSINGS, proxy, require_native
 from wasmgate.engine import crossing, lowlevel
 from wasmgate.engine.engine import get_engine
 from wasmgate.engine.loader import load_guest
@@ -253,7 +253,8 @@ def _holders(obj: object) -> int:
 def test_the_c_crossings_are_built_and_used_here() -> None:
     # setup builds the extension (a C compiler is on every supported machine): without it the
     # gateway still works, slower; this says so rather than testing the Python path twice
-    assert crossing.available(), "wasmgate._crossing is not built (pip install -e . with gcc)"
+    require_native()
+    assert crossing.available()
     guest = load_guest(ROOT / "examples" / "perf" / "hello-http.wasm", get_engine())
     assert ProxyHandler(guest, SETTINGS).linked.crossing == "c"
     with crossing.disabled():
@@ -262,9 +263,8 @@ def test_the_c_crossings_are_built_and_used_here() -> None:
 
 
 def _native() -> Any:
-    native = lowlevel.native()
-    assert native is not None
-    return native
+    require_native()
+    return lowlevel.native()
 
 
 def _val() -> Any:
@@ -348,6 +348,7 @@ def test_the_c_crossings_stand_down_when_they_cannot_be_trusted(
 ) -> None:
     # a binding whose value layout differs from the extension's, or WASMGATE_NATIVE=0: the
     # Python path serves, and the gateway works the same
+    require_native()
     guest = load_guest(ROOT / "examples" / "perf" / "hello-http.wasm", get_engine())
     try:
         monkeypatch.setattr(lowlevel, "value_layout", lambda: {"val": 40})
