@@ -229,8 +229,7 @@ def set_file_wasi(
     assert _ffi is not None
     fast = native()
     if fast is not None:  # the same calls, made in C
-        argv = argv if argv is None or type(argv) in (list, tuple) else list(argv)
-        env = env if env is None or type(env) is dict else dict(env)
+        argv, env = _c_args(argv, env)
         code, error, _ = fast.wasi_files(store._context(), argv, env, (), stdin, stdout, stderr)
         if code:
             _raise_wasi_failure(fast.WASI_CODES[code], error, 0)
@@ -264,6 +263,17 @@ _WASI_FAILURES = {
     "stdout": "failed to set stdout file",
     "stderr": "failed to set stderr file",
 }
+
+
+def _c_args(
+    argv: Sequence[str] | None, env: Mapping[str, str] | None
+) -> tuple[Sequence[str] | None, Mapping[str, str] | None]:
+    """``argv`` and ``env`` in the shapes the extension reads (a list or tuple, a dict)."""
+    if argv is not None and type(argv) not in (list, tuple):
+        argv = list(argv)
+    if env is not None and type(env) is not dict:
+        env = dict(env)
+    return argv, env
 
 
 class PreopenFailed(wasmtime.WasmtimeError):
@@ -1216,8 +1226,7 @@ def run_command(
     fast = native()
     if fast is None:
         return None
-    argv = argv if argv is None or type(argv) in (list, tuple) else list(argv)
-    env = env if env is None or type(env) is dict else dict(env)
+    argv, env = _c_args(argv, env)
     names = tuple(name.encode() for name in entries)
     phase, detail, error, trap, address, store_id, index = fast.run_command(
         engine.ptr(), pre.ptr(), epoch_deadline, memory_size, fuel,
