@@ -1,4 +1,4 @@
-"""The optional C extension; everything else about the build is in pyproject.toml."""
+"""The optional C extensions; everything else about the build is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -10,6 +10,13 @@ setup(
             # Optional: where it cannot be built, wasmgate installs without it and host calls
             # cross on the pure-Python path (wasmgate.engine.crossing.available() is False).
             optional=True,
-        )
+        ),
+        Extension(
+            "wasmgate._accesslog",
+            ["src/wasmgate/_accesslog.c"],
+            # Optional too: without it the access log is written by pure Python
+            # (wasmgate.gateway.accesslog.BatchWriter), the same lines at a higher cost.
+            optional=True,
+        ),
     ]
 )

@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,8 +22,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway_support import free_port, running_server, wat_guest
+from wasihttp_support import IN_CI
+from wasmgate.engine.lowlevel import NATIVE_VARIABLE
 from wasmgate.gateway import accesslog
-from wasmgate.gateway.accesslog import FLUSH_INTERVAL, PIPE_BUF, BatchWriter, format_record
+from wasmgate.gateway.accesslog import (
+    FLUSH_INTERVAL,
+    PIPE_BUF,
+    BatchWriter,
+    LineWriter,
+    format_record,
+)
 
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO (?:\[worker (\d+)\] )?wasmgate\.access: (\{.*\})$"
@@ -91,22 +100,43 @@ def test_durations_are_written_as_json_dumps_writes_them_rounded(seconds: float)
 
 # --- the writer --------------------------------------------------------------------------------
 
+WRITERS = ("c", "python")  # the extension's Writer, the pure-Python BatchWriter
 
-class _Recorder:
-    """``os.write`` as seen by a ``BatchWriter``: every call's bytes, in order."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: list[tuple[int, bytes]] = []
-        real = os.write
+def _extension() -> Any:
+    """The ``_accesslog`` extension; skipped where it was not built (no C compiler at install),
+    a failure in CI, where setup always builds it: the C writer must not go untested."""
+    module = accesslog._extension()
+    if module is not None:
+        return module
+    message = "wasmgate._accesslog is not built (pip install -e . needs a C compiler)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
-        def write(fd: int, data: bytes | memoryview) -> int:
-            self.calls.append((fd, bytes(data)))
-            return real(fd, data)
 
-        monkeypatch.setattr(accesslog.os, "write", write)
+def _writer(kind: str, fd: int, interval: float = FLUSH_INTERVAL, tag: str = "") -> LineWriter:
+    if kind == "c":
+        _extension()
+    writer = accesslog.open_writer(fd, interval, tag, native=kind == "c")
+    assert isinstance(writer, BatchWriter) is (kind == "python")
+    return writer
 
-    def to(self, fd: int) -> list[bytes]:
-        return [data for f, data in self.calls if f == fd]
+
+def test_the_c_writer_is_used_where_it_was_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _extension()
+    r, w = os.pipe()
+    try:
+        writer = accesslog.open_writer(w)
+        assert isinstance(writer, module.Writer)
+        writer.close()
+        monkeypatch.setenv(NATIVE_VARIABLE, "0")  # the one switch back to pure Python
+        writer = accesslog.open_writer(w)
+        assert isinstance(writer, BatchWriter)
+        writer.close()
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def _lines(n: int, prefix: str = "line") -> list[str]:
@@ -122,8 +152,37 @@ def _drain(fd: int, out: bytearray) -> None:
         out += data
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=9000), max_size=40),
+    st.sampled_from([0, PIPE_BUF, 100]),
+)
+def test_writes_carry_whole_lines_of_at_most_a_chunk(sizes: list[int], chunk: int) -> None:
+    data = b"".join(b"x" * n + b"\n" for n in sizes)
+    ends = accesslog.cuts(data, chunk)
+    assert ends == _extension().cuts(data, chunk)  # the C writer cuts where Python does
+    starts = [0, *ends][: len(ends)]
+    assert (ends[-1] if ends else 0) == len(data)
+    for start, end in zip(starts, ends, strict=True):
+        piece = data[start:end]
+        assert piece.endswith(b"\n")
+        if chunk:
+            assert len(piece) <= chunk or piece.count(b"\n") == 1, (len(piece), chunk)
+            if end < len(data):  # as many lines as fit: the next one would not have
+                assert len(piece) + data.index(b"\n", end) + 1 - end > chunk
+        else:
+            assert end == len(data)  # a regular file: the whole batch at once
+
+
 def test_pipe_writes_are_whole_lines_of_at_most_pipe_buf(monkeypatch: pytest.MonkeyPatch) -> None:
-    recorder = _Recorder(monkeypatch)
+    calls: list[bytes] = []  # os.write as the pure-Python writer makes it
+    real = os.write
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        calls.append(bytes(data))
+        return real(fd, data)
+
+    monkeypatch.setattr(accesslog.os, "write", write)
     r, w = os.pipe()
     got = bytearray()
     reader = threading.Thread(target=_drain, args=(r, got))
@@ -137,36 +196,59 @@ def test_pipe_writes_are_whole_lines_of_at_most_pipe_buf(monkeypatch: pytest.Mon
     reader.join(10)
     os.close(r)
     assert got.decode() == "".join(lines)  # all of them, in order
-    writes = recorder.to(w)
-    assert len(writes) < len(lines)  # batched
-    for data in writes:
+    assert 1 < len(calls) == writer.writes < len(lines)  # batched
+    for data in calls:
         assert data.endswith(b"\n")
         assert len(data) <= PIPE_BUF or data.count(b"\n") == 1, len(data)
 
 
+@pytest.mark.parametrize("kind", WRITERS)
+def test_a_pipe_gets_every_line_in_order_in_batches(kind: str) -> None:
+    r, w = os.pipe()
+    got = bytearray()
+    reader = threading.Thread(target=_drain, args=(r, got))
+    reader.start()
+    writer = _writer(kind, w, interval=0.05)
+    lines = _lines(600)
+    for line in lines:
+        writer.write(line)
+    writer.close()
+    os.close(w)
+    reader.join(10)
+    os.close(r)
+    assert got.decode() == "".join(lines)
+    writes = writer.writes  # type: ignore[attr-defined]
+    total = len("".join(lines))
+    assert total // PIPE_BUF < writes < len(lines), writes  # batched, and cut for the pipe
+    assert writer.errors == 0
+
+
+@pytest.mark.parametrize("kind", WRITERS)
 def test_a_regular_file_gets_one_write_per_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    recorder = _Recorder(monkeypatch)
+    monkeypatch.setattr(accesslog, "SOFT_LIMIT", 64 * 1024 * 1024)  # no early batch
     path = tmp_path / "log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        writer = BatchWriter(fd, interval=30)  # only close writes
+        writer = _writer(kind, fd, interval=30)  # only close writes
         lines = _lines(300)
         for line in lines:
             writer.write(line)
         assert path.read_text() == ""  # nothing written on the caller's path
         writer.close()
+        writer.close()  # idempotent
     finally:
         os.close(fd)
     assert path.read_text() == "".join(lines)
-    assert len(recorder.to(fd)) == 1
+    assert writer.writes == 1  # type: ignore[attr-defined]
 
 
-def test_an_idle_writer_flushes_within_its_interval(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", WRITERS)
+def test_an_idle_writer_flushes_within_its_interval(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    writer = BatchWriter(fd)
+    writer = _writer(kind, fd)
     try:
         for round_ in range(2):  # the second batch starts after an idle wait
             started = time.monotonic()
@@ -180,13 +262,36 @@ def test_an_idle_writer_flushes_within_its_interval(tmp_path: Path) -> None:
         os.close(fd)
 
 
+@pytest.mark.parametrize("kind", WRITERS)
+def test_a_soft_limit_of_lines_wakes_the_writer_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.setattr(accesslog, "SOFT_LIMIT", 1000)
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    writer = _writer(kind, fd, interval=30)
+    try:
+        writer.write("a" * 600 + "\n")
+        time.sleep(0.2)
+        assert path.read_text() == ""  # under the soft limit: waits for its interval
+        writer.write("b" * 600 + "\n")
+        deadline = time.monotonic() + 10
+        while path.read_text() != "a" * 600 + "\n" + "b" * 600 + "\n":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        writer.close()
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", WRITERS)
 def test_past_the_hard_limit_the_caller_writes_itself(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     monkeypatch.setattr(accesslog, "HARD_LIMIT", 1000)
     path = tmp_path / "log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    writer = BatchWriter(fd, interval=30)
+    writer = _writer(kind, fd, interval=30)
     try:
         writer.write("a" * 600 + "\n")
         assert path.read_text() == ""
@@ -197,13 +302,40 @@ def test_past_the_hard_limit_the_caller_writes_itself(
         os.close(fd)
 
 
-def test_threads_writing_at_once_lose_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", WRITERS)
+def test_a_line_after_close_is_written_at_once(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        writer = _writer(kind, fd, interval=30)
+        writer.write("before\n")
+        writer.close()
+        writer.write("after\n")  # a request finishing while the server stops: not lost
+        assert path.read_text() == "before\nafter\n"
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", WRITERS)
+def test_a_closed_fd_counts_errors_and_loses_no_caller(kind: str) -> None:
+    r, w = os.pipe()
+    os.close(r)  # nobody reads: every write fails (EPIPE; SIGPIPE is ignored by Python)
+    writer = _writer(kind, w, interval=30)
+    writer.write("lost\n")
+    writer.flush()
+    writer.close()
+    os.close(w)
+    assert writer.errors == 1
+
+
+@pytest.mark.parametrize("kind", WRITERS)
+def test_threads_writing_at_once_lose_nothing(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     monkeypatch.setattr(accesslog, "SOFT_LIMIT", 4096)  # many early flushes, racing the writers
     r, w = os.pipe()
     got = bytearray()
     reader = threading.Thread(target=_drain, args=(r, got))
     reader.start()
-    writer = BatchWriter(w, interval=0.01)
+    writer = _writer(kind, w, interval=0.01)
 
     def produce(k: int) -> None:
         for line in _lines(400, prefix=f"t{k}"):
@@ -219,6 +351,90 @@ def test_threads_writing_at_once_lose_nothing(monkeypatch: pytest.MonkeyPatch) -
     for k in range(4):  # every line, each thread's in its order
         assert [ln for ln in out if ln.startswith(f"t{k} ")] == _lines(400, prefix=f"t{k}")
     assert len(out) == 1600
+
+
+# --- the line ----------------------------------------------------------------------------------
+
+TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
+SECONDS = st.one_of(
+    st.floats(min_value=0, max_value=1e13, allow_nan=False),
+    st.integers(min_value=0, max_value=10**12).map(lambda n: n / 1e6),
+    st.sampled_from([0.0, 1e-9, 0.0005, 2.5, 1e12, -0.001, 1e20, -1e300, float("inf")]),
+)
+COUNT = st.one_of(st.integers(min_value=0, max_value=10**7), st.integers(min_value=-(10**30)))
+
+
+def _written(kind: str, args: tuple[Any, ...], tag: str) -> str:
+    r, w = os.pipe()
+    try:
+        writer = _writer(kind, w, 30, tag)
+        writer.record(*args)
+        writer.close()
+        os.close(w)
+        w = -1
+        data = os.read(r, 1 << 20)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    return data.decode("utf-8", "surrogateescape")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.tuples(
+        TEXT,
+        TEXT,
+        TEXT,
+        TEXT,
+        COUNT,
+        TEXT,
+        SECONDS,
+        st.none() | SECONDS,
+        st.booleans(),
+        COUNT,
+        COUNT,
+        st.none() | TEXT,
+    ),
+    st.sampled_from(["", "[worker 7] "]),
+)
+def test_the_c_writer_writes_the_pure_python_line(args: tuple[Any, ...], tag: str) -> None:
+    before = time.time()
+    c_line = _written("c", args, tag)
+    python_line = _written("python", args, tag)
+    after = time.time()
+    m = LINE.match(c_line.rstrip("\n"))
+    assert m is not None, c_line
+    assert c_line.endswith("\n")
+    assert c_line.count("\n") == 1
+    assert c_line[23:] == python_line[23:]  # all but the time stamp: read by the clock
+    assert c_line[23:] == f" INFO {tag}wasmgate.access: {format_record(*args)}\n"
+    for line in (c_line, python_line):  # logging's asctime, local time, to the millisecond
+        stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1e3
+        assert int(before) - 1 <= stamp <= after + 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (1, "GET", "/", "/", 200, "ok", 0.1, None, True, 0, 0, None),
+        ("r", "GET", "/", "/", "200", "ok", 0.1, None, True, 0, 0, None),
+        ("r", "GET", "/", "/", 200, "ok", "0.1", None, True, 0, 0, None),
+        ("r", "GET", "/", "/", 200, "ok", 0.1, None, True, 0, 0, b"client"),
+        ("r", "GET", "/", "/", 200, "ok"),
+    ],
+)
+def test_the_c_writer_refuses_a_malformed_record_and_queues_nothing(bad: tuple[Any, ...]) -> None:
+    r, w = os.pipe()
+    try:
+        writer = _writer("c", w, 30)
+        with pytest.raises(TypeError):
+            writer.record(*bad)
+        assert writer.waiting == 0  # type: ignore[attr-defined]
+        writer.close()
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 # --- where records go --------------------------------------------------------------------------
@@ -308,10 +524,16 @@ def _access_lines(text: str, path: str = "/hi") -> list[tuple[str | None, dict[s
 
 
 @pytest.mark.slow
-def test_no_line_lost_with_two_workers_and_all_written_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", WRITERS)
+def test_no_line_lost_with_two_workers_and_all_written_on_sigterm(
+    tmp_path: Path, kind: str
+) -> None:
+    if kind == "c":
+        _extension()
     toml = _site(tmp_path)
     # Lines wait longer than the whole run and shut-down: only the flush on stop writes them.
-    with running_server(toml, "--workers", "2", env={accesslog.INTERVAL_ENV: "60"}) as s:
+    env = {accesslog.INTERVAL_ENV: "60", NATIVE_VARIABLE: "1" if kind == "c" else "0"}
+    with running_server(toml, "--workers", "2", env=env) as s:
         sent = _load(s.base, clients=8, each=150)
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(30) == 0
@@ -390,10 +612,37 @@ os.waitpid(pid, 0)
 """
 
 
-def test_a_forked_child_does_not_write_the_parents_lines() -> None:
+@pytest.mark.parametrize("kind", WRITERS)
+def test_a_forked_child_does_not_write_the_parents_lines(kind: str) -> None:
+    if kind == "c":
+        _extension()
+    env = {**os.environ, NATIVE_VARIABLE: "1" if kind == "c" else "0"}
     r = subprocess.run(
-        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60, env=env
     )
     assert r.returncode == 0, r.stderr
     assert r.stderr.count('"id":"parent-1"') == 1, r.stderr
     assert r.stderr.count('"id":"child-1"') == 1, r.stderr
+
+
+def test_the_c_writer_is_refused_in_a_forked_child(tmp_path: Path) -> None:
+    _extension()
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    writer = _writer("c", fd, 30)
+    writer.write("parent\n")
+    pid = os.fork()
+    if pid == 0:  # its thread is not here, its lines and mutexes are the parent's
+        code = 0
+        try:
+            writer.write("child\n")
+            code = 1
+        except ValueError:
+            writer.close()  # neither joins a thread that is not here nor writes
+            del writer
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    writer.close()
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert path.read_text() == "parent\n"

@@ -12,9 +12,9 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.wasmgate-setup
-# Reinstalled when the project's build inputs change (the C extension is built at install).
+# Reinstalled when the project's build inputs change (the C extensions are built at install).
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-    || [ src/wasmgate/_crossing.c -nt "$stamp" ]; then
+    || [ -n "$(find src/wasmgate -maxdepth 1 -name '*.c' -newer "$stamp")" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
     touch "$stamp"

@@ -6,7 +6,7 @@ Rules:
   formatted on the event loop when its request is finished, by one f-string (no encoder object,
   no dict, no keyword arguments).
 - Where it goes: under ``wasmgate serve`` (``server.py`` calls ``start_direct``), to a
-  ``BatchWriter`` on the process's stderr (file descriptor 2), in exactly the line that logging's
+  ``LineWriter`` on the process's stderr (file descriptor 2), in exactly the line that logging's
   handler would have written (``<asctime> INFO [worker N] wasmgate.access: <json>``), but without
   a ``LogRecord`` and without a system call per request. ``start_direct`` takes that path only
   when it writes what logging would have: the ``wasmgate.access`` logger and its parents have no
@@ -14,7 +14,13 @@ Rules:
   format that ``wasmgate serve`` set. Everywhere else (``create_app`` under another ASGI server,
   an application that configured logging, the tests' in-process gateways) each record is an INFO
   record on the ``wasmgate.access`` logger, as before, so the host's logging gets every line.
-- ``BatchWriter``: the event loop only appends the line to a list under a lock (no system call).
+- The ``LineWriter`` (``open_writer``) is the ``wasmgate._accesslog`` extension's ``Writer``
+  where it was built: one C call formats the line (the record as ``format_record`` makes it,
+  after the time stamp) into a buffer that a C thread writes, never taking the GIL; tests
+  compare its lines with the pure-Python ``BatchWriter``'s on every kind of field. Without the
+  extension (no C compiler at install, or ``WASMGATE_NATIVE=0``) it is the ``BatchWriter``. Both
+  keep the rules below.
+- Batches: the event loop only appends the line to a buffer under a lock (no system call).
   A writer thread writes what has gathered at most ``FLUSH_INTERVAL`` seconds after the first
   line of a batch arrived (so ``tail -f`` stays live; an idle writer sleeps without waking up;
   ``WASMGATE_ACCESS_LOG_INTERVAL`` sets another number of seconds, from 0.001 to 60),
@@ -26,32 +32,40 @@ Rules:
   several worker processes sharing the file never interleave inside a line. On anything else (a
   pipe, a terminal, a socket) a write is at most ``PIPE_BUF`` (4096) bytes, the size up to which
   POSIX makes a pipe write atomic with respect to every other writer (the other workers, and
-  each process's logging records). A single line longer than ``PIPE_BUF`` (only a request path
-  of several KiB; ``MAX_URL`` is 8 KiB) is written alone, and on a pipe is the one case in which
-  another process's concurrent write may land inside it.
+  each process's logging records): ``cuts``. A single line longer than ``PIPE_BUF`` (only a
+  request path of several KiB; ``MAX_URL`` is 8 KiB) is written alone, and on a pipe is the one
+  case in which another process's concurrent write may land inside it.
 - ``close`` writes what is left and stops the thread: ``server.py`` calls it when uvicorn has
   drained (SIGTERM/SIGINT, in the single process and in every worker), and ``atexit`` calls it
-  too. Only a process killed outright (SIGKILL) loses its last ``FLUSH_INTERVAL`` of lines. A
-  child forked after ``start_direct`` logs through the logger (it has no writer thread).
+  too; a line that comes after it is written at once. Only a process killed outright (SIGKILL)
+  loses its last ``FLUSH_INTERVAL`` of lines. A child forked after ``start_direct`` logs through
+  the logger (it has no writer thread; the C writer refuses to be used there).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import logging
 import os
 import stat
 import threading
 import time
 from json.encoder import encode_basestring_ascii as _quote
+from typing import Any, Protocol
+
+from ..engine.lowlevel import NATIVE_VARIABLE
 
 __all__ = [
     "FLUSH_INTERVAL",
     "INTERVAL_ENV",
     "BatchWriter",
+    "LineWriter",
     "access_log",
+    "cuts",
     "format_record",
+    "open_writer",
     "start_direct",
     "stop_direct",
 ]
@@ -102,18 +116,101 @@ def _ms(seconds: float) -> str:
     return text + "0" if text[-1] == "." else text
 
 
-class BatchWriter:
-    """Lines gathered from any thread and written to ``fd`` by a thread of its own (see the
-    rules). ``fd`` is not closed by ``close``."""
+class LineWriter(Protocol):
+    """What ``open_writer`` returns: the extension's ``Writer``, or a ``BatchWriter``."""
 
-    def __init__(self, fd: int, interval: float = FLUSH_INTERVAL) -> None:
+    @property
+    def errors(self) -> int: ...
+
+    def record(
+        self,
+        rid: str,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        cause: str,
+        seconds: float,
+        guest_seconds: float | None,
+        inline: bool,
+        bytes_in: int,
+        bytes_out: int,
+        client: str | None,
+        /,
+    ) -> None: ...
+
+    def write(self, line: str, /) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_writer(
+    fd: int, interval: float = FLUSH_INTERVAL, tag: str = "", *, native: bool = True
+) -> LineWriter:
+    """A writer of access lines to ``fd`` (see the rules), each line prefixed as ``wasmgate
+    serve``'s log format prefixes a record (``tag`` before the logger's name): the extension's
+    where it was built (unless ``native`` is False or ``WASMGATE_NATIVE=0``), else a
+    ``BatchWriter``. ``fd`` is not closed by ``close``."""
+    module = _extension() if native else None
+    if module is None:
+        return BatchWriter(fd, interval, tag)
+    writer: LineWriter = module.Writer(fd, _chunk(fd), interval, SOFT_LIMIT, HARD_LIMIT, _tail(tag))
+    return writer
+
+
+def _extension() -> Any:
+    """The ``wasmgate._accesslog`` extension, or None: not built, or turned off."""
+    if os.environ.get(NATIVE_VARIABLE, "1") == "0":
+        return None
+    try:
+        return importlib.import_module("wasmgate._accesslog")
+    except ImportError:
+        return None
+
+
+def _chunk(fd: int) -> int:
+    """The most bytes a write(2) to ``fd`` may carry (0: no limit): see the rules."""
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    return 0 if regular else PIPE_BUF
+
+
+def _tail(tag: str) -> str:
+    return f" INFO {tag}wasmgate.access: "
+
+
+def cuts(data: bytes, chunk: int) -> list[int]:
+    """Where the write(2) calls of ``data`` (whole lines) end: all of it where ``chunk`` is 0,
+    else as many whole lines as fit in ``chunk`` bytes, a longer line alone."""
+    ends: list[int] = []
+    start, size = 0, len(data)
+    while start < size:
+        end = size
+        if chunk and size - start > chunk:
+            newline = data.rfind(b"\n", start, start + chunk)
+            if newline < 0:
+                newline = data.find(b"\n", start + chunk)
+            end = size if newline < 0 else newline + 1
+        ends.append(end)
+        start = end
+    return ends
+
+
+class BatchWriter:
+    """The pure-Python ``LineWriter``: lines gathered from any thread and written to ``fd`` by a
+    thread of its own (see the rules)."""
+
+    def __init__(self, fd: int, interval: float = FLUSH_INTERVAL, tag: str = "") -> None:
         self._fd = fd
         self._interval = interval
-        try:
-            regular = stat.S_ISREG(os.fstat(fd).st_mode)
-        except OSError:
-            regular = False
-        self._chunk = 0 if regular else PIPE_BUF  # 0: the whole batch in one write
+        self._chunk = _chunk(fd)
+        self._tail = _tail(tag)
+        self._second = -1
+        self._stamp = ""
         self._lines: list[str] = []
         self._size = 0
         self._lock = threading.Lock()  # _lines and _size
@@ -121,13 +218,54 @@ class BatchWriter:
         self._pending = threading.Event()  # a batch has begun
         self._urgent = threading.Event()  # write it now (large, or closing)
         self._closed = False
-        self.errors = 0  # batches that could not be written (stderr closed...)
+        self.errors = 0  # writes that failed (stderr closed...)
+        self.writes = 0  # write(2) calls begun
         self._thread = threading.Thread(target=self._run, name="wasmgate-access-log", daemon=True)
         self._thread.start()
 
-    def write(self, line: str) -> None:
+    def record(
+        self,
+        rid: str,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        cause: str,
+        seconds: float,
+        guest_seconds: float | None,
+        inline: bool,
+        bytes_in: int,
+        bytes_out: int,
+        client: str | None,
+        /,
+    ) -> None:
+        """Queue the line of one request: the record (``format_record``) after the time stamp
+        and the tail that logging's format would put before it."""
+        record = format_record(
+            rid,
+            method,
+            path,
+            route,
+            status,
+            cause,
+            seconds,
+            guest_seconds,
+            inline,
+            bytes_in,
+            bytes_out,
+            client,
+        )
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # logging.Formatter's default asctime, once a second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._second = second
+        millis = int((now - second) * 1000)
+        self.write(f"{self._stamp},{millis:03d}{self._tail}{record}\n")
+
+    def write(self, line: str, /) -> None:
         """Queue ``line`` (ending with a newline). Never blocks on the file unless
-        ``HARD_LIMIT`` bytes are waiting already."""
+        ``HARD_LIMIT`` bytes are waiting already (or the writer is closed)."""
         with self._lock:
             lines = self._lines
             if not lines:
@@ -137,7 +275,7 @@ class BatchWriter:
             self._size = size = before + len(line)
         if size >= SOFT_LIMIT > before:
             self._urgent.set()
-        if size >= HARD_LIMIT:
+        if size >= HARD_LIMIT or self._closed:
             self.flush()
 
     def flush(self) -> None:
@@ -149,7 +287,11 @@ class BatchWriter:
                 self._size = 0
                 self._pending.clear()
             if lines:
-                self._write(lines)
+                data = "".join(lines).encode("utf-8", "backslashreplace")
+                start = 0
+                for end in cuts(data, self._chunk):
+                    self._write_all(memoryview(data)[start:end])
+                    start = end
 
     def close(self) -> None:
         """Write what is left and stop the thread (idempotent)."""
@@ -170,24 +312,8 @@ class BatchWriter:
             if closed:
                 return
 
-    def _write(self, lines: list[str]) -> None:
-        if self._chunk == 0:
-            self._write_all("".join(lines).encode("utf-8", "backslashreplace"))
-            return
-        chunk: list[str] = []
-        size = 0
-        for line in lines:
-            n = len(line)  # ASCII: characters are bytes (format_record escapes to ASCII)
-            if chunk and size + n > self._chunk:
-                self._write_all("".join(chunk).encode("utf-8", "backslashreplace"))
-                chunk, size = [], 0
-            chunk.append(line)
-            size += n
-        if chunk:
-            self._write_all("".join(chunk).encode("utf-8", "backslashreplace"))
-
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
+    def _write_all(self, view: memoryview) -> None:
+        self.writes += 1
         while view:
             try:
                 n = os.write(self._fd, view)
@@ -202,26 +328,7 @@ class BatchWriter:
             view = view[n:]
 
 
-class _Direct:
-    """The line prefix of ``wasmgate serve``'s log format, with a cached timestamp."""
-
-    def __init__(self, writer: BatchWriter, tag: str) -> None:
-        self.writer = writer
-        self.tail = f" INFO {tag}wasmgate.access: "
-        self._second = -1
-        self._stamp = ""
-
-    def write(self, record: str) -> None:
-        now = time.time()
-        second = int(now)
-        if second != self._second:  # logging.Formatter's default asctime, once a second
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-            self._second = second
-        millis = int((now - second) * 1000)
-        self.writer.write(f"{self._stamp},{millis:03d}{self.tail}{record}\n")
-
-
-_direct: _Direct | None = None
+_direct: LineWriter | None = None
 
 
 def access_log(
@@ -241,25 +348,39 @@ def access_log(
     """Log one finished request (see the rules for where it goes)."""
     if not _access.isEnabledFor(_INFO):
         return
-    record = format_record(
-        rid,
-        method,
-        path,
-        route,
-        status,
-        cause,
-        seconds,
-        guest_seconds,
-        inline,
-        bytes_in,
-        bytes_out,
-        client,
-    )
     direct = _direct
     if direct is not None:
-        direct.write(record)
-    else:
-        _access.info(record)
+        direct.record(
+            rid,
+            method,
+            path,
+            route,
+            status,
+            cause,
+            seconds,
+            guest_seconds,
+            inline,
+            bytes_in,
+            bytes_out,
+            client,
+        )
+        return
+    _access.info(
+        format_record(
+            rid,
+            method,
+            path,
+            route,
+            status,
+            cause,
+            seconds,
+            guest_seconds,
+            inline,
+            bytes_in,
+            bytes_out,
+            client,
+        )
+    )
 
 
 def start_direct(log_format: str, tag: str = "") -> bool:
@@ -278,7 +399,7 @@ def start_direct(log_format: str, tag: str = "") -> bool:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):
         return False
-    _direct = _Direct(BatchWriter(fd, _interval()), tag)
+    _direct = open_writer(fd, _interval(), tag)
     atexit.register(stop_direct)
     return True
 
@@ -292,7 +413,7 @@ def stop_direct() -> None:
             import sys
 
             sys.stderr.flush()  # records logged before these lines go first
-        direct.writer.close()
+        direct.close()
 
 
 def _forget_in_child() -> None:
