@@ -121,6 +121,7 @@ from ..config import (
     DEFAULT_SEND_TIMEOUT,
     GatewayConfig,
 )
+from .balance import Balancer
 from .metrics import GatewayMetrics
 
 __all__ = [
@@ -275,6 +276,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_send_buffer: ClassVar[int] = DEFAULT_MAX_SEND_BUFFER
     metrics: ClassVar[GatewayMetrics | None] = None
     ledger: ClassVar[_SendLedger] = _SendLedger()
+    balancer: ClassVar[Balancer | None] = None  # several workers: see balance.py
+    adopted = False  # handed over by another worker: never handed on
+    _handed = False  # handed over to another worker: nothing of it is ours
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -437,12 +441,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        balancer = self.balancer
+        if balancer is not None and not self.adopted:  # (an adopted one is counted already)
+            if balancer.hand_off(transport):
+                self._handed = True
+                return
+            balancer.opened()
         coalescing = CoalescingTransport(transport, self.loop, self.closed_with_pending)
         super().connection_made(coalescing)  # type: ignore[arg-type]
         self._head_started = self.loop.time()
         self._arm(self._head_started + self.header_timeout, self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._handed:
+            return
+        if self.balancer is not None:
+            self.balancer.closed()
         self._disarm()
         self._send_done()
         if self.timeout_keep_alive_task is not None:
@@ -755,12 +769,13 @@ class CoalescingTransport:
 
 
 def guarded_protocol(
-    config: GatewayConfig, metrics: GatewayMetrics | None = None
+    config: GatewayConfig, metrics: GatewayMetrics | None = None, balancer: Balancer | None = None
 ) -> type[GuardedHttpToolsProtocol]:
     """The protocol class to give uvicorn (``http=``) for ``config``: ``GuardedHttpToolsProtocol``
     with ``config``'s header, body and send timeouts, minimum rate and send buffer, counting
-    into ``metrics``. Built in each serving process from the ``GatewayConfig`` it was started
-    with, so every worker gets the values (and its own ledger of waiting bytes)."""
+    into ``metrics``, handing new connections over through ``balancer`` (a worker of several).
+    Built in each serving process from the ``GatewayConfig`` it was started with, so every
+    worker gets the values (and its own ledger of waiting bytes)."""
 
     class ConfiguredGuard(GuardedHttpToolsProtocol):
         header_timeout = config.header_timeout
@@ -771,6 +786,7 @@ def guarded_protocol(
         ledger = _SendLedger()
 
     ConfiguredGuard.metrics = metrics
+    ConfiguredGuard.balancer = balancer
     return ConfiguredGuard
 
 

@@ -49,6 +49,7 @@ from ..config import GatewayConfig
 from ..errors import UsageError, WasmgateError
 from .accesslog import start_direct, stop_direct
 from .app import Gateway
+from .balance import Balancer, WorkerTable
 from .protocol import guarded_protocol, limit_heap_retention, server_tls_context, tls_protocol
 from .snapshot import Snapshot, WorkerSnapshot
 from .state import read_manifest_text
@@ -96,17 +97,32 @@ class _Server(uvicorn.Server):
     """uvicorn's server plus our SIGHUP reload and file watcher."""
 
     def __init__(
-        self, config: uvicorn.Config, gateway: Gateway, watch: bool, master: int | None = None
+        self,
+        config: uvicorn.Config,
+        gateway: Gateway,
+        watch: bool,
+        master: int | None = None,
+        balancer: Balancer | None = None,
     ) -> None:
         super().__init__(config)
         self.gateway = gateway
         self.watch = watch
         self.master = master  # a worker's master: stop when it is gone
+        self.balancer = balancer  # a worker's share of the connections (balance.py)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         loop = asyncio.get_running_loop()
+        if self.balancer is not None and self.started:
+            config = self.config
+
+            def protocol() -> Any:  # what uvicorn makes for a connection it accepts
+                return config.http_protocol_class(  # type: ignore[call-arg]
+                    config=config, server_state=self.server_state, app_state=self.lifespan.state
+                )
+
+            self.balancer.start(loop, protocol)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self._reload)
         # A worker process starts with SIGHUP blocked (see _serve_workers): a reload signal sent
@@ -132,6 +148,11 @@ class _Server(uvicorn.Server):
             yield
             self._captured_signals.clear()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.balancer is not None:  # no more connections handed to this worker
+            self.balancer.leave()
+        await super().shutdown(sockets=sockets)
+
     def _reload(self) -> None:
         log.info("SIGHUP: reloading")
         task = asyncio.get_running_loop().create_task(self._do_reload())
@@ -142,9 +163,12 @@ class _Server(uvicorn.Server):
         await self.gateway.reload()
 
 
-def _uvicorn_config(config: GatewayConfig, gateway: Gateway) -> uvicorn.Config:
+def _uvicorn_config(
+    config: GatewayConfig, gateway: Gateway, balancer: Balancer | None = None
+) -> uvicorn.Config:
     host, port = parse_listen(config.listen)
-    http: Any = guarded_protocol(config, gateway.metrics)  # timeouts and limits from the config
+    # timeouts and limits from the config
+    http: Any = guarded_protocol(config, gateway.metrics, balancer)
     if config.tls_cert and config.tls_key:  # our TLS layer: its handshake is on the clock too
         http = tls_protocol(config, _tls_context(config), gateway.metrics)
     return uvicorn.Config(
@@ -274,6 +298,11 @@ def _start_metrics(listen: str, registry: object) -> None:
 #   Elsewhere the workers accept on the claiming socket. Workers never bind anything. (The
 #   claiming socket is closed just before the workers' sockets are bound: a plain socket and
 #   ``SO_REUSEPORT`` ones cannot be bound at once.)
+# - A hash spreads connections evenly only on average (32 keep-alive clients split 11/21 as
+#   often as not): a worker holding two more than the least loaded one hands a new plain-HTTP
+#   connection over to it before reading from it (``balance.py``: a table of counts in the run
+#   directory, the socket passed over a Unix socket). The master marks a dead worker's row so
+#   nothing is handed to it.
 # - The configuration is the master's: it reads modules.toml, validates it (a full load), and
 #   keeps the text in its private run directory, with copies of the modules and the runtime
 #   config file's text (``snapshot.py``). Workers load those, never the files, so a worker
@@ -327,8 +356,21 @@ def _worker_main(
         except WasmgateError as e:  # e.g. no memory for its engine: the master retries
             log.error("worker %d cannot start: %s", index, e)
             raise SystemExit(1) from None
-        server = _Server(_uvicorn_config(config, gateway), gateway, watch=False, master=master)
-        server.run(sockets=[sock])
+        balancer = None
+        if not config.tls_cert:  # TLS connections are served where accepted (balance.py)
+            balancer = Balancer(Path(run_dir), index, config.workers)
+        server = _Server(
+            _uvicorn_config(config, gateway, balancer),
+            gateway,
+            watch=False,
+            master=master,
+            balancer=balancer,
+        )
+        try:
+            server.run(sockets=[sock])
+        finally:
+            if balancer is not None:
+                balancer.close()
     finally:
         # Ending anyway: let no further SIGTERM (uvicorn raises the one it caught again once
         # it has stopped; a dying master's parent-death signal may come twice) cut this short.
@@ -459,6 +501,7 @@ def _serve_workers(
     reuse_port = hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
     metrics_dir = run_dir / "metrics"
     metrics_dir.mkdir()
+    table = WorkerTable.create(run_dir, config.workers)  # the workers' connection counts
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     ctx = multiprocessing.get_context("spawn")
     procs: dict[int, multiprocessing.process.BaseProcess] = {}
@@ -585,6 +628,7 @@ def _serve_workers(
                     continue
                 p.join()
                 _mark_dead(p.pid)
+                table.clear(index)  # no connections handed to it while it is gone
                 del procs[index]
                 if index in socks:  # refuse what waits in it rather than leave it hanging
                     socks.pop(index).close()
