@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import socket
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -116,15 +118,25 @@ def _pair(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> tuple[Balancer, Ba
     return zero, one
 
 
+@contextlib.asynccontextmanager
+async def _serving(tmp_path: Path) -> AsyncIterator[tuple[Balancer, Balancer, int]]:
+    """Workers 0 and 1 on one loop; worker 0 accepts on the port yielded."""
+    loop = asyncio.get_running_loop()
+    zero, one = _pair(tmp_path, loop)
+    server = await loop.create_server(lambda: _Accepting(zero), "127.0.0.1", 0)
+    try:
+        yield zero, one, server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        zero.close()
+        one.close()
+
+
 def test_a_new_connection_moves_to_the_less_loaded_worker_with_its_request(
     tmp_path: Path,
 ) -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        zero, one = _pair(tmp_path, loop)
-        server = await loop.create_server(lambda: _Accepting(zero), "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
+        async with _serving(tmp_path) as (zero, one, port):
             assert await _talk(port, b"first") == b"0:first"  # 1 against 0: kept
             zero.opened()  # worker 0 holds two now
             assert await _talk(port, b"second") == b"1+:second"  # adopted by worker 1
@@ -134,30 +146,18 @@ def test_a_new_connection_moves_to_the_less_loaded_worker_with_its_request(
             assert one.table.held(1) == 1  # counted by the worker that adopted it
             one.leave()  # stopping: nothing more goes to it
             assert await _talk(port, b"third") == b"0:third"
-        finally:
-            server.close()
-            zero.close()
-            one.close()
 
     asyncio.run(main())
 
 
 def test_a_connection_stays_where_no_worker_can_take_it(tmp_path: Path) -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        zero, one = _pair(tmp_path, loop)
-        server = await loop.create_server(lambda: _Accepting(zero), "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
+        async with _serving(tmp_path) as (zero, _, port):
             for _ in range(3):
                 zero.opened()
             os.unlink(tmp_path / "worker-1.sock")  # the row says serving; nobody receives
             assert await _talk(port, b"x") == b"0:x"
             assert zero.handed_over == 0
-        finally:
-            server.close()
-            zero.close()
-            one.close()
 
     asyncio.run(main())
 
