@@ -16,9 +16,10 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from gateway_support import running_server, wat_guest
+from gateway_support import free_port, running_server, wat_guest
 from wasmgate.gateway.balance import (
     NOT_SERVING,
     TABLE_NAME,
@@ -214,7 +215,10 @@ def _get(sock: socket.socket, path: str) -> bytes:
 def test_a_burst_of_keep_alive_clients_is_shared_evenly_by_two_workers(tmp_path: Path) -> None:
     toml = _site(tmp_path)
     clients = 40
-    with running_server(toml, "--workers", "2", env={"WASMGATE_ACCESS_LOG_INTERVAL": "0.05"}) as s:
+    metrics = free_port()
+    env = {"WASMGATE_ACCESS_LOG_INTERVAL": "0.05"}
+    args = ("--workers", "2", "--metrics-listen", f"127.0.0.1:{metrics}")
+    with running_server(toml, *args, env=env) as s:
         port = int(s.base.rsplit(":", 1)[1])
         deadline = time.monotonic() + 30
         while s.output().count("Application startup complete") < 2:  # both serving
@@ -234,6 +238,11 @@ def test_a_burst_of_keep_alive_clients_is_shared_evenly_by_two_workers(tmp_path:
         while len(LINE.findall(s.output())) < clients * 3:
             assert time.monotonic() < deadline, s.output()[-3000:]
             time.sleep(0.05)
+        scrape = httpx.get(f"http://127.0.0.1:{metrics}/metrics").text
+        moved = dict(
+            re.findall(r'wasmgate_connections_moved_total\{direction="(\w+)"\} (\S+)', scrape)
+        )
+        assert float(moved["handed"]) == float(moved["adopted"]) >= 1, moved  # both sides count
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(30) == 0
     served = {}  # connection -> the worker that served it

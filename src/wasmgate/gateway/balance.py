@@ -46,6 +46,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .metrics import GatewayMetrics
+
 __all__ = ["Balancer", "WorkerTable", "least_loaded"]
 
 log = logging.getLogger("wasmgate.gateway")
@@ -123,8 +125,11 @@ def socket_path(run_dir: Path, index: int) -> Path:
 class Balancer:
     """Worker ``index``'s side of the table: its counts, its handovers and its adoptions."""
 
-    def __init__(self, run_dir: Path, index: int, workers: int) -> None:
+    def __init__(
+        self, run_dir: Path, index: int, workers: int, metrics: GatewayMetrics | None = None
+    ) -> None:
         self.index = index
+        self._metrics = metrics
         self.table = WorkerTable(run_dir / TABLE_NAME, workers)
         self._row = index * self.table.width
         self._paths = [str(socket_path(run_dir, i)) for i in range(workers)]
@@ -241,6 +246,8 @@ class Balancer:
         target_pid = table.pid(target)
         self._sent[target] = (target_pid, sent + 1 if pid == target_pid else 1)
         self.handed_over += 1
+        if self._metrics is not None:
+            self._metrics.connection_moved("handed")
         transport.close()  # closes this process's descriptor only: no shutdown, no reset
         return True
 
@@ -278,6 +285,8 @@ class Balancer:
         if sender is not None and 0 <= sender < self.table.workers:
             self.table.words[self._row + _ADOPTED + sender] += 1
         self.adopted += 1
+        if self._metrics is not None:
+            self._metrics.connection_moved("adopted")
         sock.setblocking(False)
         assert self._loop is not None
         task = self._loop.create_task(self._loop.connect_accepted_socket(self._adopted, sock))

@@ -13,7 +13,9 @@ Rules:
   503, ...) is counted once in ``wasmgate_gateway_responses{status, cause}``, whether the
   connection guard (``protocol.py``) or the application answered it; a connection the gateway
   cuts (a slow reader, a slow body after the response began) is counted in
-  ``wasmgate_connections_closed{cause}``. Both label sets are fixed by the code.
+  ``wasmgate_connections_closed{cause}``. Both label sets are fixed by the code. A connection
+  moved between ``--workers`` to even their load is counted by both workers in
+  ``wasmgate_connections_moved{direction}`` (``handed``, ``adopted``).
 - Request observations are batched: ``observe`` adds to plain per-label-set sums and bucket
   counts, and ``flush`` moves them into the metrics. In one process, every scrape of the
   registry flushes first, so a scrape sees every request finished before it; the event loop
@@ -110,6 +112,12 @@ class GatewayMetrics:
             "wasmgate_connections_closed",
             "Connections the gateway closed on a client, by cause",
             ["cause"],
+            registry=r,
+        )
+        self.moved = Counter(
+            "wasmgate_connections_moved",
+            "Connections moved between workers to even their load (balance.py), by direction",
+            ["direction"],
             registry=r,
         )
         self.in_flight = Gauge(
@@ -221,6 +229,10 @@ class GatewayMetrics:
 
     def connection_closed(self, cause: str) -> None:
         self.closed.labels(cause).inc()
+
+    def connection_moved(self, direction: str) -> None:
+        """A connection this worker handed to another (``"handed"``) or took (``"adopted"``)."""
+        self.moved.labels(direction).inc()
 
 
 def _batchable(histogram: Any) -> bool:

@@ -358,7 +358,7 @@ def _worker_main(
             raise SystemExit(1) from None
         balancer = None
         if not config.tls_cert:  # TLS connections are served where accepted (balance.py)
-            balancer = Balancer(Path(run_dir), index, config.workers)
+            balancer = Balancer(Path(run_dir), index, config.workers, gateway.metrics)
         server = _Server(
             _uvicorn_config(config, gateway, balancer),
             gateway,
