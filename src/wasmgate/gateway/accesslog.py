@@ -116,28 +116,17 @@ def _ms(seconds: float) -> str:
     return text + "0" if text[-1] == "." else text
 
 
+# A request's fields, in ``format_record``'s order (``access_log`` names them).
+RecordFields = tuple[str, str, str, str, int, str, float, float | None, bool, int, int, str | None]
+
+
 class LineWriter(Protocol):
     """What ``open_writer`` returns: the extension's ``Writer``, or a ``BatchWriter``."""
 
     @property
     def errors(self) -> int: ...
 
-    def record(
-        self,
-        rid: str,
-        method: str,
-        path: str,
-        route: str,
-        status: int,
-        cause: str,
-        seconds: float,
-        guest_seconds: float | None,
-        inline: bool,
-        bytes_in: int,
-        bytes_out: int,
-        client: str | None,
-        /,
-    ) -> None: ...
+    def record(self, *fields: *RecordFields) -> None: ...
 
     def write(self, line: str, /) -> None: ...
 
@@ -223,38 +212,10 @@ class BatchWriter:
         self._thread = threading.Thread(target=self._run, name="wasmgate-access-log", daemon=True)
         self._thread.start()
 
-    def record(
-        self,
-        rid: str,
-        method: str,
-        path: str,
-        route: str,
-        status: int,
-        cause: str,
-        seconds: float,
-        guest_seconds: float | None,
-        inline: bool,
-        bytes_in: int,
-        bytes_out: int,
-        client: str | None,
-        /,
-    ) -> None:
+    def record(self, *fields: *RecordFields) -> None:
         """Queue the line of one request: the record (``format_record``) after the time stamp
         and the tail that logging's format would put before it."""
-        record = format_record(
-            rid,
-            method,
-            path,
-            route,
-            status,
-            cause,
-            seconds,
-            guest_seconds,
-            inline,
-            bytes_in,
-            bytes_out,
-            client,
-        )
+        record = format_record(*fields)
         now = time.time()
         second = int(now)
         if second != self._second:  # logging.Formatter's default asctime, once a second
@@ -348,39 +309,25 @@ def access_log(
     """Log one finished request (see the rules for where it goes)."""
     if not _access.isEnabledFor(_INFO):
         return
+    fields = (
+        rid,
+        method,
+        path,
+        route,
+        status,
+        cause,
+        seconds,
+        guest_seconds,
+        inline,
+        bytes_in,
+        bytes_out,
+        client,
+    )
     direct = _direct
     if direct is not None:
-        direct.record(
-            rid,
-            method,
-            path,
-            route,
-            status,
-            cause,
-            seconds,
-            guest_seconds,
-            inline,
-            bytes_in,
-            bytes_out,
-            client,
-        )
-        return
-    _access.info(
-        format_record(
-            rid,
-            method,
-            path,
-            route,
-            status,
-            cause,
-            seconds,
-            guest_seconds,
-            inline,
-            bytes_in,
-            bytes_out,
-            client,
-        )
-    )
+        direct.record(*fields)
+    else:
+        _access.info(format_record(*fields))
 
 
 def start_direct(log_format: str, tag: str = "") -> bool:
