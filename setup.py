@@ -18,5 +18,12 @@ setup(
             # (wasmgate.gateway.accesslog.BatchWriter), the same lines at a higher cost.
             optional=True,
         ),
+        Extension(
+            "wasmgate._clock",
+            ["src/wasmgate/_clock.c"],
+            # Optional too: without it the engines' epochs and the output pump's alarms are
+            # kept by a Python thread (wasmgate.engine.clock.PyClock), at a cost to a busy server.
+            optional=True,
+        ),
     ]
 )

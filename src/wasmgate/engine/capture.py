@@ -14,17 +14,18 @@ Rules:
   guest's further writes fail (EPIPE) and it cannot block; a ``discard`` capture keeps draining
   and drops the excess (stderr: a noisy guest must not fail because of its logging), on Linux
   by splicing it to ``/dev/null`` without copying it through Python.
-- Short guests never meet the pump. A new capture only waits in the pump's pending list (no
-  system call, no wake-up); a pipe holds ``PIPE_SIZE`` bytes without a reader (asked of the
-  kernel for each pipe; at least the default ``PIPE_BUFFER`` where the system refuses), and the
-  owner reads it all in ``finish()``. Only a capture still open ``ADOPT_AFTER`` seconds after it
-  was opened is adopted: registered with the pump's selector and drained as data arrives. So the
-  pump costs nothing per request: while captures are pending it wakes every ``ADOPT_AFTER``
-  seconds, and when there are none it sleeps until the next ``open`` wakes it once. Each wake-up
-  takes the GIL from the thread running guests, which is why ``ADOPT_AFTER`` is not shorter
-  (measured on a busy server: every 2 ms cost a tenth of its throughput), and why pipes are
-  larger than the default: a guest that writes more than its pipe holds waits for adoption, at
-  most ``ADOPT_AFTER`` once, and with ``PIPE_SIZE`` that is only a guest writing more than that.
+- Short guests never meet the pump. A new capture waits in the pump's pending list with an
+  alarm on the process's clock (``clock.py``: no system call, no wake-up); a pipe holds
+  ``PIPE_SIZE`` bytes without a reader (asked of the kernel for each pipe; at least the default
+  ``PIPE_BUFFER`` where the system refuses), and the owner reads it all in ``finish()``, which
+  cancels the alarm. Only a capture still open ``ADOPT_AFTER`` seconds after it was opened is
+  adopted: its alarm wakes the pump (at the clock's first tick from then), which registers it
+  with its selector and drains it as data arrives. So the pump thread sleeps while guests are
+  short, however many: it wakes only for a capture to adopt or one adopted. Its wake-ups take
+  the GIL from the thread running guests, which is why ``ADOPT_AFTER`` is not shorter, and why
+  pipes are larger than the default: a guest that writes more than its pipe holds waits for
+  adoption, at most ``ADOPT_AFTER`` and a tick once, and with ``PIPE_SIZE`` that is only a guest
+  writing more than that.
 - ``finish()`` is called once the guest's call has returned, on the thread that ran it. WASI
   writes are synchronous (``fd_write`` returns once the bytes are in the pipe), so everything
   the guest wrote is in the pipe then: ``finish`` takes the capture back from the pump and reads
@@ -61,6 +62,8 @@ import time
 import weakref
 from pathlib import Path
 from typing import Literal
+
+from .clock import Clock, process_clock
 
 __all__ = [
     "ADOPT_AFTER",
@@ -206,7 +209,9 @@ class Capture:
     """One captured stream: give ``path`` to WASI, run the guest, then ``finish()``."""
 
     __slots__ = (
+        "_alarm",
         "_buf",
+        "_clock",
         "_forgotten",
         "_lock",
         "_pipe",
@@ -235,6 +240,8 @@ class Capture:
         self._write_fd: int | None = pipe.write_fd
         self._pump = pump
         self._buf = bytearray()
+        self._clock: Clock | None = None  # the clock of the pump's alarm, while pending
+        self._alarm = 0
         self._forgotten = False  # set by finish(): from then on the pump never touches it
         self._lock = threading.Lock()
         self.limit = limit
@@ -336,8 +343,8 @@ class OutputPump:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread: threading.Thread | None = None
         self._pending: dict[Capture, float] = {}  # capture -> when opened (insertion order)
-        self._asleep = True  # the pump waits without a timeout: a new capture must wake it
         self.adopted = 0  # captures ever taken on by the pump thread (for tests and metrics)
+        self.wakeups = 0  # times the pump thread woke up (for tests)
         self._local = threading.local()
         _pumps.add(self)
 
@@ -350,7 +357,6 @@ class OutputPump:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread = None
         self._pending = {}
-        self._asleep = True
         self._local = threading.local()
 
     def _thread_pipes(self) -> _ThreadPipes:
@@ -373,23 +379,25 @@ class OutputPump:
 
     def open(self, limit: int, mode: Literal["close", "discard"] = "close") -> Capture:
         cap = Capture(self, self._pipe(), limit, mode)
-        wake = False
+        opened = time.monotonic()
         with self._lock:
-            self._pending[cap] = time.monotonic()
+            self._pending[cap] = opened
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="wasmgate-output", daemon=True
                 )
                 self._thread.start()
-            if self._asleep:
-                self._asleep = False
-                wake = True
-        if wake:
-            self._wake()
+        clock = cap._clock = process_clock()
+        cap._alarm = clock.alarm(self._wake_w, opened + ADOPT_AFTER)
         return cap
 
     def forget(self, cap: Capture) -> None:
         """Stop draining ``cap``; its owner reads the rest and closes it."""
+        clock = cap._clock
+        if clock is not None:
+            cap._clock = None
+            with contextlib.suppress(ValueError):  # the parent's clock, in a forked child
+                clock.cancel(cap._alarm)
         with cap._lock:
             cap._forgotten = True
             fd = cap._read_fd
@@ -402,32 +410,27 @@ class OutputPump:
         with self._lock, contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(fd)
 
-    def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_w, b"x")
-
-    def _adopt_due(self) -> float | None:
-        """Register the pending captures opened ``ADOPT_AFTER`` ago or earlier; returns how long
-        the pump may wait before the next is due (None: nothing pending, sleep until woken)."""
+    def _adopt_due(self) -> None:
+        """Register the pending captures opened ``ADOPT_AFTER`` ago or earlier (their alarms
+        woke the pump; the others' alarms will)."""
         with self._lock:
             now = time.monotonic()
             while self._pending:
                 cap, opened = next(iter(self._pending.items()))
-                due = opened + ADOPT_AFTER
-                if due > now:
-                    return due - now
+                if opened + ADOPT_AFTER > now:
+                    return
                 del self._pending[cap]
                 fd = cap._read_fd  # pending captures are open: only finish() closes, after forget
                 if fd is not None:
                     self._selector.register(fd, selectors.EVENT_READ, cap)
                     self.adopted += 1
-            self._asleep = True
-            return None
 
     def _run(self) -> None:
         while True:
-            timeout = self._adopt_due()
-            for key, _ in self._selector.select(timeout):
+            self._adopt_due()
+            ready = self._selector.select()
+            self.wakeups += 1
+            for key, _ in ready:
                 cap = key.data
                 if cap is None:
                     with contextlib.suppress(BlockingIOError):

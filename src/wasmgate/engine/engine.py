@@ -1,4 +1,4 @@
-"""The process-wide wasmtime engines and the one epoch ticker each of them owns.
+"""The process-wide wasmtime engines, their epochs ticked by the process's clock.
 
 Rules:
 - One ``wasmtime.Engine`` per distinct ``EngineSettings`` per process, created on first use and
@@ -8,14 +8,14 @@ Rules:
 - Every engine has epoch interruption enabled, so any store can be given a wall-clock deadline.
   A store on such an engine traps at once unless it has a deadline, so ``sandbox.new_store`` (the
   one place stores are made) always sets one: the real deadline, or ``NO_DEADLINE`` ticks.
-- The ticker is ONE daemon thread per engine, started lazily the first time a store asks for a
-  real deadline, advancing the epoch by one for every ``EPOCH_TICK`` seconds of wall clock
-  (catching up after a late wake-up). Never a timer per call. The tick is 10 ms: a deadline
-  stops its guest at most two ticks late (one of slack, ``sandbox.deadline_ticks``, one of
-  resolution). Finer costs a busy server dearly: every wake-up takes the GIL from the thread
-  running the event loop and guests (a hand-off of two context switches); at 5 ms the ticker cost
-  6-14% of ``wasmgate serve``'s throughput (``bench_gateway.py``, same run).
-  A forked child starts its own ticker (threads do not survive a fork). Compiling in a forked
+- The epoch is ticked by the process's clock (``clock.py``: one thread for all engines, in C
+  without the GIL where built), from the first time a store on the engine asks for a real
+  deadline, by one for every ``EPOCH_TICK`` seconds of wall clock (catching up after a late
+  wake-up). Never a timer per call. The tick is 10 ms: a deadline stops its guest at most two
+  ticks late (one of slack, ``sandbox.deadline_ticks``, one of resolution). Finer costs a busy
+  server: on the Python clock every wake-up takes the GIL from the thread running the event
+  loop and guests; at 5 ms that cost 6-14% of ``wasmgate serve``'s throughput.
+  A forked child ticks on a clock of its own (threads do not survive a fork). Compiling in a forked
   child can hang once the parent has compiled (wasmtime's compile threads do not survive it
   either): servers that fork should load guests after the fork, as ``wasmgate serve`` does by
   spawning its workers.
@@ -26,13 +26,12 @@ from __future__ import annotations
 import os
 import platform
 import threading
-import time
-import weakref
 from dataclasses import dataclass
 
 import wasmtime
 
 from .._metadata import distribution_version
+from .clock import TICK, Clock, process_clock
 from .lowlevel import enable_pooling, hold_gil_in_quick_calls
 
 __all__ = [
@@ -45,7 +44,7 @@ __all__ = [
     "get_engine",
 ]
 
-EPOCH_TICK = 0.01
+EPOCH_TICK = TICK
 NO_DEADLINE = 2**62
 UNLIMITED_FUEL = 2**63 - 1
 
@@ -72,57 +71,9 @@ class EngineSettings:
         )
 
 
-class _EpochTicker:
-    def __init__(self, engine: wasmtime.Engine) -> None:
-        self._engine = engine
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._started = time.monotonic()
-        self._ticks = 0
-        _tickers.add(self)
-
-    def after_fork_in_child(self) -> None:
-        # The thread did not survive the fork: the next deadline starts a new one.
-        self._lock = threading.Lock()
-        self._thread = None
-        self._started = time.monotonic()
-        self._ticks = 0
-
-    def ensure_running(self) -> None:
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._thread is None:
-                t = threading.Thread(target=self._run, name="wasmgate-epoch", daemon=True)
-                t.start()
-                self._thread = t
-
-    def _run(self) -> None:
-        # The epoch follows the clock, not the number of wake-ups: on a busy machine a sleep of
-        # one tick can last many, and a deadline counted in wake-ups would stretch with them.
-        engine = self._engine
-        self._started = time.monotonic()
-        while True:
-            time.sleep(EPOCH_TICK)
-            due = int((time.monotonic() - self._started) / EPOCH_TICK)
-            while self._ticks < due:
-                engine.increment_epoch()
-                self._ticks += 1
-
-    def lag(self) -> int:
-        """Ticks the epoch is behind the clock now (the ticker has not run for a while): a new
-        deadline adds them, or the catching-up ticker would end it that much early."""
-        if self._thread is None:
-            return 0
-        return max(0, int((time.monotonic() - self._started) / EPOCH_TICK) - self._ticks)
-
-
-_tickers: weakref.WeakSet[_EpochTicker] = weakref.WeakSet()
-
-
 def _after_fork_in_child() -> None:
-    for ticker in list(_tickers):
-        ticker.after_fork_in_child()
+    for handle in list(_engines.values()):
+        handle.after_fork_in_child()
 
 
 if hasattr(os, "register_at_fork"):
@@ -130,7 +81,7 @@ if hasattr(os, "register_at_fork"):
 
 
 class EngineHandle:
-    """A wasmtime engine plus its settings and ticker; hands out stores with limits applied."""
+    """A wasmtime engine plus its settings and epoch; hands out stores with limits applied."""
 
     def __init__(self, settings: EngineSettings) -> None:
         hold_gil_in_quick_calls()  # once per process; see lowlevel.QUICK_CALLS
@@ -145,14 +96,28 @@ class EngineHandle:
         self.settings = settings
         self.engine = wasmtime.Engine(cfg)
         self.fingerprint = settings.fingerprint()
-        self._ticker = _EpochTicker(self.engine)
+        self._clock: Clock | None = None  # ticking this engine, from its first deadline on
+        self._index = 0
+        self._lock = threading.Lock()
+
+    def after_fork_in_child(self) -> None:
+        # The parent's clock does not tick here: the next deadline adds the engine to the
+        # child's own.
+        self._lock = threading.Lock()
+        self._clock = None
 
     def ensure_ticker(self) -> int:
-        """Start the epoch ticker if no store has needed a deadline yet; returns the ticks the
-        epoch lags behind the clock (see ``_EpochTicker.lag``)."""
-        ticker = self._ticker
-        ticker.ensure_running()
-        return ticker.lag()
+        """Have the process's clock tick this engine if no store has needed a deadline yet;
+        returns the ticks the epoch lags behind the clock (see ``clock.Clock.lag``)."""
+        clock = self._clock
+        if clock is None:
+            with self._lock:
+                if self._clock is None:
+                    clock = process_clock()
+                    self._index = clock.add_engine(self.engine)
+                    self._clock = clock
+            clock = self._clock
+        return clock.lag(self._index)
 
 
 _engines: dict[EngineSettings, EngineHandle] = {}

@@ -1101,6 +1101,13 @@ def function_address(name: str) -> int | None:
     return None if function is None else ctypes.cast(function, ctypes.c_void_p).value
 
 
+def engine_address(engine: wasmtime.Engine) -> int | None:
+    """The address of ``engine``'s C object (what the engine's C functions take), or None."""
+    if _ffi is None:
+        return None
+    return ctypes.cast(engine.ptr(), ctypes.c_void_p).value
+
+
 def value_kind(name: str) -> int | None:
     """The C API's component value kind ``WASMTIME_COMPONENT_<name>``, or None."""
     if not _has("WASMTIME_COMPONENT_" + name):
