@@ -205,9 +205,10 @@ def measure_interleaved(
             runs[t.key].append(result)
             if not args.json:
                 cpus = f"  CPUs {format_cpus(result['cpus'])}" if "cpus" in result else ""
+                steal = f"  steal {result['steal_cpus']:.3f}" if "steal_cpus" in result else ""
                 print(
                     f"  round {r + 1}: {t.label:<28} {rps(result):>9.{digits}f} req/s"
-                    f"  p99 {result['p99_us'] / 1000:.2f} ms{cpus}",
+                    f"  p99 {result['p99_us'] / 1000:.2f} ms{steal}{cpus}",
                     file=sys.stderr,
                 )
     return runs

@@ -365,9 +365,19 @@ def running(targets: Sequence[Target], tmp: Path) -> Iterator[None]:
 
 def machine_busy_seconds() -> float:
     """CPU time spent by the whole machine so far (all CPUs, everything but idle and iowait)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
+    fields = _cpu_fields()
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_steal_seconds() -> float:
+    """CPU time the hypervisor gave other guests while this machine's CPUs had work (all CPUs):
+    time in which a runnable server thread, wrk or anything else simply did not run."""
+    return _cpu_fields()[7] / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_fields() -> list[int]:
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
 
 
 def children_cpu_seconds() -> float:
@@ -392,10 +402,11 @@ def run_wrk(
     argv += ["--latency", "-s", str(script), url]
     signal_group(target, signal.SIGCONT)
     try:
-        cpu0, busy0, wrk0 = (
+        cpu0, busy0, wrk0, steal0 = (
             group_cpu_seconds(target.proc.pid),
             machine_busy_seconds(),
             children_cpu_seconds(),
+            machine_steal_seconds(),
         )
         proc = subprocess.run(
             argv, capture_output=True, check=False, timeout=duration + 30, stdin=subprocess.DEVNULL
@@ -403,6 +414,7 @@ def run_wrk(
         cpu = group_cpu_seconds(target.proc.pid) - cpu0
         busy = machine_busy_seconds() - busy0
         wrk_cpu = children_cpu_seconds() - wrk0
+        steal = machine_steal_seconds() - steal0
     finally:
         signal_group(target, signal.SIGSTOP)
     out = proc.stdout.decode(errors="replace")
@@ -417,6 +429,9 @@ def run_wrk(
     # What the rest of the machine used meanwhile, in CPUs (0 on a quiet machine): load from
     # elsewhere takes CPU from the target and skews its figures.
     result["other_cpus"] = round(max(0.0, busy - cpu - wrk_cpu) / duration, 2)
+    # Of which the hypervisor's steal, in CPUs: it stalls whatever runs on the CPU it takes (a
+    # worker process and its connections, or one of a threaded server's threads).
+    result["steal_cpus"] = round(steal / duration, 3)
     if target.proc.poll() is not None:
         raise RuntimeError(f"{target.label} died under load:\n{log_tail(target)}")
     return result
@@ -449,6 +464,7 @@ def summarise(
                 sum(r["server_cpu_s"] for r in rs) / max(requests, 1) * 1e6, 1
             ),
             "other_cpus_max": max(r["other_cpus"] for r in rs),
+            "steal_cpus_max": max(r["steal_cpus"] for r in rs),
             "rounds": rs,
         }
 
@@ -547,6 +563,7 @@ def summarise(
         "goal": goal,
         "skipped": skipped,
         "other_cpus_max": max(s["other_cpus_max"] for s in stats.values()),
+        "steal_cpus_max": max(s["steal_cpus_max"] for s in stats.values()),
     }
 
 
@@ -613,6 +630,7 @@ def print_table(report: dict[str, Any]) -> None:
         )
     for key, why in report["skipped"].items():
         print(f"skipped {key}: {why}")
+    print(f"hypervisor steal: up to {report['steal_cpus_max']:.3f} CPUs in a round")
     warn_if_busy(report["other_cpus_max"])
 
 
