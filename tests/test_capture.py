@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from process_support import child_exit_code
 from wasmgate.engine import capture
 from wasmgate.engine.capture import ADOPT_AFTER, PIPE_BUFFER, PIPE_SIZE, OutputPump
 
@@ -186,14 +187,7 @@ def test_a_forked_child_gets_its_own_pipes_and_ticker() -> None:
             ok = fresh and cap.finish() == b"child" and stopped
         finally:
             os._exit(0 if ok else 1)
-    deadline = time.monotonic() + 20
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
-        if time.monotonic() > deadline:  # never hang the suite
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise AssertionError("the forked child did not finish")
-        time.sleep(0.05)
-    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert child_exit_code(pid) == 0
     again = pump.open(64)  # the parent's FIFO survived the child's exit
     assert again.path == first.path
     _write(again.path, b"still here")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import wasmtime
 
+from process_support import child_exit_code
 from wasihttp_support import IN_CI
 from wasmgate.engine import engine as engine_module
 from wasmgate.engine.capture import ADOPT_AFTER, OutputPump
@@ -241,14 +242,7 @@ def test_a_forked_child_refuses_the_parent_clock_and_gets_its_own(kind: str) -> 
         finally:
             os._exit(0 if ok else 1)
     try:
-        deadline = time.monotonic() + 20
-        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
-            if time.monotonic() > deadline:  # never hang the suite
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise AssertionError("the forked child did not finish")
-            time.sleep(0.02)
-        assert os.waitstatus_to_exitcode(done[1]) == 0
+        assert child_exit_code(pid) == 0
         assert process_clock() is first  # the parent's is untouched
         token = parent.alarm(w, time.monotonic())
         _wait_for(lambda: parent.fired == 1)
