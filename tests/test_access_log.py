@@ -4,6 +4,7 @@ flushed within the flush interval while idle, and still a logger's records under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,20 @@ def _writer(kind: str, fd: int, interval: float = FLUSH_INTERVAL, tag: str = "")
     return writer
 
 
+@contextlib.contextmanager
+def _file_writer(path: Path, kind: str, interval: float = FLUSH_INTERVAL) -> Iterator[LineWriter]:
+    """A ``kind`` writer appending to the file ``path``, closed (and the file) afterwards."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        writer = _writer(kind, fd, interval)
+        try:
+            yield writer
+        finally:
+            writer.close()
+    finally:
+        os.close(fd)
+
+
 def test_the_c_writer_is_used_where_it_was_built(monkeypatch: pytest.MonkeyPatch) -> None:
     module = _extension()
     r, w = os.pipe()
@@ -206,9 +222,10 @@ def test_pipe_writes_are_whole_lines_of_at_most_pipe_buf(monkeypatch: pytest.Mon
 def test_a_pipe_gets_every_line_in_order_in_batches(kind: str) -> None:
     r, w = os.pipe()
     got = bytearray()
+    # The writer first: a skipped C writer must not leave a reader blocked on an open pipe.
+    writer = _writer(kind, w, interval=0.05)
     reader = threading.Thread(target=_drain, args=(r, got))
     reader.start()
-    writer = _writer(kind, w, interval=0.05)
     lines = _lines(600)
     for line in lines:
         writer.write(line)
@@ -247,9 +264,7 @@ def test_a_regular_file_gets_one_write_per_batch(
 @pytest.mark.parametrize("kind", WRITERS)
 def test_an_idle_writer_flushes_within_its_interval(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "log"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    writer = _writer(kind, fd)
-    try:
+    with _file_writer(path, kind) as writer:
         for round_ in range(2):  # the second batch starts after an idle wait
             started = time.monotonic()
             writer.write(f"one {round_}\n")
@@ -257,9 +272,6 @@ def test_an_idle_writer_flushes_within_its_interval(tmp_path: Path, kind: str) -
                 assert time.monotonic() - started < FLUSH_INTERVAL + 1.0
                 time.sleep(0.01)
             assert time.monotonic() - started >= FLUSH_INTERVAL * 0.5  # batched, not at once
-    finally:
-        writer.close()
-        os.close(fd)
 
 
 @pytest.mark.parametrize("kind", WRITERS)
@@ -268,9 +280,7 @@ def test_a_soft_limit_of_lines_wakes_the_writer_at_once(
 ) -> None:
     monkeypatch.setattr(accesslog, "SOFT_LIMIT", 1000)
     path = tmp_path / "log"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    writer = _writer(kind, fd, interval=30)
-    try:
+    with _file_writer(path, kind, interval=30) as writer:
         writer.write("a" * 600 + "\n")
         time.sleep(0.2)
         assert path.read_text() == ""  # under the soft limit: waits for its interval
@@ -279,9 +289,6 @@ def test_a_soft_limit_of_lines_wakes_the_writer_at_once(
         while path.read_text() != "a" * 600 + "\n" + "b" * 600 + "\n":
             assert time.monotonic() < deadline
             time.sleep(0.01)
-    finally:
-        writer.close()
-        os.close(fd)
 
 
 @pytest.mark.parametrize("kind", WRITERS)
@@ -290,16 +297,11 @@ def test_past_the_hard_limit_the_caller_writes_itself(
 ) -> None:
     monkeypatch.setattr(accesslog, "HARD_LIMIT", 1000)
     path = tmp_path / "log"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    writer = _writer(kind, fd, interval=30)
-    try:
+    with _file_writer(path, kind, interval=30) as writer:
         writer.write("a" * 600 + "\n")
         assert path.read_text() == ""
         writer.write("b" * 600 + "\n")
         assert path.read_text() == "a" * 600 + "\n" + "b" * 600 + "\n"
-    finally:
-        writer.close()
-        os.close(fd)
 
 
 @pytest.mark.parametrize("kind", WRITERS)
@@ -333,9 +335,10 @@ def test_threads_writing_at_once_lose_nothing(monkeypatch: pytest.MonkeyPatch, k
     monkeypatch.setattr(accesslog, "SOFT_LIMIT", 4096)  # many early flushes, racing the writers
     r, w = os.pipe()
     got = bytearray()
+    # The writer first: a skipped C writer must not leave a reader blocked on an open pipe.
+    writer = _writer(kind, w, interval=0.01)
     reader = threading.Thread(target=_drain, args=(r, got))
     reader.start()
-    writer = _writer(kind, w, interval=0.01)
 
     def produce(k: int) -> None:
         for line in _lines(400, prefix=f"t{k}"):

@@ -130,6 +130,19 @@ static int put_string(buffer *b, PyObject *text)
     return 0;
 }
 
+/* Append str(x) or repr(x) as made by the caller: `text`, a new reference (NULL: the error of
+ * making it), is released. Such text is ASCII. */
+static int put_text(buffer *b, PyObject *text)
+{
+    if (text == NULL)
+        return -1;
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
+    int rc = utf8 == NULL ? -1 : put(b, utf8, (size_t)n);
+    Py_DECREF(text);
+    return rc;
+}
+
 static int put_int(buffer *b, PyObject *number)
 {
     if (!PyLong_Check(number)) {
@@ -146,14 +159,7 @@ static int put_int(buffer *b, PyObject *number)
         int n = snprintf(text, sizeof text, "%lld", value);
         return put(b, text, (size_t)n);
     }
-    PyObject *text = PyObject_Str(number);
-    if (text == NULL)
-        return -1;
-    Py_ssize_t n;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
-    int rc = utf8 == NULL ? -1 : put(b, utf8, (size_t)n);
-    Py_DECREF(text);
-    return rc;
+    return put_text(b, PyObject_Str(number));
 }
 
 /* Milliseconds as accesslog._ms writes them: repr(round(seconds * 1000, 3)). */
@@ -187,13 +193,7 @@ static int put_millis(buffer *b, PyObject *seconds)
     PyObject *rounded = PyObject_CallFunction(round, "di", millis, 3);
     PyObject *repr = rounded ? PyObject_Repr(rounded) : NULL;
     Py_XDECREF(rounded);
-    if (repr == NULL)
-        return -1;
-    Py_ssize_t n;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(repr, &n);
-    int rc = utf8 == NULL ? -1 : put(b, utf8, (size_t)n);
-    Py_DECREF(repr);
-    return rc;
+    return put_text(b, repr);
 }
 
 /* ---- the writer ---------------------------------------------------------------------------- */

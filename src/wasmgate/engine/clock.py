@@ -33,10 +33,10 @@ Rules (both clocks keep them; the tests run each rule on both):
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import threading
 import time
+from functools import cache
 from typing import Any, Protocol
 
 import wasmtime
@@ -182,17 +182,23 @@ class PyClock:
 def native_clock(tick: float = TICK) -> Clock | None:
     """The clock in C (``wasmgate._clock``), or None: not built, turned off
     (``WASMGATE_NATIVE=0``), or a binding that gives no address to tick an engine by."""
-    if os.environ.get(lowlevel.NATIVE_VARIABLE, "1") == "0":
+    module = lowlevel.optional_extension("_clock")
+    kind = None if module is None else _native_type(module)
+    if kind is None:
         return None
-    try:
-        module = importlib.import_module("wasmgate._clock")
-    except ImportError:
-        return None
+    clock: Clock = kind(tick)
+    return clock
+
+
+@cache
+def _native_type(module: Any) -> Any:
+    """``module``'s ``Clock`` taking an engine in ``add_engine``, or None where the binding
+    gives no address to tick an engine by."""
     increment = lowlevel.function_address("wasmtime_engine_increment_epoch")
     if increment is None:
         return None
 
-    class NativeClock(module.Clock):  # type: ignore[name-defined,misc]
+    class NativeClock(module.Clock):  # type: ignore[misc]
         __slots__ = ()
 
         def add_engine(self, engine: wasmtime.Engine) -> int:
@@ -201,8 +207,7 @@ def native_clock(tick: float = TICK) -> Clock | None:
                 raise ValueError("add_engine: an engine without an address")
             return int(super().add_engine(increment, address, engine))
 
-    clock: Clock = NativeClock(tick)
-    return clock
+    return NativeClock
 
 
 _process: list[Clock] = []  # this process's clock, made on first use

@@ -1072,16 +1072,24 @@ def call_with_own_resources(
 NATIVE_VARIABLE = "WASMGATE_NATIVE"  # "0": stay on the pure-Python paths
 
 
+def optional_extension(name: str) -> Any:
+    """The optional C extension ``wasmgate.<name>``, or None: not built (no C compiler at
+    install) or turned off (``WASMGATE_NATIVE=0``). Its callers keep a Python path for None."""
+    if os.environ.get(NATIVE_VARIABLE, "1") == "0":
+        return None
+    try:
+        return importlib.import_module("wasmgate." + name)
+    except ImportError:
+        return None
+
+
 @cache
 def native() -> Any:
     """The ``wasmgate._crossing`` extension, given this binding's engine functions, or None:
-    not built (no C compiler at install), turned off (``WASMGATE_NATIVE=0``), or written for
-    a value layout other than this binding's. Callers keep their Python path for None."""
-    if os.environ.get(NATIVE_VARIABLE, "1") == "0" or _ffi is None:
-        return None
-    try:
-        module = importlib.import_module("wasmgate._crossing")
-    except ImportError:
+    not built, turned off (``optional_extension``), or written for a value layout other than
+    this binding's. Callers keep their Python path for None."""
+    module = optional_extension("_crossing") if _ffi is not None else None
+    if module is None:
         return None
     if value_layout() != module.LAYOUT:
         return None

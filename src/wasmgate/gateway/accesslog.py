@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib
 import logging
 import os
 import stat
@@ -55,7 +54,7 @@ import time
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, Protocol
 
-from ..engine.lowlevel import NATIVE_VARIABLE
+from ..engine.lowlevel import optional_extension
 
 __all__ = [
     "FLUSH_INTERVAL",
@@ -151,12 +150,7 @@ def open_writer(
 
 def _extension() -> Any:
     """The ``wasmgate._accesslog`` extension, or None: not built, or turned off."""
-    if os.environ.get(NATIVE_VARIABLE, "1") == "0":
-        return None
-    try:
-        return importlib.import_module("wasmgate._accesslog")
-    except ImportError:
-        return None
+    return optional_extension("_accesslog")
 
 
 def _chunk(fd: int) -> int:
