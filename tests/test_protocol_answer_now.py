@@ -39,6 +39,12 @@ class App:
             raise ValueError("boom")
         if path == "/bad-header":
             return Answer(200, [(b"bad name", b"x")], b"", lambda: self.done.append(path))
+        if path == "/done-fails":
+
+            def fail() -> None:
+                raise RuntimeError("done failed")
+
+            return Answer(200, [], b"sent", fail)
         return None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -137,3 +143,17 @@ def test_a_failure_is_a_logged_500_and_the_connection_closes(
     assert any(path.decode() in r.getMessage() for r in caplog.records)
     assert app.done == []
     assert app.asgi == []
+
+
+def test_a_failure_after_the_answer_is_sent_is_logged_and_the_connection_stays(
+    served: tuple[App, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``done`` runs once the answer is sent (after the pass's flush): its failure cannot
+    change the response any more, and the next request on the connection is served."""
+    app, port = served
+    with caplog.at_level(logging.ERROR, logger="wasmgate.gateway"):
+        got = _exchange(port, GET % b"/done-fails" + GET % b"/now")
+    assert [(r.status, r.body) for r in got.responses] == [(200, b"sent"), (200, b"now")]
+    assert got.timed_out  # still open
+    assert any("after a response" in r.getMessage() for r in caplog.records)
+    assert app.done == ["/now"]

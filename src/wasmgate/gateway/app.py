@@ -323,9 +323,13 @@ class Gateway:
 
             return answer
 
+        ended = time.perf_counter()  # done() runs after the pass's flush (see the protocol)
+
         def done() -> None:
             sent = len(response.body)
-            self._finish(request, rid, found, result.status, result.cause, started, 0, sent, result)
+            self._finish(
+                request, rid, found, result.status, result.cause, started, 0, sent, result, ended
+            )
 
         return Answer(response.status, response.headers, response.body, done)
 
@@ -404,7 +408,18 @@ class Gateway:
             refused = scope.get(REFUSED_KEY)
             if refused is not None:  # the connection guard answered (and counted) it
                 status, cause = refused
-                self._finish(request, rid, found, status, cause, started, received, 0, None, False)
+                self._finish(
+                    request,
+                    rid,
+                    found,
+                    status,
+                    cause,
+                    started,
+                    received,
+                    0,
+                    None,
+                    count_answer=False,
+                )
             else:
                 self._finish(request, rid, found, 499, "client-gone", started, received, 0, None)
             return
@@ -756,12 +771,14 @@ class Gateway:
         received: int,
         sent: int,
         result: HandlerResult | None,
+        ended: float | None = None,
         count_answer: bool = True,
     ) -> None:
-        """Metrics and the access log for one request. Without a ``result`` the gateway
-        answered itself, counted in ``gateway_answered`` unless ``count_answer`` is False (the
-        connection guard counted it) or nothing was answered (499)."""
-        duration = time.perf_counter() - started
+        """Metrics and the access log for one request that took from ``started`` to ``ended``
+        (``time.perf_counter()`` values; None: now). Without a ``result`` the gateway answered
+        itself, counted in ``gateway_answered`` unless ``count_answer`` is False (the connection
+        guard counted it) or nothing was answered (499)."""
+        duration = (time.perf_counter() if ended is None else ended) - started
         route = match.route.pattern.text if match is not None else "-"
         guest = result.guest_seconds if result is not None else None
         inline = result is not None and result.budget is not None

@@ -67,7 +67,8 @@ process's protocol class through ``guarded_protocol(config)``):
   returns an ``Answer`` (written here, as the gateway's ASGI answers are framed: the default
   headers, ``content-length`` (none for a 204 or 304, which have no body), ``connection: close``
   where the connection ends, no body for ``HEAD``;
-  then the request is complete, as after an ASGI response), an ASGI app to run in the
+  then the request is complete, as after an ASGI response, and the ``Answer``'s ``done`` runs
+  once the pass's writes are flushed, see below), an ASGI app to run in the
   application's place, or None (the application is run). Not offered while the client is not
   reading (writes paused): the ASGI path waits for it. An error in ``answer_now`` is logged and
   answered 500, and the connection closed, as uvicorn does for an application's error.
@@ -87,6 +88,17 @@ process's protocol class through ``guarded_protocol(config)``):
   at the end of ``data_received`` instead, in the same pass, the server made 0.82x-0.89x the
   requests a second (side by side), as clients' next requests then trickle in one by one
   instead of arriving together for one pass to read.
+- One flush per pass for the whole event loop (``LoopPass``): the connections with pending
+  writes are sent in the order they first wrote, by one callback, not one callback each. Then,
+  in the same callback, the work that only had to wait for the responses (``after_flush``: an
+  ``Answer``'s ``done``, i.e. the metrics and the access log) runs, before the loop next polls.
+  Why: a pass answers every request it read, and a client can send its next request only once
+  its response is out. Measured on a hello guest at 32 connections, with that work done before
+  the flush, one request in six missed the next poll (the clients answered last had no time to
+  send again before it) and waited a whole pass more: the p90 and p99 latency. Done after the
+  flush, the work fills that time: side by side, a p99 of 4.8 against 6.9 ms (lower in each of
+  5 rounds) and 1.12x the requests a second. A failure of one flush or of one piece of work is
+  logged and does not stop the others.
 """
 
 from __future__ import annotations
@@ -135,6 +147,7 @@ __all__ = [
     "Answer",
     "CoalescingTransport",
     "GuardedHttpToolsProtocol",
+    "LoopPass",
     "abort_response",
     "end_with_trailers",
     "guarded_protocol",
@@ -174,7 +187,7 @@ _ASGI_TRAILERS = "http.response.trailers"  # ASGI's extension, under other serve
 @dataclass(slots=True)
 class Answer:
     """A request answered at once (see the rules): its status, headers (lower-case names, no
-    framing fields) and body, and ``done``, called once it is written."""
+    framing fields) and body, and ``done``, called once it is sent (after the pass's flush)."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
@@ -448,6 +461,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 return
             balancer.opened()
         coalescing = CoalescingTransport(transport, self.loop, self.closed_with_pending)
+        self._loop_pass = coalescing.loop_pass
         super().connection_made(coalescing)  # type: ignore[arg-type]
         self._head_started = self.loop.time()
         self._arm(self._head_started + self.header_timeout, self._head_timeout)
@@ -604,7 +618,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 answer = answer_now(cycle.scope)
                 if isinstance(answer, Answer):
                     self._write_answer(cycle, answer)
-                    answer.done()
+                    self._loop_pass.after_flush(answer.done)
                     return
             except Exception:
                 self._answer_failed(cycle)
@@ -722,11 +736,70 @@ def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-class CoalescingTransport:
-    """A transport whose writes made in one event-loop pass are sent as one (see the rules).
-    ``on_close_pending`` is called when ``close`` leaves bytes unsent in the transport."""
+class LoopPass:
+    """The end of one event-loop pass (see the rules): the connections' coalesced writes, then
+    the work that waits for them. One per loop (``of``); use from the loop's thread only."""
 
-    __slots__ = ("_loop", "_on_close_pending", "_pending", "_transport")
+    __slots__ = ("__weakref__", "_after", "_due", "_loop", "_writers")
+
+    _passes: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPass]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # weak: the table of passes must not keep loops alive
+        self._writers: list[CoalescingTransport] = []
+        self._after: list[Callable[[], None]] = []
+        self._due = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> LoopPass:
+        """``loop``'s pass, made on first use."""
+        found = cls._passes.get(loop)
+        if found is None:
+            found = cls._passes[loop] = cls(loop)
+        return found
+
+    def flush_later(self, transport: CoalescingTransport) -> None:
+        """Flush ``transport`` at the next pass (it has just begun to hold writes)."""
+        if not self._due:
+            self._schedule()
+        self._writers.append(transport)
+
+    def after_flush(self, work: Callable[[], None]) -> None:
+        """Run ``work`` at the next pass, once the writes are flushed."""
+        if not self._due:
+            self._schedule()
+        self._after.append(work)
+
+    def _schedule(self) -> None:
+        loop = self._loop()
+        if loop is not None:
+            self._due = True
+            loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._due = False
+        writers, self._writers = self._writers, []
+        for transport in writers:
+            try:
+                transport.flush()
+            except Exception:
+                log.exception("error sending a connection's writes")
+        after, self._after = self._after, []
+        for work in after:
+            try:
+                work()
+            except Exception:
+                log.exception("error after a response")
+
+
+class CoalescingTransport:
+    """A transport whose writes made in one event-loop pass are sent as one, by the loop's
+    ``LoopPass`` (see the rules). ``on_close_pending`` is called when ``close`` leaves bytes
+    unsent in the transport."""
+
+    __slots__ = ("_on_close_pending", "_pending", "_transport", "loop_pass")
 
     def __init__(
         self,
@@ -735,16 +808,17 @@ class CoalescingTransport:
         on_close_pending: Callable[[], None] | None = None,
     ) -> None:
         self._transport = transport
-        self._loop = loop
+        self.loop_pass = LoopPass.of(loop)
         self._pending: list[bytes] = []
         self._on_close_pending = on_close_pending
 
     def write(self, data: bytes) -> None:
         if not self._pending:
-            self._loop.call_soon(self._flush)
+            self.loop_pass.flush_later(self)
         self._pending.append(data)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what is pending now."""
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
@@ -752,7 +826,7 @@ class CoalescingTransport:
                 self._transport.write(data)
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         closing = self._transport.is_closing()
         self._transport.close()
         if not closing and self._on_close_pending and self._transport.get_write_buffer_size():
