@@ -51,6 +51,10 @@ Rules:
   record or forge one. The request id is in the access log line too. A ``--log-dir`` that
   cannot be written is warned about once, until a write succeeds again.
 - Client faults (4xx) are logged at WARNING, server faults (5xx) at ERROR.
+- A request's metrics and access-log line are made once its response is sent, not before: on
+  either path they run after the event loop's pass has flushed the connections' writes
+  (``LoopPass.after_flush``; the protocol's rules say why), with the duration measured up to
+  the moment the answer was written.
 - With ``pin_hostname`` (``--hostname``), the request's ``Host`` is replaced by ``hostname``
   before the CGI translation, so ``SERVER_NAME``, ``SERVER_PORT`` and ``X_FULL_URL`` never come
   from the client.
@@ -60,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -86,6 +91,7 @@ from .protocol import (
     NO_CONTENT,
     REFUSED_KEY,
     Answer,
+    LoopPass,
     abort_response,
     end_with_trailers,
     trailers_supported,
@@ -327,7 +333,7 @@ class Gateway:
 
         def done() -> None:
             sent = len(response.body)
-            self._finish(
+            self._account(
                 request, rid, found, result.status, result.cause, started, 0, sent, result, ended
             )
 
@@ -771,14 +777,45 @@ class Gateway:
         received: int,
         sent: int,
         result: HandlerResult | None,
-        ended: float | None = None,
+        count_answer: bool = True,
+    ) -> None:
+        """``_account`` for a request answered now, once the loop has sent what was written
+        (the connection guard's ``LoopPass``: see the protocol's rules)."""
+        account = functools.partial(
+            self._account,
+            request,
+            rid,
+            match,
+            status,
+            cause,
+            started,
+            received,
+            sent,
+            result,
+            time.perf_counter(),
+            count_answer,
+        )
+        LoopPass.of(asyncio.get_running_loop()).after_flush(account)
+
+    def _account(
+        self,
+        request: CgiRequest,
+        rid: str,
+        match: RouteMatch[ModuleHandler] | None,
+        status: int,
+        cause: str,
+        started: float,
+        received: int,
+        sent: int,
+        result: HandlerResult | None,
+        ended: float,
         count_answer: bool = True,
     ) -> None:
         """Metrics and the access log for one request that took from ``started`` to ``ended``
-        (``time.perf_counter()`` values; None: now). Without a ``result`` the gateway answered
-        itself, counted in ``gateway_answered`` unless ``count_answer`` is False (the connection
-        guard counted it) or nothing was answered (499)."""
-        duration = (time.perf_counter() if ended is None else ended) - started
+        (``time.perf_counter()`` values). Without a ``result`` the gateway answered itself,
+        counted in ``gateway_answered`` unless ``count_answer`` is False (the connection guard
+        counted it) or nothing was answered (499)."""
+        duration = ended - started
         route = match.route.pattern.text if match is not None else "-"
         guest = result.guest_seconds if result is not None else None
         inline = result is not None and result.budget is not None
