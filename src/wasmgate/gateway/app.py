@@ -53,8 +53,8 @@ Rules:
 - Client faults (4xx) are logged at WARNING, server faults (5xx) at ERROR.
 - A request's metrics and access-log line are made once its response is sent, not before: on
   either path they run after the event loop's pass has flushed the connections' writes
-  (``LoopPass.after_flush``; the protocol's rules say why), with the duration measured up to
-  the moment the answer was written.
+  (``LoopPass.after_flush``; the protocol's rules say why). The duration they report still
+  ends when the answer was handed to the connection, not when this work ran.
 - With ``pin_hostname`` (``--hostname``), the request's ``Host`` is replaced by ``hostname``
   before the CGI translation, so ``SERVER_NAME``, ``SERVER_PORT`` and ``X_FULL_URL`` never come
   from the client.
@@ -332,10 +332,8 @@ class Gateway:
         ended = time.perf_counter()  # done() runs after the pass's flush (see the protocol)
 
         def done() -> None:
-            sent = len(response.body)
-            self._account(
-                request, rid, found, result.status, result.cause, started, 0, sent, result, ended
-            )
+            sent, status, cause = len(response.body), result.status, result.cause
+            self._finish(request, rid, found, status, cause, started, 0, sent, result, ended=ended)
 
         return Answer(response.status, response.headers, response.body, done)
 
@@ -778,43 +776,19 @@ class Gateway:
         sent: int,
         result: HandlerResult | None,
         count_answer: bool = True,
-    ) -> None:
-        """``_account`` for a request answered now, once the loop has sent what was written
-        (the connection guard's ``LoopPass``: see the protocol's rules)."""
-        account = functools.partial(
-            self._account,
-            request,
-            rid,
-            match,
-            status,
-            cause,
-            started,
-            received,
-            sent,
-            result,
-            time.perf_counter(),
-            count_answer,
-        )
-        LoopPass.of(asyncio.get_running_loop()).after_flush(account)
-
-    def _account(
-        self,
-        request: CgiRequest,
-        rid: str,
-        match: RouteMatch[ModuleHandler] | None,
-        status: int,
-        cause: str,
-        started: float,
-        received: int,
-        sent: int,
-        result: HandlerResult | None,
-        ended: float,
-        count_answer: bool = True,
+        ended: float | None = None,
     ) -> None:
         """Metrics and the access log for one request that took from ``started`` to ``ended``
-        (``time.perf_counter()`` values). Without a ``result`` the gateway answered itself,
-        counted in ``gateway_answered`` unless ``count_answer`` is False (the connection guard
-        counted it) or nothing was answered (499)."""
+        (``time.perf_counter()`` values). Without ``ended``, the request was answered just now:
+        they are made once the loop has sent what was written (``LoopPass``, see the rules).
+        Without a ``result`` the gateway answered itself, counted in ``gateway_answered`` unless
+        ``count_answer`` is False (the connection guard counted it) or nothing was answered
+        (499)."""
+        if ended is None:
+            args = (request, rid, match, status, cause, started, received, sent, result)
+            later = functools.partial(self._finish, *args, count_answer, time.perf_counter())
+            LoopPass.of(asyncio.get_running_loop()).after_flush(later)
+            return
         duration = ended - started
         route = match.route.pattern.text if match is not None else "-"
         guest = result.guest_seconds if result is not None else None
