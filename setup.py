@@ -14,6 +14,7 @@ setup(
         Extension(
             "wasmgate._accesslog",
             ["src/wasmgate/_accesslog.c"],
+            depends=["src/wasmgate/_extension.h"],
             # Optional too: without it the access log is written by pure Python
             # (wasmgate.gateway.accesslog.BatchWriter), the same lines at a higher cost.
             optional=True,
@@ -21,6 +22,7 @@ setup(
         Extension(
             "wasmgate._clock",
             ["src/wasmgate/_clock.c"],
+            depends=["src/wasmgate/_extension.h"],
             # Optional too: without it the engines' epochs and the output pump's alarms are
             # kept by a Python thread (wasmgate.engine.clock.PyClock), at a cost to a busy server.
             optional=True,

@@ -14,7 +14,7 @@ fi
 stamp=.venv/.wasmgate-setup
 # Reinstalled when the project's build inputs change (the C extensions are built at install).
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-    || [ -n "$(find src/wasmgate -maxdepth 1 -name '*.c' -newer "$stamp")" ]; then
+    || [ -n "$(find src/wasmgate -maxdepth 1 \( -name '*.c' -o -name '*.h' \) -newer "$stamp")" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
     touch "$stamp"

@@ -23,6 +23,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_extension.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -197,10 +198,6 @@ static int put_millis(buffer *b, PyObject *seconds)
 }
 
 /* ---- the writer ---------------------------------------------------------------------------- */
-
-static pid_t this_process; /* getpid(), kept by a fork handler: no system call per line */
-
-static void forked_child(void) { this_process = getpid(); }
 
 typedef struct {
     PyObject_HEAD
@@ -495,21 +492,13 @@ static int Writer_init(Writer *self, PyObject *args, PyObject *kwargs)
     self->hard = (size_t)hard;
     self->interval = interval;
     self->second = (time_t)-1;
-    pthread_condattr_t attributes;
-    pthread_condattr_init(&attributes);
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
     pthread_mutex_init(&self->lock, NULL);
     pthread_mutex_init(&self->writing, NULL);
-    pthread_cond_init(&self->wake, &attributes);
-    pthread_condattr_destroy(&attributes);
+    monotonic_cond_init(&self->wake);
     self->ready = true;
     self->owner = this_process;
-    int rc = pthread_create(&self->thread, NULL, run, self);
-    if (rc != 0) {
-        errno = rc;
-        PyErr_SetFromErrno(PyExc_OSError);
+    if (start_thread(&self->thread, run, self) < 0)
         return -1;
-    }
     self->started = true;
     return 0;
 }
@@ -622,21 +611,5 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__accesslog(void)
 {
-    this_process = getpid();
-    if (pthread_atfork(NULL, NULL, forked_child) != 0) {
-        PyErr_SetString(PyExc_ImportError, "pthread_atfork failed");
-        return NULL;
-    }
-    if (PyType_Ready(&WriterType) < 0)
-        return NULL;
-    PyObject *module = PyModule_Create(&module_def);
-    if (module == NULL)
-        return NULL;
-    Py_INCREF(&WriterType);
-    if (PyModule_AddObject(module, "Writer", (PyObject *)&WriterType) < 0) {
-        Py_DECREF(&WriterType);
-        Py_DECREF(module);
-        return NULL;
-    }
-    return module;
+    return extension_module(&module_def, &WriterType, "Writer");
 }

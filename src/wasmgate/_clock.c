@@ -26,6 +26,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_extension.h"
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -37,10 +38,6 @@
 #define IDLE_AFTER 1.0   /* seconds without alarms before an engine-less clock stops ticking */
 #define INDEX_BITS 20    /* an alarm token: its sequence number above, its slot below */
 #define MAX_SLOTS (1u << INDEX_BITS)
-
-static pid_t this_process; /* getpid(), kept by a fork handler */
-
-static void forked_child(void) { this_process = getpid(); }
 
 static double now(void)
 {
@@ -331,20 +328,12 @@ static int Clock_init(Clock *self, PyObject *args, PyObject *kwargs)
     }
     self->tick = tick;
     self->last_alarm = -IDLE_AFTER; /* as if the last alarm were long ago: start idle */
-    pthread_condattr_t attributes;
-    pthread_condattr_init(&attributes);
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
     pthread_mutex_init(&self->lock, NULL);
-    pthread_cond_init(&self->wake, &attributes);
-    pthread_condattr_destroy(&attributes);
+    monotonic_cond_init(&self->wake);
     self->ready = true;
     self->owner = this_process;
-    int rc = pthread_create(&self->thread, NULL, run, self);
-    if (rc != 0) {
-        errno = rc;
-        PyErr_SetFromErrno(PyExc_OSError);
+    if (start_thread(&self->thread, run, self) < 0)
         return -1;
-    }
     self->started = true;
     return 0;
 }
@@ -420,22 +409,9 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__clock(void)
 {
-    this_process = getpid();
-    if (pthread_atfork(NULL, NULL, forked_child) != 0) {
-        PyErr_SetString(PyExc_ImportError, "pthread_atfork failed");
-        return NULL;
-    }
-    if (PyType_Ready(&ClockType) < 0)
-        return NULL;
-    PyObject *module = PyModule_Create(&module_def);
+    PyObject *module = extension_module(&module_def, &ClockType, "Clock");
     if (module == NULL)
         return NULL;
-    Py_INCREF(&ClockType);
-    if (PyModule_AddObject(module, "Clock", (PyObject *)&ClockType) < 0) {
-        Py_DECREF(&ClockType);
-        Py_DECREF(module);
-        return NULL;
-    }
     if (PyModule_AddObject(module, "IDLE_AFTER", PyFloat_FromDouble(IDLE_AFTER)) < 0) {
         Py_DECREF(module);
         return NULL;
